@@ -1,0 +1,44 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv at the repo root.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: demo test lint format bench clean venv dev-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(PIP) install -q -e ".[demo]"
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(PIP) install -q -e ".[dev,demo]"
+	touch $@ $(VENV)/.installed
+
+venv: $(VENV)/.installed
+dev-venv: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/edgesal demo --out out/demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_saliency.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

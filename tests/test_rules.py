@@ -1,0 +1,26 @@
+"""Every registered gradient rule is checked against float64 finite differences."""
+
+import numpy as np
+import pytest
+
+import tests.rule_cases  # noqa: F401  (registers the cases)
+from edgesal.autodiff.registry import RULES
+from tests.gradcheck import CASES, check_case
+
+
+def _all_cases():
+    for op_type in sorted(CASES):
+        for i, generator in enumerate(CASES[op_type]):
+            for case in generator(np.random.default_rng(hash(op_type) % 2**32 + i)):
+                if case.op_type == op_type:
+                    yield pytest.param(case, id=case.label())
+
+
+def test_every_rule_has_cases():
+    missing = sorted(set(RULES) - set(CASES))
+    assert not missing, f"gradient rules without a finite-difference test case: {missing}"
+
+
+@pytest.mark.parametrize("case", list(_all_cases()))
+def test_rule_matches_finite_differences(case):
+    check_case(case)
