@@ -7,7 +7,8 @@ Keys
 ----
 ``edgesal.version``     edgesal version that wrote the model
 ``edgesal.method``      saliency method (``vanilla``, ``gradxinput``, ...)
-``edgesal.target``      target spec as given (``argmax``, ``class:281``, ``input``, ``output:NAME:max``)
+``edgesal.target``      target spec as given (``argmax``, ``class:281``, ``input``,
+                        ``output:NAME:max``)
 ``edgesal.input``       name of the image input
 ``edgesal.layout``      ``NCHW`` or ``NHWC`` (of the image input)
 ``edgesal.preprocess``  JSON :class:`Preprocess` fields
@@ -31,9 +32,10 @@ PREFIX = "edgesal."
 class Preprocess:
     """How a runtime turns a camera frame into the model's image input.
 
-    The frame (``color`` order, uint8) is resized so its shorter side is ``resize_shorter`` (0: resize
-    straight to ``size``), center-cropped to ``size`` = [H, W]; then, unless ``in_graph`` is true,
-    converted to float as ``(pixel / pixel_scale - mean) / std`` per channel and laid out as ``layout``.
+    The frame (``color`` order, uint8) is resized so its shorter side is ``resize_shorter``
+    (0: resize straight to ``size``), center-cropped to ``size`` = [H, W]; then, unless ``in_graph``
+    is true, converted to float as ``(pixel / pixel_scale - mean) / std`` per channel and laid out
+    as ``layout``.
     With ``in_graph`` true the model takes the uint8 HWC crop itself and normalizes internally.
     """
 

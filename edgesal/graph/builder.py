@@ -66,6 +66,13 @@ class Builder:
             self._const_cache[key] = name
         return name
 
+    def reduce(self, op_type: str, x: str, axes: Iterable[int], keepdims: int = 1) -> str:
+        """``op_type`` (ReduceMax, ReduceL2, ...) over ``axes``: attribute or input, by opset."""
+        axes = list(axes)
+        if op_type == "ReduceSum" or self.opset >= 18:
+            return self.op(op_type, x, self.ints(axes), keepdims=keepdims)
+        return self.op(op_type, x, axes=axes, keepdims=keepdims)
+
     def ints(self, values: Iterable[int], hint: str = "ints") -> str:
         """An int64 1-D constant, the form ONNX wants for shapes, axes, pads and starts."""
         return self.const(np.asarray(list(values), dtype=np.int64), hint=hint)

@@ -13,7 +13,11 @@ class TensorInfo:
     """Shapes, element types and constant values of every tensor in a (shape-inferred) model."""
 
     def __init__(self, model: onnx.ModelProto):
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        except onnx.shape_inference.InferenceError:
+            # Unknown (custom-domain) ops: keep what can be inferred; the engine names them.
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
         graph = inferred.graph
         self._types: dict[str, onnx.TypeProto] = {}
         for vi in list(graph.input) + list(graph.value_info) + list(graph.output):

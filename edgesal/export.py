@@ -1,0 +1,160 @@
+"""``edgesal export``: append a saliency subgraph so one inference call returns the map too."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from edgesal import __version__, metadata
+from edgesal.errors import InputError
+from edgesal.graph.builder import Builder
+from edgesal.graph.info import TensorInfo
+from edgesal.image_input import ImageInput, find_image_input, graph_inputs
+from edgesal.methods import METHODS, MethodContext
+from edgesal.onnx_io import check, load_model, upgraded
+from edgesal.postprocess import normalize, reduce_channels
+from edgesal.targets import Target, build_seed
+
+SALIENCY = "saliency"
+
+
+@dataclass
+class ExportOptions:
+    """What ``edgesal export`` builds; the CLI flags map one to one onto these fields."""
+
+    method: str = "vanilla"
+    target: str = "argmax"
+    reduce: str = "absmax"
+    normalize: str = "max"
+    input: str | None = None
+    layout: str | None = None
+    batch: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    output_name: str = SALIENCY
+
+
+def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions) -> onnx.ModelProto:
+    """The model with the saliency subgraph appended and an extra output ``saliency``.
+
+    The original outputs are kept unchanged. The input model is not modified.
+    """
+    if options.method not in METHODS:
+        raise InputError(f"--method {options.method}: choose one of {', '.join(METHODS)}")
+    target = Target.parse(options.target)
+    model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
+    model = upgraded(model)
+    fix_input_shape(model, options.input, options.batch, options.input_shape)
+    info = TensorInfo(model)
+    _complete_output_shapes(model, info)
+    image = find_image_input(model, info, options.input, options.layout)
+    if any(o.name == options.output_name for o in model.graph.output):
+        raise InputError(f"the model already has an output named '{options.output_name}'")
+    b = Builder(model.graph, _opset(model), prefix="edgesal")
+    scored, seed = build_seed(target, model, info, b)
+    ctx = MethodContext(model, info, b, image, {scored: seed})
+    attribution = METHODS[options.method].build(ctx)
+    saliency, shape = _postprocess(b, attribution, image, options)
+    model.graph.node.append(
+        helper.make_node("Identity", [saliency], [options.output_name], name="edgesal/saliency")
+    )
+    model.graph.output.append(
+        helper.make_tensor_value_info(options.output_name, onnx.TensorProto.FLOAT, list(shape))
+    )
+    _write_metadata(model, options, target, image)
+    check(model, "exported saliency model")
+    onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    return model
+
+
+def _postprocess(b: Builder, attribution: str, image: ImageInput, options: ExportOptions):
+    reduced, shape, signed = reduce_channels(
+        b, attribution, image.shape, image.layout, options.reduce
+    )
+    return normalize(b, reduced, shape, options.normalize, signed), shape
+
+
+def fix_input_shape(
+    model: onnx.ModelProto,
+    name: str | None,
+    batch: int | None,
+    input_shape: tuple[int, ...] | None,
+) -> None:
+    """Replace symbolic dims of the image input: batch by ``batch`` (default 1), others by
+    ``input_shape``; a symbolic non-batch dim without ``input_shape`` is an error naming the flag.
+    """
+    inputs = graph_inputs(model)
+    rank4 = [i for i in inputs if len(i.type.tensor_type.shape.dim) == 4]
+    chosen = next((i for i in inputs if i.name == name), None) if name else (rank4 or [None])[0]
+    if chosen is None:
+        return
+    dims = chosen.type.tensor_type.shape.dim
+    if input_shape is not None:
+        if len(input_shape) != len(dims):
+            raise InputError(
+                f"--input-shape {','.join(map(str, input_shape))}: input '{chosen.name}' has rank "
+                f"{len(dims)}"
+            )
+        wanted = list(input_shape)
+    else:
+        wanted = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if wanted[0] is None or batch is not None:
+            wanted[0] = batch or 1
+        unknown = [i for i, d in enumerate(wanted) if d is None]
+        if unknown:
+            raise InputError(
+                f"input '{chosen.name}' has symbolic dims at axes {unknown}; fix them with "
+                "--input-shape N,C,H,W (or N,H,W,C)"
+            )
+    if any(d <= 0 for d in wanted):
+        raise InputError(f"input shape {wanted} must be positive")
+    for dim, value in zip(dims, wanted, strict=True):
+        dim.Clear()
+        dim.dim_value = value
+    del model.graph.value_info[:]
+
+
+def _complete_output_shapes(model: onnx.ModelProto, info: TensorInfo) -> None:
+    """Give graph outputs declared without a shape the inferred one (the checker wants it)."""
+    for output in model.graph.output:
+        tensor_type = output.type.tensor_type
+        dims = info.dims(output.name)
+        if not tensor_type.HasField("shape") and dims is not None:
+            output.CopyFrom(
+                helper.make_tensor_value_info(output.name, info.dtype(output.name), list(dims))
+            )
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _write_metadata(
+    model: onnx.ModelProto, options: ExportOptions, target: Target, image: ImageInput
+) -> None:
+    existing = metadata.read(model)
+    outputs = dict(existing.get("outputs") or {})
+    outputs.setdefault("scores", model.graph.output[0].name)
+    outputs["saliency"] = options.output_name
+    metadata.write(
+        model,
+        {
+            "version": __version__,
+            "method": options.method,
+            "target": str(target),
+            "input": image.name,
+            "layout": image.layout,
+            "outputs": outputs,
+            "postprocess": {"reduce": options.reduce, "normalize": options.normalize},
+        },
+    )
+
+
+def save(model: onnx.ModelProto, path: str | Path) -> None:
+    """Write ``model`` to ``path`` (creating folders)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))

@@ -1,0 +1,59 @@
+"""Turn a raw, input-shaped attribution into the ``saliency`` map, inside the graph.
+
+Channel reduction (``absmax`` | ``abssum`` | ``l2`` | ``none``) gives [N, H, W] on the input
+grid whatever the layout; ``none`` keeps the raw input-shaped tensor. Normalization (``max`` |
+``percentile`` | ``none``) scales each image's map to [0, 1] (signed maps: to [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgesal.errors import InputError
+from edgesal.graph.builder import Builder
+
+REDUCTIONS = ("absmax", "abssum", "l2", "none")
+NORMALIZATIONS = ("max", "percentile", "none")
+PERCENTILE = 99.0
+_EPS = 1e-12
+
+
+def reduce_channels(b: Builder, attribution: str, shape: tuple[int, ...], layout: str, how: str):
+    """[N,C,H,W] or [N,H,W,C] -> [N,H,W] by ``how``; returns (name, shape, signed)."""
+    if how not in REDUCTIONS:
+        raise InputError(f"--reduce {how!r}: choose one of {', '.join(REDUCTIONS)}")
+    if how == "none":
+        return attribution, shape, True
+    axis = 1 if layout == "NCHW" else 3
+    spatial = tuple(d for i, d in enumerate(shape) if i != axis)
+    if how == "absmax":
+        reduced = b.reduce("ReduceMax", b.Abs(attribution), [axis], keepdims=0)
+    else:
+        reduced = b.reduce("ReduceL1" if how == "abssum" else "ReduceL2", attribution, [axis], 0)
+    return reduced, spatial, False
+
+
+def normalize(b: Builder, saliency: str, shape: tuple[int, ...], how: str, signed: bool) -> str:
+    """Scale each image's map by its maximum (or 99th percentile, clipped) of |map|."""
+    if how not in NORMALIZATIONS:
+        raise InputError(f"--normalize {how!r}: choose one of {', '.join(NORMALIZATIONS)}")
+    if how == "none":
+        return saliency
+    batch, per_item = shape[0], math.prod(shape[1:])
+    magnitude = b.Abs(saliency) if signed else saliency
+    flat = b.Reshape(magnitude, b.ints([batch, per_item]))
+    if how == "max":
+        scale = b.reduce("ReduceMax", flat, [1], keepdims=1)
+    else:
+        k = max(1, math.ceil(per_item * (100.0 - PERCENTILE) / 100.0))
+        top = b.TopK(flat, b.ints([k]), axis=1, outputs=2)[0]
+        scale = b.Slice(top, b.ints([k - 1]), b.ints([k]), b.ints([1]))
+    scale = b.Add(scale, b.const(np.float32(_EPS)))
+    scale = b.Reshape(scale, b.ints([batch] + [1] * (len(shape) - 1)))
+    scaled = b.Div(saliency, scale)
+    if how == "percentile":
+        low = b.const(np.float32(-1.0 if signed else 0.0))
+        scaled = b.Clip(scaled, low, b.const(np.float32(1.0)))
+    return scaled
