@@ -57,12 +57,12 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     scored, seed = build_seed(target, model, info, b)
     ctx = MethodContext(model, info, b, image, {scored: seed})
     attribution = METHODS[options.method].build(ctx)
-    saliency, shape = _postprocess(b, attribution, image, options)
+    saliency, shape = _postprocess(b, attribution, image, options, info.np_dtype(image.tensor))
     model.graph.node.append(
         helper.make_node("Identity", [saliency], [options.output_name], name="edgesal/saliency")
     )
     model.graph.output.append(
-        helper.make_tensor_value_info(options.output_name, onnx.TensorProto.FLOAT, list(shape))
+        helper.make_tensor_value_info(options.output_name, info.dtype(image.tensor), list(shape))
     )
     _write_metadata(model, options, target, image)
     check(model, "exported saliency model")
@@ -70,11 +70,11 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     return model
 
 
-def _postprocess(b: Builder, attribution: str, image: ImageInput, options: ExportOptions):
+def _postprocess(b: Builder, attribution: str, image: ImageInput, options: ExportOptions, dtype):
     reduced, shape, signed = reduce_channels(
         b, attribution, image.shape, image.layout, options.reduce
     )
-    return normalize(b, reduced, shape, options.normalize, signed), shape
+    return normalize(b, reduced, shape, options.normalize, signed, dtype), shape
 
 
 def fix_input_shape(

@@ -68,7 +68,9 @@ def _layout(shape: tuple[int, ...], given: str | None) -> str:
         if given not in ("NCHW", "NHWC"):
             raise InputError(f"--layout {given}: choose NCHW or NHWC")
         return given
-    if shape[3] in _CHANNELS and shape[1] not in _CHANNELS:
+    if shape[1] in (1, 3):
+        return "NCHW"
+    if shape[3] in _CHANNELS or shape[1] > shape[3]:
         return "NHWC"
     return "NCHW"
 

@@ -35,7 +35,9 @@ def reduce_channels(b: Builder, attribution: str, shape: tuple[int, ...], layout
     return reduced, spatial, False
 
 
-def normalize(b: Builder, saliency: str, shape: tuple[int, ...], how: str, signed: bool) -> str:
+def normalize(
+    b: Builder, saliency: str, shape: tuple[int, ...], how: str, signed: bool, dtype=np.float32
+) -> str:
     """Scale each image's map by its maximum (or 99th percentile, clipped) of |map|."""
     if how not in NORMALIZATIONS:
         raise InputError(f"--normalize {how!r}: choose one of {', '.join(NORMALIZATIONS)}")
@@ -50,10 +52,10 @@ def normalize(b: Builder, saliency: str, shape: tuple[int, ...], how: str, signe
         k = max(1, math.ceil(per_item * (100.0 - PERCENTILE) / 100.0))
         top = b.TopK(flat, b.ints([k]), axis=1, outputs=2)[0]
         scale = b.Slice(top, b.ints([k - 1]), b.ints([k]), b.ints([1]))
-    scale = b.Add(scale, b.const(np.float32(_EPS)))
+    scale = b.Add(scale, b.const(np.float32(_EPS), dtype=dtype))
     scale = b.Reshape(scale, b.ints([batch] + [1] * (len(shape) - 1)))
     scaled = b.Div(saliency, scale)
     if how == "percentile":
-        low = b.const(np.float32(-1.0 if signed else 0.0))
-        scaled = b.Clip(scaled, low, b.const(np.float32(1.0)))
+        low = b.const(-1.0 if signed else 0.0, dtype=dtype)
+        scaled = b.Clip(scaled, low, b.const(1.0, dtype=dtype))
     return scaled

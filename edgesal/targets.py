@@ -42,7 +42,7 @@ class Target:
             index = int(m.group(1))
             if index < 0:
                 raise TargetError(f"--target {spec}: class index must be >= 0")
-            return cls("class", index=index)
+            return cls("class", reduction="index", index=index)
         if m := re.fullmatch(r"output:([^:]+)(?::([^:]+))?", spec):
             name, how = m.group(1), (m.group(2) or "max")
             if how in _REDUCTIONS:
@@ -77,7 +77,7 @@ def build_seed(target: Target, model: onnx.ModelProto, info: TensorInfo, b: Buil
         raise TargetError(f"--target {target}: '{scored}' is a scalar; it needs a batch axis")
     batch, per_item = shape[0], math.prod(shape[1:])
     dtype = info.np_dtype(scored)
-    if target.kind in ("argmax", "input") or target.reduction == "max":
+    if target.kind in ("argmax", "input") or (target.kind, target.reduction) == ("output", "max"):
         if target.kind == "input":
             index = _target_input(model, batch)
         else:

@@ -33,7 +33,7 @@ def input_gradient(
     ``seeds`` maps a forward tensor to the tensor holding the cotangent fed into it.
     """
     nodes = _path_nodes(graph, set(seeds), wrt, b.opset)
-    missing = [(n.op_type, n.name or n.output[0]) for n in nodes if n.op_type not in RULES]
+    missing = [(n.op_type, _node_label(n)) for n in nodes if n.op_type not in RULES]
     if missing:
         raise UnsupportedOpError(missing, sorted(RULES))
     active = _active_tensors(graph, set(seeds), wrt, b.opset)
@@ -79,6 +79,10 @@ def unbroadcast(b: Builder, info: TensorInfo, grad: str, grad_shape: tuple, targ
     if axes:
         grad = b.ReduceSum(grad, b.ints(axes), keepdims=1)
     return b.Reshape(grad, b.ints(shape))
+
+
+def _node_label(node: onnx.NodeProto) -> str:
+    return node.name or f"unnamed, output {node.output[0]}"
 
 
 def _summed(b: Builder, terms: list[str]) -> str | None:
