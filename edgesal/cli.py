@@ -217,12 +217,16 @@ def _add_ops(sub) -> None:
         help="list the operators that have gradient rules",
         description="List ONNX operators with gradient rules (the registry).",
     )
+    p.add_argument("--markdown", action="store_true", help="print the docs table")
     p.set_defaults(func=_run_ops)
 
 
 def _run_ops(args) -> int:
-    from edgesal.autodiff.registry import RULES, supported_ops
+    from edgesal.autodiff.registry import RULES, supported_ops, supported_ops_markdown
 
+    if args.markdown:
+        print(supported_ops_markdown(), end="")
+        return 0
     for op in supported_ops():
         print(f"{op:24s} {RULES[op].module.rsplit('.', 1)[-1]}")
     return 0

@@ -1,0 +1,140 @@
+"""Core benchmark: onnxruntime forward vs in-graph vanilla saliency vs PyTorch autograd.
+
+One run, same machine, fixed threads, interleaved medians; plus peak RSS of a process that loads
+the saliency model and runs 100 frames, against a PyTorch process doing the same.
+Usage: python benchmarks/bench_saliency.py [--runs 50] [--threads 2] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import interleaved_medians, machine_info, write_section  # noqa: E402
+from edgesal import zoo  # noqa: E402
+from edgesal.bench import peak_rss_mb, session  # noqa: E402
+from edgesal.export import ExportOptions, export_saliency  # noqa: E402
+
+_TORCH_RSS = """
+import resource, sys, torch
+sys.path.insert(0, sys.argv[3])
+from tests.torch_reference import load
+torch.set_num_threads(int(sys.argv[2]))
+model = load(sys.argv[1], __import__('pathlib').Path(sys.argv[4])).eval()
+x = torch.zeros(1, 3, 224, 224)
+for _ in range(100):
+    x.grad = None
+    x.requires_grad_(True)
+    out = model(x)
+    out[0, out[0].argmax()].backward()
+    x.grad.abs().amax(1)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def bench(name: str, threads: int, runs: int) -> dict:
+    import torch
+
+    from tests.torch_reference import load
+
+    torch.set_num_threads(threads)
+    forward = zoo.build(name, progress=False)
+    saliency = export_saliency(forward, ExportOptions(method="vanilla"))
+    fwd_sess, sal_sess = session(forward, threads), session(saliency, threads)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    module = load(name, zoo.weights_path(name, progress=False)).eval()
+    xt = torch.from_numpy(x)
+
+    def torch_forward():
+        with torch.no_grad():
+            module(xt)
+
+    def torch_saliency():
+        leaf = xt.clone().requires_grad_(True)
+        out = module(leaf)
+        out[0, out[0].argmax()].backward()
+        return leaf.grad.abs().amax(1)
+
+    medians = interleaved_medians(
+        {
+            "ort_forward": lambda: fwd_sess.run(None, {"image": x}),
+            "ort_vanilla": lambda: sal_sess.run(None, {"image": x}),
+            "torch_forward": torch_forward,
+            "torch_vanilla": torch_saliency,
+        },
+        runs,
+    )
+    rss_ours = peak_rss_mb(saliency, frames=100, threads=threads)
+    rss_torch = (
+        int(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _TORCH_RSS,
+                    name,
+                    str(threads),
+                    str(Path(__file__).resolve().parent.parent),
+                    str(zoo.weights_path(name)),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()[-1]
+        )
+        / 1024.0
+    )
+    return {
+        "model": name,
+        "threads": threads,
+        "runs": runs,
+        **medians,
+        "rss_ours_mb": rss_ours,
+        "rss_torch_mb": rss_torch,
+    }
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| model | ORT forward ms | ORT vanilla ms | vanilla / forward | torch autograd ms | "
+        "torch / ours | peak RSS ours MB | peak RSS torch MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['model']} | {r['ort_forward']:.2f} | {r['ort_vanilla']:.2f} | "
+            f"{r['ort_vanilla'] / r['ort_forward']:.2f}x | {r['torch_vanilla']:.2f} | "
+            f"{r['torch_vanilla'] / r['ort_vanilla']:.1f}x | {r['rss_ours_mb']:.0f} | "
+            f"{r['rss_torch_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default="efficientnet_lite0,mobilenet_v2")
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    args = parser.parse_args()
+    results = [bench(m, args.threads, args.runs) for m in args.models.split(",")]
+    body = (
+        f"## Core: vanilla saliency vs forward vs PyTorch (1x3x224x224)\n\n"
+        f"Machine: {machine_info()}. {args.threads} threads, median of {args.runs} interleaved "
+        f"runs, `python benchmarks/bench_saliency.py --write`.\n\n{table(results)}\n"
+    )
+    print(body)
+    print(json.dumps(results, indent=2))
+    if args.write:
+        write_section("core", body)
+
+
+if __name__ == "__main__":
+    main()

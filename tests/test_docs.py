@@ -1,0 +1,12 @@
+"""Docs that are generated from code must match it."""
+
+from pathlib import Path
+
+from edgesal.autodiff.registry import supported_ops_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_supported_ops_table_is_current():
+    table = (ROOT / "docs" / "supported_ops.md").read_text()
+    assert table == supported_ops_markdown(), "run: edgesal ops --markdown > docs/supported_ops.md"
