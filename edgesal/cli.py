@@ -58,8 +58,24 @@ def _add_export(sub) -> None:
         "a model whose outputs are the original ones plus 'saliency' [N,H,W].",
     )
     p.add_argument("model", help="input ONNX model")
-    p.add_argument("-o", "--output", required=True, help="where to write the saliency model")
-    p.add_argument("--method", default="vanilla", choices=sorted(METHODS), help="default: vanilla")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="where to write the saliency model (with --method all: one file per method, "
+        "named OUTPUT with the method inserted before the suffix)",
+    )
+    p.add_argument(
+        "--method",
+        default="vanilla",
+        choices=[*sorted(METHODS), "all"],
+        help="default: vanilla; 'all' writes one model per method",
+    )
+    p.add_argument(
+        "--methods",
+        type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
+        help="several methods in ONE model sharing the forward pass: outputs saliency_<method>",
+    )
     p.add_argument(
         "--target",
         default="argmax",
@@ -72,14 +88,81 @@ def _add_export(sub) -> None:
     p.add_argument("--layout", choices=["NCHW", "NHWC"], help="image layout (default: guessed)")
     p.add_argument("--batch", type=_positive_int, help="fix a symbolic batch dim (default 1)")
     p.add_argument("--input-shape", type=_shape, help="fix symbolic input dims, e.g. 1,3,224,224")
+    _add_method_params(p)
     p.set_defaults(func=_run_export)
 
 
+def _add_method_params(p: argparse.ArgumentParser) -> None:
+    from edgesal.methods import MethodOptions
+    from edgesal.methods.integrated import INTEGRATIONS
+
+    d = MethodOptions()
+    g = p.add_argument_group("method parameters")
+    g.add_argument("--steps", type=int, default=d.steps, help=f"IG path points ({d.steps})")
+    g.add_argument(
+        "--integration",
+        default=d.integration,
+        choices=INTEGRATIONS,
+        help=f"IG quadrature ({d.integration})",
+    )
+    g.add_argument(
+        "--baseline",
+        default=d.baseline,
+        help="IG baseline: zeros, blur, a number, or an image file (zeros)",
+    )
+    g.add_argument(
+        "--samples", type=int, default=d.samples, help=f"smoothgrad noisy samples ({d.samples})"
+    )
+    g.add_argument(
+        "--smooth",
+        type=int,
+        default=d.smooth,
+        help="wrap SmoothGrad with this many samples around any other method",
+    )
+    g.add_argument(
+        "--sigma",
+        type=float,
+        default=d.sigma,
+        help=f"SmoothGrad noise as a fraction of the image's range ({d.sigma})",
+    )
+    g.add_argument("--squared", action="store_true", help="SmoothGrad-squared")
+    g.add_argument("--seed", type=int, default=d.seed, help="noise seed, stored in the graph")
+    g.add_argument("--layer", help="Grad-CAM feature map: tensor or node name (default: auto)")
+
+
 def _run_export(args) -> int:
+    from pathlib import Path
+
+    from edgesal.methods import METHODS, MethodOptions
+
+    params = MethodOptions(
+        steps=args.steps,
+        integration=args.integration,
+        baseline=args.baseline,
+        samples=args.samples,
+        smooth=args.smooth,
+        sigma=args.sigma,
+        squared=args.squared,
+        seed=args.seed,
+        layer=args.layer,
+    )
+    if args.method == "all":
+        out = Path(args.output)
+        for name in METHODS:
+            path = out.with_name(f"{out.stem}.{name}{out.suffix or '.onnx'}")
+            _export_one(args, name, params, path)
+        return 0
+    _export_one(args, args.method, params, args.output)
+    return 0
+
+
+def _export_one(args, method: str, params, output) -> None:
     from edgesal.export import ExportOptions, export_saliency, save
 
     options = ExportOptions(
-        method=args.method,
+        method=method,
+        methods=args.methods,
+        params=params,
         target=args.target,
         reduce=args.reduce,
         normalize=args.normalize,
@@ -89,10 +172,10 @@ def _run_export(args) -> int:
         input_shape=args.input_shape,
     )
     model = export_saliency(args.model, options)
-    save(model, args.output)
+    save(model, output)
     outputs = ", ".join(o.name for o in model.graph.output)
-    print(f"wrote {args.output} (method {args.method}, target {args.target}; outputs: {outputs})")
-    return 0
+    what = ",".join(options.method_names())
+    print(f"wrote {output} (method {what}, target {args.target}; outputs: {outputs})")
 
 
 def _add_zoo(sub) -> None:

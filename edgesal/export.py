@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import onnx
@@ -14,7 +14,8 @@ from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import ImageInput, find_image_input, graph_inputs
-from edgesal.methods import METHODS, MethodContext
+from edgesal.methods import METHODS, MethodContext, MethodOptions
+from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
 from edgesal.postprocess import normalize, reduce_channels
 from edgesal.targets import Target, build_seed
@@ -35,6 +36,26 @@ class ExportOptions:
     batch: int | None = None
     input_shape: tuple[int, ...] | None = None
     output_name: str = SALIENCY
+    methods: list[str] | None = None  # several maps sharing one forward: saliency_<method>
+    params: MethodOptions = field(default_factory=MethodOptions)
+
+    def method_names(self) -> list[str]:
+        return list(self.methods) if self.methods else [self.method]
+
+    def validate(self) -> None:
+        """Reject bad values up front, naming the flag."""
+        for name in self.method_names():
+            if name not in METHODS:
+                raise InputError(f"--method {name}: choose one of {', '.join(METHODS)}")
+        p = self.params
+        if p.steps <= 0:
+            raise InputError(f"--steps {p.steps}: must be >= 1")
+        if p.samples <= 0:
+            raise InputError(f"--samples {p.samples}: SmoothGrad needs at least 1 sample")
+        if p.smooth < 0:
+            raise InputError(f"--smooth {p.smooth}: the number of noisy samples must be >= 0")
+        if p.sigma < 0:
+            raise InputError(f"--sigma {p.sigma}: the noise level must be >= 0")
 
 
 def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions) -> onnx.ModelProto:
@@ -42,8 +63,7 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
 
     The original outputs are kept unchanged. The input model is not modified.
     """
-    if options.method not in METHODS:
-        raise InputError(f"--method {options.method}: choose one of {', '.join(METHODS)}")
+    options.validate()
     target = Target.parse(options.target)
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
     model = upgraded(model)
@@ -51,23 +71,41 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     info = TensorInfo(model)
     _complete_output_shapes(model, info)
     image = find_image_input(model, info, options.input, options.layout)
-    if any(o.name == options.output_name for o in model.graph.output):
-        raise InputError(f"the model already has an output named '{options.output_name}'")
+    outputs = _output_names(options)
+    taken = {o.name for o in model.graph.output} & set(outputs.values())
+    if taken:
+        raise InputError(f"the model already has outputs named {sorted(taken)}")
     b = Builder(model.graph, _opset(model), prefix="edgesal")
     scored, seed = build_seed(target, model, info, b)
-    ctx = MethodContext(model, info, b, image, {scored: seed})
-    attribution = METHODS[options.method].build(ctx)
-    saliency, shape = _postprocess(b, attribution, image, options, info.np_dtype(image.tensor))
-    model.graph.node.append(
-        helper.make_node("Identity", [saliency], [options.output_name], name="edgesal/saliency")
-    )
-    model.graph.output.append(
-        helper.make_tensor_value_info(options.output_name, info.dtype(image.tensor), list(shape))
-    )
-    _write_metadata(model, options, target, image)
+    ctx = MethodContext(model, info, b, image, {scored: seed}, options.params, metadata.read(model))
+    dtype = info.np_dtype(image.tensor)
+    for name, output in outputs.items():
+        attribution = _attribution(ctx, name)
+        saliency, shape = _postprocess(b, attribution, image, options, dtype)
+        model.graph.node.append(
+            helper.make_node("Identity", [saliency], [output], name=f"edgesal/{output}")
+        )
+        model.graph.output.append(
+            helper.make_tensor_value_info(output, info.dtype(image.tensor), list(shape))
+        )
+    _write_metadata(model, options, target, image, outputs)
     check(model, "exported saliency model")
     onnx.shape_inference.infer_shapes(model, strict_mode=True)
     return model
+
+
+def _output_names(options: ExportOptions) -> dict[str, str]:
+    names = options.method_names()
+    if len(names) == 1:
+        return {names[0]: options.output_name}
+    return {name: f"{options.output_name}_{name}" for name in names}
+
+
+def _attribution(ctx: MethodContext, name: str) -> str:
+    """The raw attribution of method ``name``, wrapped in SmoothGrad when --smooth is set."""
+    if ctx.options.smooth and name != "smoothgrad":
+        return smoothed(ctx, name, ctx.image.tensor, ctx.options.smooth)
+    return METHODS[name].build(ctx, ctx.image.tensor, 1)
 
 
 def _postprocess(b: Builder, attribution: str, image: ImageInput, options: ExportOptions, dtype):
@@ -133,17 +171,24 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def _write_metadata(
-    model: onnx.ModelProto, options: ExportOptions, target: Target, image: ImageInput
+    model: onnx.ModelProto,
+    options: ExportOptions,
+    target: Target,
+    image: ImageInput,
+    saliency_outputs: dict[str, str],
 ) -> None:
     existing = metadata.read(model)
     outputs = dict(existing.get("outputs") or {})
     outputs.setdefault("scores", model.graph.output[0].name)
-    outputs["saliency"] = options.output_name
+    outputs["saliency"] = next(iter(saliency_outputs.values()))
+    if len(saliency_outputs) > 1:
+        outputs["saliency_by_method"] = saliency_outputs
     metadata.write(
         model,
         {
             "version": __version__,
-            "method": options.method,
+            "method": ",".join(saliency_outputs),
+            "params": asdict(options.params),
             "target": str(target),
             "input": image.name,
             "layout": image.layout,

@@ -12,10 +12,13 @@ from edgesal.errors import InputError
 class TensorInfo:
     """Shapes, element types and constant values of every tensor in a (shape-inferred) model."""
 
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, strict: bool = False):
+        """Infer shapes; ``strict`` re-raises inference errors instead of inferring what it can."""
         try:
             inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
         except onnx.shape_inference.InferenceError:
+            if strict:
+                raise
             # Unknown (custom-domain) ops: keep what can be inferred; the engine names them.
             inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
         graph = inferred.graph

@@ -1,21 +1,39 @@
 """Saliency methods: small graph passes that turn the target's seed into an input attribution.
 
-A method receives a :class:`MethodContext` and returns the name of a tensor shaped like the image
-tensor (the raw attribution); channel reduction and normalization happen afterwards, the same for
-every method. Methods register themselves by name; ``METHODS`` is what the CLI and tests enumerate.
+A method is ``build(ctx, x, copies) -> attribution``: ``x`` is the image tensor, or a batch of
+``copies`` samples per image ([N * copies, ...], e.g. noisy copies for SmoothGrad); the result
+has ``x``'s shape. Channel reduction and normalization happen afterwards, the same for every method.
+Methods register by name; :data:`METHODS` is what the CLI and the tests enumerate.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import onnx
 
 from edgesal.autodiff.engine import input_gradient
+from edgesal.graph.batched import batched_info, forward_copy
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import ImageInput
+
+
+@dataclass
+class MethodOptions:
+    """Method parameters; the CLI flags map one to one onto these fields."""
+
+    steps: int = 16
+    integration: str = "trapezoid"  # or "gausslegendre"
+    baseline: str = "zeros"  # zeros | blur | a number | an image path
+    samples: int = 8  # noisy samples of the smoothgrad method
+    smooth: int = 0  # SmoothGrad samples wrapped around any other method (0: off)
+    sigma: float = 0.15  # SmoothGrad noise, as a fraction of each image's value range
+    squared: bool = False  # SmoothGrad-squared: average the squared maps
+    seed: int = 0  # noise seed (the noise is stored in the graph)
+    layer: str | None = None  # Grad-CAM layer: tensor or node name (default: auto)
 
 
 @dataclass
@@ -27,19 +45,79 @@ class MethodContext:
     b: Builder
     image: ImageInput
     seeds: dict[str, str]
-    options: dict = field(default_factory=dict)
+    options: MethodOptions = field(default_factory=MethodOptions)
+    metadata: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict)
 
-    def gradient(self, mode: str = "vanilla") -> str:
-        """d(target)/d(image tensor), built by the autodiff engine (``mode``: vanilla | guided)."""
-        return input_gradient(
-            self.model.graph, self.info, self.b, self.seeds, self.image.tensor, mode, self.options
-        )
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.info.shape(name)
+
+    def gradient(self, at: str | None = None, copies: int = 1, mode: str = "vanilla") -> str:
+        """dS/d(at) for samples ``at`` ([N * copies, ...]; default: the image tensor itself)."""
+        at = at or self.image.tensor
+        key = ("input", at, copies, mode)
+        if key not in self._cache:
+            graph_in, seeds = self._forward_for(at, copies)
+            self._cache[key] = input_gradient(
+                self.model.graph, self.info, self.b, seeds, graph_in, mode
+            )
+        return self._cache[key]
+
+    def layer_gradient(self, layer: str, at: str | None = None, copies: int = 1) -> tuple[str, str]:
+        """(activation, dS/d activation) of tensor ``layer`` for the samples ``at``."""
+        at = at or self.image.tensor
+        key = ("layer", layer, at, copies)
+        if key not in self._cache:
+            mapping, seeds = self._forward_mapping(at, copies)
+            activation = mapping.get(layer, layer)
+            grad = input_gradient(self.model.graph, self.info, self.b, seeds, activation)
+            self._cache[key] = (activation, grad)
+        return self._cache[key]
+
+    def _forward_for(self, at: str, copies: int) -> tuple[str, dict[str, str]]:
+        mapping, seeds = self._forward_mapping(at, copies)
+        return mapping.get(self.image.tensor, at), seeds
+
+    def _forward_mapping(self, at: str, copies: int) -> tuple[dict[str, str], dict[str, str]]:
+        """The original graph when ``at`` is the image; else a batched copy fed by ``at``."""
+        if at == self.image.tensor and copies == 1:
+            return {}, self.seeds
+        key = ("copy", at, copies)
+        if key not in self._cache:
+            prefix = self.b.unique(f"samples{copies}")
+            mapping = forward_copy(self.model.graph, self.image.tensor, at, set(self.seeds), prefix)
+            self.info = batched_info(self.model, f"a method with {copies} samples per image")
+            seeds = {
+                mapping[name]: repeat_items(self.b, seed, self.info.shape(seed), copies)
+                for name, seed in self.seeds.items()
+            }
+            self._cache[key] = (mapping, seeds)
+        return self._cache[key]
+
+
+def repeat_items(b: Builder, tensor: str, shape: tuple[int, ...], copies: int) -> str:
+    """[N, ...] -> [N * copies, ...], each item repeated ``copies`` times in a row."""
+    if copies == 1:
+        return tensor
+    n, rest = shape[0], list(shape[1:])
+    grouped = b.Reshape(tensor, b.ints([n, 1, *rest]))
+    expanded = b.Expand(grouped, b.ints([n, copies, *rest]))
+    return b.Reshape(expanded, b.ints([n * copies, *rest]))
+
+
+def split_items(b: Builder, tensor: str, shape: tuple[int, ...], copies: int) -> str:
+    """[N * copies, ...] -> [N, copies, ...]."""
+    return b.Reshape(tensor, b.ints([shape[0] // copies, copies, *shape[1:]]))
+
+
+def per_item_size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape[1:])
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    build: Callable[[MethodContext], str]
+    build: Callable[[MethodContext, str, int], str]
     summary: str
 
 
@@ -49,11 +127,11 @@ METHODS: dict[str, Method] = {}
 def method(name: str, summary: str) -> Callable:
     """Decorator: register ``build`` as saliency method ``name``."""
 
-    def wrap(build: Callable[[MethodContext], str]) -> Callable[[MethodContext], str]:
+    def wrap(build: Callable[[MethodContext, str, int], str]) -> Callable:
         METHODS[name] = Method(name, build, summary)
         return build
 
     return wrap
 
 
-from edgesal.methods import gradients  # noqa: E402,F401  (registers the methods)
+from edgesal.methods import cam, gradients, integrated  # noqa: E402,F401  (registers methods)

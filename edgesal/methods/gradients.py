@@ -1,17 +1,24 @@
-"""Plain gradient methods: vanilla gradient and gradient x input."""
+"""Plain gradient methods: vanilla gradient, gradient x input, guided backpropagation."""
 
 from __future__ import annotations
 
 from edgesal.methods import MethodContext, method
 
 
-@method("vanilla", "d score / d input (Simonyan et al. 2014)")
-def vanilla(ctx: MethodContext) -> str:
+@method("vanilla", "dS/dx (Simonyan et al. 2014)")
+def vanilla(ctx: MethodContext, x: str, copies: int) -> str:
     """A = dS/dx."""
-    return ctx.gradient()
+    return ctx.gradient(x, copies)
 
 
-@method("gradxinput", "input x gradient (Shrikumar et al. 2016)")
-def gradxinput(ctx: MethodContext) -> str:
+@method("gradxinput", "x * dS/dx (Shrikumar et al. 2016)")
+def gradxinput(ctx: MethodContext, x: str, copies: int) -> str:
     """A = x * dS/dx: a first-order attribution of S(x) - S(0)."""
-    return ctx.b.Mul(ctx.image.tensor, ctx.gradient())
+    return ctx.b.Mul(x, ctx.gradient(x, copies))
+
+
+@method("guided", "guided backpropagation (Springenberg et al. 2015)")
+def guided(ctx: MethodContext, x: str, copies: int) -> str:
+    """A = guided dS/dx: ReLU-family backward passes keep only positive gradients where the
+    forward input was positive."""
+    return ctx.gradient(x, copies, mode="guided")
