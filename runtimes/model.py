@@ -1,0 +1,179 @@
+"""Saliency models: one call returns the class scores and (when asked) the saliency map.
+
+A :class:`Variant` is one saliency output of one model file; a :class:`MethodChain` orders the
+variants from the preferred method to the cheapest, which is what the budget governor walks when
+the device runs hot (e.g. ``integrated -> vanilla -> gradcam``). Variants come from several files
+(``--model a.onnx --fallback b.onnx``) and/or several ``saliency_<method>`` outputs of one file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtimes.backends import Backend, BackendOptions, load_backend
+from runtimes.contract import Contract, build_contract
+from runtimes.errors import ModelError
+from runtimes.preprocess import Preprocessor
+
+log = logging.getLogger("runtimes.model")
+MODEL_SUFFIXES = (".onnx", ".tflite")
+
+
+@dataclass
+class Inference:
+    """The answer for one frame; ``saliency`` is [H, W] on the input grid, or None when skipped."""
+
+    probs: np.ndarray
+    target: int
+    saliency: np.ndarray | None
+    method: str
+    seconds: float
+
+    @property
+    def top1(self) -> int:
+        return int(np.argmax(self.probs))
+
+    def top(self, k: int = 3) -> list[tuple[int, float]]:
+        order = np.argsort(-self.probs)[:k]
+        return [(int(i), float(self.probs[i])) for i in order]
+
+
+def probabilities(scores: np.ndarray) -> np.ndarray:
+    """softmax(scores), unless the scores already are a distribution (in [0, 1], summing to 1)."""
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if scores.size and scores.min() >= 0 and abs(scores.sum() - 1.0) < 1e-3:
+        return scores
+    shifted = np.exp(scores - scores.max())
+    return shifted / shifted.sum()
+
+
+def _as_map(value: np.ndarray, name: str, path: str) -> np.ndarray:
+    squeezed = np.asarray(value, np.float32)[0].squeeze()
+    if squeezed.ndim != 2:
+        raise ModelError(f"{path}: output '{name}' has shape {value.shape}; expected [N,H,W]")
+    return squeezed
+
+
+class Variant:
+    """One method of one model: ``run`` feeds the image (and the target) and reads the outputs."""
+
+    def __init__(self, backend: Backend, contract: Contract, method: str):
+        self.backend, self.contract, self.method = backend, contract, method
+        self.output = contract.saliency[method]
+        self.preprocessor = Preprocessor(contract.preprocess)
+        self.path = backend.path
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} ({Path(self.path).name})"
+
+    def feeds(self, tensor: np.ndarray, target: int | None) -> dict[str, np.ndarray]:
+        feeds = {self.contract.input: tensor}
+        if self.contract.target_input:
+            feeds[self.contract.target_input] = np.array([target or 0], np.int64)
+        return feeds
+
+    def run(self, tensor: np.ndarray, target: int | None, want_map: bool = True) -> Inference:
+        """Scores (and the map when ``want_map``) for one input tensor; a prediction-only run uses
+        a graph pruned to the scores where the backend can prune."""
+        wanted = [self.contract.scores, self.output] if want_map else [self.contract.scores]
+        backend = self.backend.subset(wanted)
+        start = time.perf_counter()
+        values = backend.run(wanted, self.feeds(tensor, target))
+        seconds = time.perf_counter() - start
+        probs = probabilities(values[0][0] if values[0].ndim > 1 else values[0])
+        explained = target if self.contract.target_input else self._fixed_target(probs)
+        saliency = _as_map(values[1], self.output, self.path) if want_map else None
+        return Inference(probs, explained, saliency, self.method, seconds)
+
+    def _fixed_target(self, probs: np.ndarray) -> int:
+        spec = self.contract.target
+        if spec.startswith("class:") and spec[6:].isdigit():
+            return int(spec[6:])
+        return int(np.argmax(probs))
+
+    def check_input_size(self) -> None:
+        """The preprocessing grid must match the model's static input shape."""
+        shape, _ = self.backend.inputs[self.contract.input]
+        pre = self.contract.preprocess
+        spatial = shape[2:4] if pre.layout == "NCHW" else shape[1:3]
+        static = [d for d in spatial if d > 0]
+        if len(static) == 2 and tuple(static) != tuple(pre.size):
+            raise ModelError(
+                f"{self.path}: input '{self.contract.input}' is {shape} ({pre.layout}) but the "
+                f"preprocessing size is {list(pre.size)}; fix --input-size or the metadata"
+            )
+
+
+def model_paths(specs: list[str]) -> list[Path]:
+    """Model files from ``--model``/``--fallback`` values: paths, comma lists, or folders (all
+    ``.onnx``/``.tflite`` files inside, sorted by name)."""
+    paths: list[Path] = []
+    for spec in specs:
+        for part in filter(None, (s.strip() for s in spec.split(","))):
+            path = Path(part)
+            if path.is_dir():
+                found = sorted(p for p in path.iterdir() if p.suffix.lower() in MODEL_SUFFIXES)
+                if not found:
+                    raise ModelError(f"model folder {path} holds no .onnx or .tflite file")
+                paths.extend(found)
+            else:
+                paths.append(path)
+    if not paths:
+        raise ModelError("no model given")
+    return paths
+
+
+class MethodChain:
+    """Variants in order of preference; ``index`` 0 is the first model's first method."""
+
+    def __init__(self, variants: list[Variant]):
+        if not variants:
+            raise ModelError("no saliency method available")
+        self.variants = variants
+
+    @classmethod
+    def load(
+        cls,
+        specs: list[str],
+        options: BackendOptions | None = None,
+        methods: list[str] | None = None,
+        overrides: dict | None = None,
+    ) -> MethodChain:
+        """Load every model; keep the ``methods`` named (in that order) when given."""
+        variants: list[Variant] = []
+        for path in model_paths(specs):
+            backend = load_backend(path, options)
+            contract = build_contract(str(path), backend.metadata, backend.inputs, backend.outputs)
+            if overrides:
+                contract = contract.with_overrides(**overrides)
+            for method in contract.saliency:
+                variant = Variant(backend, contract, method)
+                variant.check_input_size()
+                variants.append(variant)
+        if methods:
+            by_name = {v.method: v for v in reversed(variants)}
+            missing = [m for m in methods if m not in by_name]
+            if missing:
+                raise ModelError(
+                    f"--methods {','.join(methods)}: {missing} not among the loaded models' "
+                    f"methods {[v.method for v in variants]}"
+                )
+            variants = [by_name[m] for m in methods]
+        return cls(variants)
+
+    def __len__(self) -> int:
+        return len(self.variants)
+
+    def __getitem__(self, index: int) -> Variant:
+        return self.variants[min(index, len(self.variants) - 1)]
+
+    def describe(self) -> list[dict]:
+        return [
+            {"method": v.method, "model": v.path, "backend": v.backend.name} for v in self.variants
+        ]

@@ -1,0 +1,75 @@
+"""Draw a saliency map on a frame: colour map blended with alpha, top-k% contour, label text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from runtimes.preprocess import Region
+
+COLORMAPS = {
+    "jet": cv2.COLORMAP_JET,
+    "turbo": cv2.COLORMAP_TURBO,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "hot": cv2.COLORMAP_HOT,
+}
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """``alpha``: weight of the colour map; ``contour``: top fraction outlined (0: none)."""
+
+    colormap: str = "jet"
+    alpha: float = 0.45
+    contour: float = 0.1
+    text: bool = True
+
+
+def top_fraction_mask(saliency: np.ndarray, fraction: float) -> np.ndarray:
+    """Boolean mask of the ``fraction`` most salient pixels (ties at the threshold included)."""
+    if fraction <= 0:
+        return np.zeros(saliency.shape, bool)
+    threshold = np.quantile(saliency, 1.0 - min(fraction, 1.0))
+    return saliency >= threshold if threshold > saliency.min() else saliency > threshold
+
+
+def draw(
+    frame: np.ndarray,
+    saliency: np.ndarray | None,
+    region: Region | None,
+    caption: str,
+    style: OverlayStyle,
+    warning: str = "",
+) -> np.ndarray:
+    """A copy of ``frame`` with the map (input grid, values in [0, 1]) blended onto ``region``."""
+    out = frame.copy()
+    if saliency is not None and region is not None:
+        roi = out[region.y : region.y + region.h, region.x : region.x + region.w]
+        scaled = cv2.resize(saliency, (region.w, region.h), interpolation=cv2.INTER_LINEAR)
+        levels = np.clip(scaled * 255.0, 0, 255).astype(np.uint8)
+        coloured = cv2.applyColorMap(levels, COLORMAPS[style.colormap])
+        cv2.addWeighted(coloured, style.alpha, roi, 1.0 - style.alpha, 0.0, dst=roi)
+        if style.contour > 0:
+            mask = top_fraction_mask(scaled, style.contour).astype(np.uint8)
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(roi, contours, -1, (255, 255, 255), 2)
+    if style.text:
+        _label(out, caption, (0, 0, 0), (255, 255, 255), 0)
+        if warning:
+            _label(out, warning, (0, 0, 160), (255, 255, 255), 1)
+    return out
+
+
+def _label(image: np.ndarray, text: str, background: tuple, colour: tuple, row: int) -> None:
+    if not text:
+        return
+    scale = max(0.4, min(image.shape[:2]) / 600)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    y0 = row * (h + base + 8)
+    cv2.rectangle(image, (0, y0), (w + 8, y0 + h + base + 8), background, -1)
+    cv2.putText(
+        image, text, (4, y0 + h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA
+    )

@@ -1,0 +1,259 @@
+"""``.salrec``: a streamable, appendable, crash-safe file of saliency maps (format version 1).
+
+Layout (all integers little-endian; the full specification is docs/salrec.md)::
+
+    file   := MAGIC record*
+    MAGIC  := 89 53 41 4C 52 45 43 0A            ("\\x89SALREC\\n")
+    record := header(20 bytes) meta data
+    header := "SREC" kind:u8 version:u8 flags:u16 meta_len:u32 data_len:u32 crc32:u32
+
+``crc32`` covers the first 16 header bytes, ``meta`` (UTF-8 JSON) and ``data``. Kinds: 1 stream
+header (model, methods, labels), 2 frame (prediction, governor state, self-check, map), 3 event
+(governor decisions). A map is quantized: ``q = round((v - offset) / scale)`` to uint8 or uint16,
+``v = offset + q * scale`` on reading (error <= scale / 2), then zlib-compressed.
+
+Each record is written by one ``write`` call on an unbuffered file, so a killed writer leaves only
+the last record torn; readers stop at the first record that is short or fails its CRC, and a writer
+reopening the file cuts such a tail before appending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtimes.errors import OutputError, RecordsError
+
+MAGIC = b"\x89SALREC\n"
+SYNC = b"SREC"
+VERSION = 1
+HEADER = struct.Struct("<4sBBHIII")
+KIND_HEADER, KIND_FRAME, KIND_EVENT = 1, 2, 3
+KINDS = {KIND_HEADER: "header", KIND_FRAME: "frame", KIND_EVENT: "event"}
+DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
+
+
+@dataclass
+class Record:
+    kind: str
+    meta: dict
+    data: bytes = b""
+    offset: int = 0
+    size: int = 0
+
+
+@dataclass
+class FrameRecord:
+    """A frame's metadata, its map (float32 [H, W], or None) and the stream header it follows."""
+
+    meta: dict
+    saliency: np.ndarray | None
+    header: dict = field(default_factory=dict)
+
+
+def quantize(saliency: np.ndarray, bits: int = 8) -> tuple[np.ndarray, float, float]:
+    """(q, scale, offset) with ``saliency ~= offset + q * scale``, ``|error| <= scale / 2``."""
+    values = np.asarray(saliency, np.float32)
+    low, high = float(values.min()), float(values.max())
+    levels = (1 << bits) - 1
+    scale = (high - low) / levels if high > low else 0.0
+    dtype = np.uint8 if bits == 8 else np.uint16
+    if scale == 0.0:
+        return np.zeros(values.shape, dtype), 0.0, low
+    q = np.clip(np.rint((values - low) / scale), 0, levels).astype(dtype)
+    return q, scale, low
+
+
+def dequantize(q: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    return (offset + q.astype(np.float32) * np.float32(scale)).astype(np.float32)
+
+
+def encode_record(kind: int, meta: dict, data: bytes = b"") -> bytes:
+    body = json.dumps(meta, separators=(",", ":"), default=_json_default).encode()
+    head = HEADER.pack(SYNC, kind, VERSION, 0, len(body), len(data), 0)[:16]
+    crc = zlib.crc32(data, zlib.crc32(body, zlib.crc32(head)))
+    return head + struct.pack("<I", crc) + body + data
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def map_payload(saliency: np.ndarray, bits: int = 8) -> tuple[dict, bytes]:
+    """The ``map`` meta entry and the compressed payload for a float map."""
+    q, scale, offset = quantize(saliency, bits)
+    meta = {
+        "shape": list(q.shape),
+        "dtype": q.dtype.name,
+        "scale": scale,
+        "offset": offset,
+        "encoding": "zlib",
+    }
+    return meta, zlib.compress(q.astype(q.dtype.newbyteorder("<")).tobytes(), 1)
+
+
+def decode_map(meta: dict, data: bytes) -> np.ndarray:
+    info = meta["map"]
+    if info["dtype"] not in DTYPES:
+        raise RecordsError(f"unknown map dtype {info['dtype']!r}")
+    raw = zlib.decompress(data) if info.get("encoding") == "zlib" else data
+    dtype = np.dtype(DTYPES[info["dtype"]]).newbyteorder("<")
+    q = np.frombuffer(raw, dtype).reshape(info["shape"])
+    return dequantize(q, info["scale"], info["offset"])
+
+
+def iter_records(path: str | Path, stats: dict | None = None) -> Iterator[Record]:
+    """Complete records in file order, read incrementally (a live file can be followed).
+
+    Stops at the first short or corrupt record; ``stats["end"]`` is then the offset where valid
+    data ends and ``stats["size"]`` the file size.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise RecordsError(f"cannot read records file {path}: {exc}") from exc
+    with handle:
+        if handle.read(len(MAGIC)) != MAGIC:
+            raise RecordsError(f"{path} is not a .salrec file (bad magic)")
+        pos = len(MAGIC)
+        while True:
+            record = _read_record(handle, pos, path)
+            if record is None:
+                break
+            yield record
+            pos += record.size
+        if stats is not None:
+            stats["end"], stats["size"] = pos, os.fstat(handle.fileno()).st_size
+
+
+def _read_record(handle, pos: int, path: Path) -> Record | None:
+    head = handle.read(HEADER.size)
+    if len(head) < HEADER.size:
+        return None
+    sync, kind, version, _flags, meta_len, data_len, crc = HEADER.unpack(head)
+    if sync != SYNC:
+        return None
+    body = handle.read(meta_len)
+    data = handle.read(data_len)
+    if len(body) < meta_len or len(data) < data_len:
+        return None
+    if zlib.crc32(data, zlib.crc32(body, zlib.crc32(head[:16]))) != crc:
+        return None
+    if version > VERSION:
+        raise RecordsError(
+            f"{path}: record at byte {pos} has format version {version}; "
+            f"this reader knows up to {VERSION}"
+        )
+    size = HEADER.size + meta_len + data_len
+    return Record(KINDS.get(kind, f"kind{kind}"), json.loads(body), data, pos, size)
+
+
+def valid_end(path: str | Path) -> tuple[int, int]:
+    """(offset where the last complete record ends, file size)."""
+    stats: dict = {}
+    for _ in iter_records(path, stats):
+        pass
+    return stats["end"], stats["size"]
+
+
+class RecordReader:
+    """Reads a ``.salrec`` file without the model: headers, frames (maps decoded), events."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._stats: dict = {}
+        next(iter_records(self.path), None)  # fails early on a file that is not .salrec
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter_records(self.path, self._stats)
+
+    @property
+    def truncated_bytes(self) -> int:
+        """Bytes after the last complete record (a torn write), known after a full iteration."""
+        if "end" not in self._stats:
+            for _ in self:
+                pass
+        return self._stats["size"] - self._stats["end"]
+
+    def headers(self) -> list[dict]:
+        return [r.meta for r in self if r.kind == "header"]
+
+    def events(self) -> list[dict]:
+        return [r.meta for r in self if r.kind == "event"]
+
+    def frames(self, decode: bool = True) -> Iterator[FrameRecord]:
+        header: dict = {}
+        for record in self:
+            if record.kind == "header":
+                header = record.meta
+            elif record.kind == "frame":
+                has_map = decode and "map" in record.meta
+                saliency = decode_map(record.meta, record.data) if has_map else None
+                yield FrameRecord(record.meta, saliency, header)
+
+
+class RecordWriter:
+    """Appends records; each one goes to the OS in a single write (``fsync_every`` > 0 also
+    forces it to storage every that many records, for power loss)."""
+
+    def __init__(self, path: str | Path, header: dict, bits: int = 8, fsync_every: int = 0):
+        if bits not in (8, 16):
+            raise RecordsError(f"--records-bits {bits}: choose 8 or 16")
+        self.path, self.bits, self.fsync_every = Path(path), bits, fsync_every
+        self.count = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = self._open()
+        except OSError as exc:
+            raise OutputError(f"--records {path}: cannot open for writing: {exc}") from exc
+        self._write(KIND_HEADER, {"format": "salrec", "version": VERSION, **header})
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        size = os.fstat(fd).st_size
+        if size == 0:
+            os.write(fd, MAGIC)
+        else:
+            end, _ = valid_end(self.path)
+            if end < size:
+                os.ftruncate(fd, end)
+        os.lseek(fd, 0, os.SEEK_END)
+        return fd
+
+    def _write(self, kind: int, meta: dict, data: bytes = b"") -> None:
+        blob = encode_record(kind, meta, data)
+        written = os.write(self._fd, blob)
+        while written < len(blob):
+            written += os.write(self._fd, blob[written:])
+        self.count += 1
+        if self.fsync_every and self.count % self.fsync_every == 0:
+            os.fsync(self._fd)
+
+    def frame(self, meta: dict, saliency: np.ndarray | None = None) -> None:
+        """One frame: ``meta`` (JSON-able) plus the quantized map when there is one."""
+        if saliency is None:
+            self._write(KIND_FRAME, meta)
+            return
+        info, data = map_payload(saliency, self.bits)
+        self._write(KIND_FRAME, {**meta, "map": {**meta.get("map", {}), **info}}, data)
+
+    def event(self, meta: dict) -> None:
+        self._write(KIND_EVENT, meta)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
