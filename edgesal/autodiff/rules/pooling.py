@@ -1,1 +1,279 @@
-"""Placeholder: filled by its owner."""
+"""Pooling: MaxPool, AveragePool, LpPool, GlobalAveragePool, GlobalMaxPool (any number of axes).
+
+Window gradients are written without scatter: for kernel offset k (in padded coordinates
+off = k*d), window o reads xp[off + o*s]. Writing dy back there is a stride-s placement, done in
+the polyphase domain: off = a*s + r sends the contribution to phase r, shifted by a blocks (a
+Pad); the phases are then interleaved (Concat + Reshape) and the padding cropped (Slice).
+
+MaxPool ties follow PyTorch's max_pool: the whole gradient of a window goes to the first maximal
+element in scan order (row-major over the kernel), padding never wins; a pixel that is the
+winner of several overlapping windows receives the sum of their gradients.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgesal.autodiff.registry import GradContext, register
+from edgesal.autodiff.rules.shape import UnsupportedAttributeError, crop, interleave, place
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Static pooling geometry over the spatial axes (all lists have one entry per axis)."""
+
+    n: list[int]  # input length
+    k: list[int]  # kernel
+    s: list[int]  # stride
+    d: list[int]  # dilation
+    begin: list[int]  # padding in front
+    end: list[int]  # padding behind (explicit or auto)
+    out: list[int]  # output length, as the runtimes compute it
+
+    @property
+    def span(self) -> list[int]:
+        """Padded length that holds every window, including ceil_mode's overhang."""
+        return [
+            max(n + b + e, (o - 1) * s + (k - 1) * d + 1)
+            for n, b, e, o, s, k, d in zip(
+                self.n, self.begin, self.end, self.out, self.s, self.k, self.d, strict=True
+            )
+        ]
+
+    @property
+    def blocks(self) -> list[int]:
+        """Length of one polyphase component: ceil(span / s)."""
+        return [-(-span // s) for span, s in zip(self.span, self.s, strict=True)]
+
+    def valid(self, offset: tuple[int, ...]) -> np.ndarray:
+        """Bool (out...) mask: window positions whose tap at ``offset`` lies inside the input."""
+        masks = []
+        for i, k in enumerate(offset):
+            taps = k * self.d[i] + np.arange(self.out[i]) * self.s[i]
+            masks.append((taps >= self.begin[i]) & (taps < self.begin[i] + self.n[i]))
+        return functools.reduce(np.logical_and.outer, masks)
+
+    def along(self, axis: int, lengths: list[int]) -> Windows:
+        """The 1-D pool along ``axis`` alone; other axes pass through with their ``lengths``."""
+
+        def pick(mine: list[int], other: list[int]) -> list[int]:
+            return [m if j == axis else o for j, (m, o) in enumerate(zip(mine, other, strict=True))]
+
+        ones, zeros = [1] * len(lengths), [0] * len(lengths)
+        return Windows(
+            n=pick(self.n, lengths),
+            k=pick(self.k, ones),
+            s=pick(self.s, ones),
+            d=pick(self.d, ones),
+            begin=pick(self.begin, zeros),
+            end=pick(self.end, zeros),
+            out=pick(self.out, lengths),
+        )
+
+
+def windows(ctx: GradContext) -> Windows:
+    """Resolve kernel, strides, dilations, pads (auto_pad too) and the output size of a pool."""
+    full = ctx.shape(ctx.x[0])
+    n = list(full[2:])
+    rank = len(n)
+    k = list(ctx.attr("kernel_shape"))
+    s = list(ctx.attr("strides", [1] * rank))
+    d = list(ctx.attr("dilations", [1] * rank))
+    pads = list(ctx.attr("pads", [0] * (2 * rank)))
+    begin, end = pads[:rank], pads[rank:]
+    auto = ctx.attr("auto_pad", "NOTSET")
+    ceil = bool(ctx.attr("ceil_mode", 0))
+    out = []
+    for i in range(rank):
+        reach = (k[i] - 1) * d[i] + 1
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            length = -(-n[i] // s[i])
+            total = max(0, (length - 1) * s[i] + reach - n[i])
+            small = total // 2
+            begin[i], end[i] = (
+                (small, total - small) if auto == "SAME_UPPER" else (total - small, small)
+            )
+        elif auto == "VALID":
+            begin[i] = end[i] = 0
+            length = (n[i] - reach) // s[i] + 1
+        else:
+            room = n[i] + begin[i] + end[i] - reach
+            length = (-(-room // s[i]) if ceil else room // s[i]) + 1
+            if ceil and (length - 1) * s[i] >= n[i] + begin[i]:
+                length -= 1  # the last window may not start inside the end padding
+        out.append(length)
+    declared = ctx.info.dims(ctx.y[0])
+    if declared is not None and list(declared[2:]) != out:
+        raise UnsupportedAttributeError(
+            ctx,
+            f"onnxruntime and PyTorch compute the output size {out} (with ceil_mode a window may "
+            f"not start in the end padding) but ONNX shape inference declares {list(declared[2:])}",
+        )
+    return Windows(n, k, s, d, begin, end, out)
+
+
+def scatter_windows(ctx: GradContext, parts: dict[tuple[int, ...], str], w: Windows) -> str:
+    """sum_k place(parts[k] at xp[k*d + o*s]), cropped to x: the transpose of window extraction.
+
+    ``parts`` maps kernel offsets to tensors shaped like the pooled output (N, C, out...).
+    """
+    b = ctx.b
+    lead = list(ctx.shape(ctx.x[0])[:2])
+    blocks = w.blocks
+    phases: dict[tuple[int, ...], str] = {}
+    for offset, part in parts.items():
+        taps = [k * d for k, d in zip(offset, w.d, strict=True)]
+        residue = tuple(t % s for t, s in zip(taps, w.s, strict=True))
+        shift = [t // s for t, s in zip(taps, w.s, strict=True)]
+        placed = place(b, part, lead + w.out, [0, 0] + shift, lead + blocks)
+        phases[residue] = b.Add(phases[residue], placed) if residue in phases else placed
+    shape = lead + blocks
+    for i in reversed(range(len(blocks))):
+        stride = w.s[i]
+        if stride == 1:
+            continue
+        grouped: dict[tuple[int, ...], list[str | None]] = {}
+        for residue, t in phases.items():
+            grouped.setdefault(residue[:i] + residue[i + 1 :], [None] * stride)[residue[i]] = t
+        phases = {
+            key[:i] + (0,) + key[i:]: interleave(b, parts_, shape, 2 + i)
+            for key, parts_ in grouped.items()
+        }
+        shape[2 + i] *= stride
+    (full,) = phases.values()
+    return crop(b, full, shape, [0, 0] + w.begin, lead + w.n)
+
+
+def scatter_uniform(ctx: GradContext, g: str, w: Windows) -> str:
+    """sum over all offsets k of place(g at k*d + o*s): the transpose of an all-ones window sum.
+
+    The all-ones window is separable, so it is done one spatial axis at a time: sum(k)
+    placements instead of prod(k).
+    """
+    lengths = list(w.out)
+    for i in range(len(w.n)):
+        along = w.along(i, lengths)
+        parts = {tuple(k if j == i else 0 for j in range(len(w.n))): g for k in range(w.k[i])}
+        g = scatter_windows(ctx, parts, along)
+        lengths[i] = w.n[i]
+    return g
+
+
+@register("MaxPool")
+def max_pool(ctx: GradContext):
+    """dx = sum_k place_k(dy * [xp at k is the first maximum of its window]) (PyTorch's tie rule).
+
+    For each kernel offset in scan order: view = strided Slice of the padded input, hit =
+    Equal(view, y) restricted to real pixels; the window's still unassigned gradient goes to the
+    hit (Where) and is removed from what later offsets may take.
+    """
+    w = windows(ctx)
+    b = ctx.b
+    x, y, dy = ctx.x[0], ctx.y[0], ctx.dy[0]
+    shape = list(ctx.shape(x))
+    span = w.span
+    xp = x if span == w.n else place(b, x, shape, [0, 0] + w.begin, shape[:2] + span)
+    zero = ctx.scalar(0.0, x)
+    rank = len(w.n)
+    axes = list(range(2, 2 + rank))
+    offsets = list(itertools.product(*(range(k) for k in w.k)))
+    remaining = dy
+    parts = {}
+    for index, offset in enumerate(offsets):
+        starts = [k * d for k, d in zip(offset, w.d, strict=True)]
+        ends = [t + (o - 1) * s + 1 for t, o, s in zip(starts, w.out, w.s, strict=True)]
+        view = b.Slice(xp, b.ints(starts), b.ints(ends), b.ints(axes), b.ints(w.s))
+        hit = b.Equal(view, y)
+        valid = w.valid(offset)
+        if not valid.all():
+            hit = b.And(hit, b.const(valid, hint="inside"))
+        parts[offset] = b.Where(hit, remaining, zero)
+        if index + 1 < len(offsets):
+            remaining = b.Where(hit, zero, remaining)
+    return [scatter_windows(ctx, parts, w)]
+
+
+def pool_counts(ctx: GradContext, w: Windows) -> np.ndarray:
+    """Divisor of every AveragePool output (out...): taps inside x, or inside the padded extent."""
+    include_pad = bool(ctx.attr("count_include_pad", 0))
+    per_axis = []
+    for i in range(len(w.n)):
+        taps = np.arange(w.out[i])[:, None] * w.s[i] + np.arange(w.k[i])[None, :] * w.d[i]
+        low, high = (
+            (0, w.n[i] + w.begin[i] + w.end[i])
+            if include_pad
+            else (
+                w.begin[i],
+                w.begin[i] + w.n[i],
+            )
+        )
+        per_axis.append(((taps >= low) & (taps < high)).sum(axis=1))
+    counts = per_axis[0]
+    for c in per_axis[1:]:
+        counts = np.multiply.outer(counts, c)
+    return counts
+
+
+@register("AveragePool")
+def average_pool(ctx: GradContext):
+    """dx = sum_k place_k(dy / count): every tap of a window gets the same share of dy."""
+    w = windows(ctx)
+    counts = pool_counts(ctx, w)
+    dtype = ctx.dtype(ctx.x[0])
+    if np.all(counts == counts.flat[0]):
+        g = ctx.b.Mul(ctx.dy[0], ctx.scalar(1.0 / counts.flat[0], ctx.x[0]))
+    else:
+        g = ctx.b.Mul(ctx.dy[0], ctx.b.const((1.0 / counts).astype(dtype), hint="inv_count"))
+    return [scatter_uniform(ctx, g, w)]
+
+
+@register("LpPool")
+def lp_pool(ctx: GradContext):
+    """y = (sum |x|^p)^(1/p) over a window: dx = sign(x)|x|^(p-1) * sum_k place_k(dy * y^(1-p)).
+
+    Windows whose norm is 0 pass no gradient (the subgradient PyTorch's norm uses).
+    """
+    b = ctx.b
+    x, y = ctx.x[0], ctx.y[0]
+    p = float(ctx.attr("p", 2))
+    w = windows(ctx)
+    zero = ctx.scalar(0.0, x)
+    is_zero = b.Equal(y, zero)
+    safe = b.Where(is_zero, ctx.scalar(1.0, x), y)
+    scale = (
+        b.Div(ctx.dy[0], safe) if p == 2 else b.Mul(ctx.dy[0], b.Pow(safe, ctx.scalar(1 - p, x)))
+    )
+    g = b.Where(is_zero, zero, scale)
+    spread = scatter_uniform(ctx, g, w)
+    if p == 1:
+        local = b.Sign(x)
+    elif p == 2:
+        local = x
+    else:
+        local = b.Mul(b.Sign(x), b.Pow(b.Abs(x), ctx.scalar(p - 1, x)))
+    return [b.Mul(spread, local)]
+
+
+@register("GlobalAveragePool")
+def global_average_pool(ctx: GradContext):
+    """dx = dy / (number of spatial positions), broadcast over them."""
+    shape = ctx.shape(ctx.x[0])
+    scaled = ctx.b.Mul(ctx.dy[0], ctx.scalar(1.0 / math.prod(shape[2:]), ctx.x[0]))
+    return [ctx.b.Expand(scaled, ctx.b.ints(shape))]
+
+
+@register("GlobalMaxPool")
+def global_max_pool(ctx: GradContext):
+    """dx = dy at the first maximum in scan order (ArgMax's tie rule, as MaxPool), else 0."""
+    b = ctx.b
+    shape = ctx.shape(ctx.x[0])
+    flat = [shape[0], shape[1], math.prod(shape[2:])]
+    winner = b.ArgMax(b.Reshape(ctx.x[0], b.ints(flat)), axis=2, keepdims=1)
+    hit = b.Equal(b.const(np.arange(flat[2], dtype=np.int64), hint="positions"), winner)
+    dy = b.Reshape(ctx.dy[0], b.ints(flat[:2] + [1]))
+    return [b.Reshape(b.Where(hit, dy, ctx.scalar(0.0, ctx.x[0])), b.ints(shape))]
