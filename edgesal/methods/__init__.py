@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from edgesal.autodiff.engine import input_gradient
+from edgesal.errors import InputError
 from edgesal.graph.batched import batched_info, forward_copy
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
@@ -86,7 +87,17 @@ class MethodContext:
         if key not in self._cache:
             prefix = self.b.unique(f"samples{copies}")
             mapping = forward_copy(self.model.graph, self.image.tensor, at, set(self.seeds), prefix)
-            self.info = batched_info(self.model, f"a method with {copies} samples per image")
+            what = f"a method with {copies} samples per image"
+            self.info = batched_info(self.model, what)
+            for name in self.seeds:
+                expected = self.info.shape(name)[0] * copies
+                got = self.info.shape(mapping[name])[0]
+                if got != expected:
+                    raise InputError(
+                        f"{what} runs its samples as one batch, but the model does not accept "
+                        f"another batch size: '{name}' gets batch {got} instead of {expected} "
+                        "(a Reshape or similar fixes the batch)"
+                    )
             seeds = {
                 mapping[name]: repeat_items(self.b, seed, self.info.shape(seed), copies)
                 for name, seed in self.seeds.items()
