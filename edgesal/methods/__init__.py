@@ -27,7 +27,7 @@ class MethodOptions:
     """Method parameters; the CLI flags map one to one onto these fields."""
 
     steps: int = 16
-    integration: str = "trapezoid"  # or "gausslegendre"
+    integration: str = "gausslegendre"  # or "trapezoid" (textbook: weights sum to 1)
     baseline: str = "zeros"  # zeros | blur | a number | an image path
     samples: int = 8  # noisy samples of the smoothgrad method
     smooth: int = 0  # SmoothGrad samples wrapped around any other method (0: off)

@@ -1,0 +1,198 @@
+"""Every method on both real zoo models against Captum / torch references on the same weights."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import (
+    InputXGradient,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Saliency,
+)
+
+from edgesal import metadata, zoo
+from edgesal.export import ExportOptions, export_saliency
+from edgesal.imaging import center_crop, to_input
+from edgesal.methods import MethodOptions
+from tests.torch_reference import load
+
+pytestmark = pytest.mark.slow
+MODELS = ["mobilenet_v2", "efficientnet_lite0"]
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def net(request):
+    """(name, ONNX model, torch module, input x from a real photo, torch's top-1 class)."""
+    torch.set_num_threads(2)
+    name = request.param
+    model = zoo.build(name, progress=False)
+    module = load(name, zoo.weights_path(name, progress=False))
+    pre = metadata.Preprocess(**metadata.read(model)["preprocess"])
+    x = to_input(center_crop(zoo.photos()["chelsea"], pre), pre)
+    with torch.no_grad():
+        top = int(module(torch.from_numpy(x)).argmax())
+    return name, model, module, x, top
+
+
+def ours(model, x, method, **params) -> np.ndarray:
+    options = ExportOptions(
+        method=method, reduce="none", normalize="none", params=MethodOptions(**params)
+    )
+    sess = ort.InferenceSession(export_saliency(model, options).SerializeToString())
+    logits, saliency = sess.run(["logits", "saliency"], {"image": x})
+    return logits, saliency
+
+
+def assert_close(got: np.ndarray, expected: np.ndarray, tol: float = 1e-3) -> None:
+    """Max relative error, relative to the reference's largest magnitude."""
+    err = float(np.abs(got - expected).max() / np.abs(expected).max())
+    assert err <= tol, f"max relative error {err:.2e} > {tol}"
+
+
+def test_top1_equals_torch(net):
+    _, model, _, x, top = net
+    logits, _ = ours(model, x, "vanilla")
+    assert int(logits.argmax()) == top
+
+
+@pytest.mark.parametrize(
+    ("method", "captum"), [("vanilla", Saliency), ("gradxinput", InputXGradient)]
+)
+def test_gradient_methods_match_captum(net, method, captum):
+    _, model, module, x, top = net
+    kwargs = {"abs": False} if captum is Saliency else {}
+    expected = captum(module).attribute(torch.from_numpy(x), target=top, **kwargs)
+    assert_close(ours(model, x, method)[1], expected.detach().numpy())
+
+
+def test_integrated_gradients_matches_captum(net):
+    _, model, module, x, top = net
+    expected = IntegratedGradients(module).attribute(
+        torch.from_numpy(x), target=top, n_steps=16, method="gausslegendre"
+    )
+    assert_close(ours(model, x, "integrated", steps=16)[1], expected.detach().numpy())
+
+
+def test_integrated_gradients_completeness_64_steps(net):
+    _, model, module, x, top = net
+    _, attr = ours(model, x, "integrated", steps=64)
+    with torch.no_grad():
+        gap = float(
+            module(torch.from_numpy(x))[0, top] - module(torch.zeros(1, 3, 224, 224))[0, top]
+        )
+    assert abs(attr.sum() - gap) <= 0.02 * abs(gap), (attr.sum(), gap)
+
+
+@contextlib.contextmanager
+def _captum_noise(noise: np.ndarray):
+    """Make Captum's NoiseTunnel draw exactly the noise stored in our graph."""
+    real = torch.normal
+
+    def stored(mean, std, *args, **kwargs):
+        return torch.from_numpy(noise.reshape(std.shape).astype(np.float32)) * std
+
+    torch.normal = stored
+    try:
+        yield
+    finally:
+        torch.normal = real
+
+
+def test_smoothgrad_matches_captum_noise_tunnel(net):
+    _, model, module, x, top = net
+    samples, sigma, seed = 8, 0.15, 0
+    noise = np.random.default_rng(seed).standard_normal((1, samples, *x.shape[1:]))
+    stdev = float(sigma * (x.max() - x.min()))
+    with _captum_noise(noise):
+        expected = NoiseTunnel(Saliency(module)).attribute(
+            torch.from_numpy(x),
+            nt_type="smoothgrad",
+            nt_samples=samples,
+            stdevs=stdev,
+            target=top,
+            abs=False,
+        )
+    got = ours(model, x, "smoothgrad", samples=samples, sigma=sigma, seed=seed)[1]
+    assert_close(got, expected.detach().numpy())
+
+
+class _GuidedReLU6(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t):
+        ctx.save_for_backward(t)
+        return t.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (t,) = ctx.saved_tensors
+        return grad.clamp(min=0) * ((t > 0) & (t < 6))
+
+
+@contextlib.contextmanager
+def _guided_relu6():
+    """Captum's GuidedBackprop only hooks nn.ReLU; these nets use ReLU6, so patch it directly."""
+    functional, module_forward = F.relu6, torch.nn.ReLU6.forward
+    F.relu6 = lambda t, inplace=False: _GuidedReLU6.apply(t)
+    torch.nn.ReLU6.forward = lambda self, t: _GuidedReLU6.apply(t)
+    try:
+        yield
+    finally:
+        F.relu6, torch.nn.ReLU6.forward = functional, module_forward
+
+
+def test_guided_backprop_matches_torch_reference(net):
+    _, model, module, x, top = net
+    xt = torch.from_numpy(x).requires_grad_(True)
+    with _guided_relu6():
+        module(xt)[0, top].backward()
+    assert_close(ours(model, x, "guided")[1], xt.grad.numpy())
+
+
+def _features_and_head(name, module, x):
+    """The last spatial feature map (after the final ReLU6) and the logits computed from it."""
+    if name == "mobilenet_v2":
+        feature = module.features(x)
+        return feature, module.classifier(F.adaptive_avg_pool2d(feature, 1).flatten(1))
+    t = F.relu6(module._bn0(module._conv_stem(x)))
+    for block in module._blocks:
+        t = block(t)
+    feature = F.relu6(module._bn1(module._conv_head(t)))
+    return feature, module._fc(F.adaptive_avg_pool2d(feature, 1).flatten(1))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp"])
+def test_gradcam_matches_reference(net, method):
+    name, model, module, x, top = net
+    feature, logits = _features_and_head(name, module, torch.from_numpy(x))
+    feature.retain_grad()
+    logits[0, top].backward()
+    a, g = feature.detach(), feature.grad
+    if method == "gradcam":
+        weights = g.mean((2, 3), keepdim=True)
+    else:
+        g2, g3 = g**2, g**3
+        denom = 2 * g2 + a.sum((2, 3), keepdim=True) * g3
+        alpha = torch.where(g != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), 0)
+        weights = (alpha * g.relu()).sum((2, 3), keepdim=True)
+    cam = F.interpolate(
+        (weights * a).sum(1, keepdim=True).relu(),
+        size=(224, 224),
+        mode="bilinear",
+        align_corners=False,
+    )
+    got = ours(model, x, method)[1]
+    assert_close(got, cam.numpy())
+    if name == "mobilenet_v2" and method == "gradcam":
+        captum = LayerGradCam(module, module.features[-1]).attribute(
+            torch.from_numpy(x), target=top, relu_attributions=True
+        )
+        captum = LayerAttribution.interpolate(captum, (224, 224), "bilinear")
+        assert_close(got, captum.detach().numpy())
