@@ -1,0 +1,517 @@
+"""``edgesal run`` and ``edgesal records``: the device runtime's command line.
+
+``register(subparsers)`` adds both commands to an argparse parser (edgesal/cli.py calls it);
+``python -m runtimes`` offers the same commands without the rest of edgesal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtimes.errors import DeviceError
+
+log = logging.getLogger("runtimes")
+
+RUN_HELP = """\
+Run a saliency model on a camera, video file, stream or image folder: every frame gets the
+prediction and its saliency map drawn over it, inside a temperature and memory budget.
+
+examples:
+  edgesal run model.sal.onnx --source 0                     # USB camera, window overlay
+  edgesal run model.sal.tflite --source libcamera --serve 127.0.0.1:8080 \\
+      --temp-limit 70 --mem-limit 300MB
+  edgesal run model.sal.onnx --source clip.mp4 --record out.mp4 --records out.salrec
+  edgesal run ig.sal.onnx --fallback vanilla.sal.onnx --fallback gradcam.sal.onnx --source 0 \\
+      --temp-limit 70                                       # governor may switch methods
+
+sources (--source): a camera index (0) or V4L2 device (/dev/video0); a video file; a folder
+of images (name order); rtsp:// or http:// URL; a GStreamer pipeline (contains '!', e.g.
+"nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv !
+video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1");
+picamera2 (alias libcamera) for the Raspberry Pi camera.
+
+models: MODEL and each --fallback take a path, a comma list or a folder; the methods they
+hold (one per 'saliency' output, or several 'saliency_<method>' outputs) form the chain the
+governor walks from first (preferred) to last (cheapest). --methods picks and orders them.
+
+exit status: 0 done, 1 runtime error, 2 bad input (model, source, flag, port in use).
+"""
+
+RECORDS_HELP = """\
+Read .salrec saliency records (written by `edgesal run --records`) without the model.
+"""
+
+
+def _size_bytes(text: str) -> int:
+    """``300MB``, ``1.5G``, ``512k``, ``1000000`` -> bytes (binary multiples)."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 300MB, 1.5G)")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2)]
+    return int(float(match.group(1)) * scale)
+
+
+def _floats(count: int):
+    def parse(text: str) -> tuple[float, ...]:
+        values = tuple(float(v) for v in text.split(","))
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers: {text}")
+        return values
+
+    return parse
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in re.split(r"[,x]", text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected integers like 224,224: {text}") from exc
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip() for w in text.split(",") if w.strip()]
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="saliency model (.onnx/.tflite), comma list, or folder")
+    p.add_argument(
+        "--fallback",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="cheaper method model(s) for the governor, in order (repeatable)",
+    )
+    p.add_argument("--methods", type=_words, help="use and order these methods, e.g. ig,vanilla")
+    p.add_argument(
+        "--source",
+        default="0",
+        help="camera index, device, file, folder, URL, "
+        "GStreamer pipeline or picamera2 (default: 0)",
+    )
+    p.add_argument("--capture-size", type=_ints, metavar="WxH", help="ask the camera for a size")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace a file at its frame rate and "
+        "let the newest frame win, like a camera (default: every frame, in order)",
+    )
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    g = p.add_argument_group("backend")
+    g.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "tensorrt"],
+        help="onnxruntime execution provider; auto: TensorRT, CUDA, CPU (first that works)",
+    )
+    g.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
+    g.add_argument("--trt-cache", metavar="DIR", help="TensorRT engine cache folder")
+    g = p.add_argument_group("preprocessing (overrides the model metadata)")
+    g.add_argument("--input-size", type=_ints, metavar="H,W", help="model input grid")
+    g.add_argument("--resize-shorter", type=int, metavar="N", help="resize shorter side, then crop")
+    g.add_argument("--mean", type=_floats(3), metavar="R,G,B", help="per-channel mean")
+    g.add_argument("--std", type=_floats(3), metavar="R,G,B", help="per-channel std")
+    g.add_argument("--pixel-scale", type=float, help="divide pixels by this first (default 255)")
+    g.add_argument("--color", choices=["RGB", "BGR"], help="channel order the model expects")
+    g.add_argument("--labels", metavar="FILE", help="class names: text (one a line) or JSON list")
+    g.add_argument(
+        "--target-class",
+        type=int,
+        metavar="K",
+        help="class to explain (models with a 'target' input; default: the top-1 "
+        "of the previous frame)",
+    )
+    g = p.add_argument_group("overlay")
+    g.add_argument(
+        "--colormap", default="jet", choices=["jet", "turbo", "inferno", "viridis", "hot"]
+    )
+    g.add_argument("--alpha", type=float, default=0.45, help="colour map weight (default 0.45)")
+    g.add_argument(
+        "--contour",
+        type=float,
+        default=0.1,
+        metavar="FRACTION",
+        help="outline the top FRACTION most salient pixels (0: off; default 0.1)",
+    )
+    g.add_argument("--no-text", action="store_true", help="no label/score text")
+    g.add_argument(
+        "--smooth",
+        type=float,
+        default=0.6,
+        metavar="A",
+        help="EMA weight of the previous map (0: off; default 0.6)",
+    )
+    g.add_argument(
+        "--cut-threshold",
+        type=float,
+        default=30.0,
+        help="mean grey change (0-255) that counts as a scene cut (default 30)",
+    )
+    g = p.add_argument_group("budget governor")
+    g.add_argument("--temp-limit", type=float, metavar="C", help="temperature limit in deg C")
+    g.add_argument("--mem-limit", type=_size_bytes, metavar="SIZE", help="RSS limit, e.g. 300MB")
+    g.add_argument(
+        "--temp-hysteresis",
+        type=float,
+        default=5.0,
+        help="deg C below the limit before stepping back (default 5)",
+    )
+    g.add_argument(
+        "--mem-hysteresis",
+        type=float,
+        default=0.1,
+        help="fraction below the memory limit before stepping back (default 0.1)",
+    )
+    g.add_argument("--dwell", type=float, default=2.0, help="seconds between decisions (default 2)")
+    g.add_argument(
+        "--policies",
+        type=_words,
+        default=["rate", "method", "resolution", "pause"],
+        help="ordered policies (default rate,method,resolution,pause)",
+    )
+    g.add_argument(
+        "--rate-steps",
+        type=_ints,
+        default=(2, 4),
+        help="map every k-th frame at each rate step (default 2,4)",
+    )
+    g.add_argument(
+        "--thermal-dir",
+        default="/sys/class/thermal",
+        help="folder with thermal_zone*/temp (default /sys/class/thermal)",
+    )
+    g.add_argument(
+        "--cgroup-root",
+        metavar="DIR",
+        help="cgroup folder with memory.max and memory.current (default: this process's cgroup)",
+    )
+    g = p.add_argument_group("counterfactual self-check")
+    g.add_argument(
+        "--selfcheck-every", type=int, default=0, metavar="N", help="check every N-th map (0: off)"
+    )
+    g.add_argument(
+        "--selfcheck-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of most salient pixels masked (default 0.1)",
+    )
+    g.add_argument(
+        "--selfcheck-min-drop",
+        type=float,
+        default=0.1,
+        help="relative score drop below which a map is unfaithful (default 0.1)",
+    )
+    g = p.add_argument_group("outputs")
+    g.add_argument(
+        "--display",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="window output (auto: when a display and a GUI OpenCV exist)",
+    )
+    g.add_argument("--record", metavar="VIDEO", help="write the overlay video (.mp4, .avi, .mkv)")
+    g.add_argument("--records", metavar="FILE", help="append saliency records (.salrec)")
+    g.add_argument("--records-bits", type=int, default=8, choices=[8, 16], help="map precision")
+    g.add_argument(
+        "--fsync-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="force records to storage every N records (power-loss safety)",
+    )
+    g.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help="HTTP status page + MJPEG stream "
+        "(host defaults to 127.0.0.1; 0.0.0.0 exposes it to the network)",
+    )
+    g.add_argument("--jpeg-quality", type=int, default=80, help="MJPEG quality (default 80)")
+    g.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
+    g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``run`` and ``records`` to an argparse sub-command set."""
+    run = subparsers.add_parser(
+        "run",
+        help="live saliency overlay from a camera, file or stream",
+        description=RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_arguments(run)
+    run.set_defaults(func=cmd_run)
+    records = subparsers.add_parser(
+        "records", help="read .salrec saliency records", description=RECORDS_HELP
+    )
+    sub = records.add_subparsers(dest="records_command", required=True, metavar="COMMAND")
+    inspect = sub.add_parser(
+        "inspect",
+        help="summary of a records file (and its frames)",
+        description="Print the stream headers, frame and map counts, "
+        "self-check flags, governor events and any torn tail of FILE.",
+    )
+    inspect.add_argument("file", help=".salrec file")
+    inspect.add_argument("--frames", action="store_true", help="also list every frame")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(func=cmd_records_inspect)
+    extract = sub.add_parser(
+        "extract",
+        help="write the stored maps as images or arrays",
+        description="Write each stored map of FILE to OUT as 16-bit PNG "
+        "(value * 65535) or .npy (float32), named by frame index.",
+    )
+    extract.add_argument("file", help=".salrec file")
+    extract.add_argument("out", help="output folder")
+    extract.add_argument("--format", choices=["png", "npy"], default="png")
+    extract.set_defaults(func=cmd_records_extract)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    values = {
+        "size": args.input_size,
+        "resize_shorter": args.resize_shorter,
+        "mean": args.mean,
+        "std": args.std,
+        "pixel_scale": args.pixel_scale,
+        "color": args.color,
+    }
+    overrides = {k: v for k, v in values.items() if v is not None}
+    if args.input_size is not None and len(args.input_size) != 2:
+        raise DeviceError(f"--input-size {args.input_size}: expected H,W")
+    if args.labels:
+        overrides["labels"] = _load_labels(args.labels)
+    return overrides
+
+
+def _load_labels(path: str) -> tuple[str, ...]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise DeviceError(f"--labels {path}: {exc}") from exc
+    if text.lstrip().startswith("["):
+        return tuple(str(x) for x in json.loads(text))
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def build_runner(args: argparse.Namespace):
+    """The pipeline, source, sinks and server a ``run`` command line asks for."""
+    from runtimes.backends import BackendOptions
+    from runtimes.governor import Budget
+    from runtimes.model import MethodChain
+    from runtimes.overlay import OverlayStyle
+    from runtimes.pipeline import Pipeline, PipelineConfig
+    from runtimes.progress import ProgressBar
+    from runtimes.runner import Runner
+    from runtimes.selfcheck import CheckConfig
+    from runtimes.sinks import (
+        BoardSink,
+        RecordsSink,
+        VideoSink,
+        WindowSink,
+        display_available,
+        file_sha256,
+    )
+    from runtimes.sources import open_source
+
+    backend = BackendOptions(args.threads, args.device, args.trt_cache)
+    chain = MethodChain.load([args.model, *args.fallback], backend, args.methods, _overrides(args))
+    budget = Budget(
+        temp_limit=args.temp_limit,
+        mem_limit=args.mem_limit,
+        temp_hysteresis=args.temp_hysteresis,
+        mem_hysteresis=args.mem_hysteresis,
+        dwell=args.dwell,
+        rate_steps=tuple(args.rate_steps),
+        policies=tuple(args.policies),
+    )
+    config = PipelineConfig(
+        smooth=args.smooth,
+        cut_threshold=args.cut_threshold,
+        overlay=OverlayStyle(args.colormap, args.alpha, args.contour, not args.no_text),
+        selfcheck=CheckConfig(
+            args.selfcheck_every, args.selfcheck_fraction, args.selfcheck_min_drop
+        ),
+        budget=budget,
+        thermal_dir=args.thermal_dir,
+        cgroup_root=args.cgroup_root,
+        target_class=args.target_class,
+    )
+    try:
+        pipeline = Pipeline(chain, config)
+    except ValueError as exc:
+        raise DeviceError(str(exc)) from exc
+    source = open_source(args.source, tuple(args.capture_size) if args.capture_size else None)
+    sinks: list = []
+    server = None
+    if args.serve:
+        from runtimes.server import FrameBoard, StatusServer
+
+        board = FrameBoard(args.jpeg_quality)
+        sinks.append(BoardSink(board))
+    if args.record:
+        sinks.append(VideoSink(args.record, source.fps))
+    if args.records:
+        header = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "source": args.source,
+            "models": [{**m, "sha256": file_sha256(m["model"])} for m in chain.describe()],
+            "labels": list(chain[0].contract.labels),
+            "input_size": list(chain[0].contract.preprocess.size),
+            "writer": "edgesal runtimes",
+        }
+        sinks.append(RecordsSink(args.records, header, args.records_bits, args.fsync_every))
+    progress = ProgressBar(source.total) if source.total and not source.live else None
+    runner = Runner(pipeline, source, sinks, args.realtime, args.max_frames, progress)
+    if args.display == "yes" or (args.display == "auto" and display_available()):
+        sinks.append(WindowSink(lambda: runner.stop("window closed")))
+    if args.serve:
+        server = StatusServer(args.serve, board, runner.status)
+    return runner, server
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        runner, server = build_runner(args)
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if server:
+        server.start()
+        print(f"status page: {server.url}", file=sys.stderr, flush=True)
+    try:
+        summary = runner.run()
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if server:
+            server.close()
+    print(summary.text(), file=sys.stderr)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.__dict__, indent=2))
+    return 0
+
+
+def inspect_summary(path: str) -> dict:
+    """Counts and facts of a records file: what ``records inspect`` prints."""
+    from runtimes.records import RecordReader
+
+    reader = RecordReader(path)
+    headers, frames, maps, events, unfaithful, checked = [], 0, 0, [], 0, 0
+    methods: dict[str, int] = {}
+    for record in reader:
+        if record.kind == "header":
+            headers.append(record.meta)
+        elif record.kind == "event":
+            events.append(record.meta)
+        elif record.kind == "frame":
+            frames += 1
+            maps += "map" in record.meta
+            method = record.meta.get("method") or "(none)"
+            methods[method] = methods.get(method, 0) + 1
+            check = record.meta.get("selfcheck")
+            checked += check is not None
+            unfaithful += bool(check) and not check["faithful"]
+    return {
+        "file": str(path),
+        "streams": len(headers),
+        "headers": headers,
+        "frames": frames,
+        "maps": maps,
+        "methods": methods,
+        "selfchecks": checked,
+        "unfaithful": unfaithful,
+        "events": events,
+        "truncated_bytes": reader.truncated_bytes,
+    }
+
+
+def cmd_records_inspect(args: argparse.Namespace) -> int:
+    from runtimes.records import RecordReader
+
+    try:
+        info = inspect_summary(args.file)
+        frames = (
+            [f.meta for f in RecordReader(args.file).frames(decode=False)] if args.frames else []
+        )
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({**info, "frame_list": frames} if args.frames else info, indent=2))
+        return 0
+    print(
+        f"{info['file']}: salrec, {info['streams']} stream(s), {info['frames']} frames, "
+        f"{info['maps']} maps"
+    )
+    for h in info["headers"]:
+        models = ", ".join(
+            f"{m['method']} ({Path(m['model']).name}, sha256 {m['sha256'][:12]})"
+            for m in h.get("models", [])
+        )
+        print(
+            f"  stream {h.get('created', '?')} source={h.get('source')} v{h['version']}: {models}"
+        )
+    print(f"  methods: {info['methods']}")
+    print(f"  self-checks: {info['selfchecks']} ({info['unfaithful']} unfaithful)")
+    print(f"  governor events: {len(info['events'])}")
+    for e in info["events"]:
+        print(
+            f"    frame {e['frame']}: level {e['from_level']}->{e['to_level']} {e['action']} "
+            f"({e['reason']})"
+        )
+    if info["truncated_bytes"]:
+        print(
+            f"  torn tail: {info['truncated_bytes']} bytes after the last complete record "
+            "(an interrupted write; every complete frame above is intact)"
+        )
+    for f in frames:
+        check = f.get("selfcheck")
+        flag = "" if check is None else (" faithful" if check["faithful"] else " UNFAITHFUL")
+        score = "-" if f.get("score") is None else f"{f['score']:.3f}"
+        print(
+            f"  #{f['frame']:6d} {f.get('label')!s:20} {score} {f.get('method')} "
+            f"map={'yes' if 'map' in f else 'no'}{flag}"
+        )
+    return 0
+
+
+def cmd_records_extract(args: argparse.Namespace) -> int:
+    import cv2
+
+    from runtimes.records import RecordReader
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    try:
+        for frame in RecordReader(args.file).frames():
+            if frame.saliency is None:
+                continue
+            name = out / f"frame{frame.meta['frame']:06d}.{args.format}"
+            if args.format == "npy":
+                np.save(name, frame.saliency)
+            else:
+                cv2.imwrite(str(name), np.clip(frame.saliency * 65535, 0, 65535).astype(np.uint16))
+            count += 1
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{count} maps written to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtimes", description=__doc__)
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    return args.func(args)

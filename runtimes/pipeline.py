@@ -1,0 +1,216 @@
+"""The frame-by-frame pipeline: predict, explain, smooth, self-check, govern, draw.
+
+:class:`Pipeline` is the API robot code calls per frame (``result = pipe.process(frame)``); the
+threaded :class:`runtimes.runner.Runner` calls its two halves, :meth:`Pipeline.infer` and
+:meth:`Pipeline.render`, on separate threads so capture, inference and drawing overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from runtimes.backends import BackendOptions
+from runtimes.governor import Budget, Governor, Sensors, State
+from runtimes.model import Inference, MethodChain
+from runtimes.overlay import OverlayStyle, draw
+from runtimes.preprocess import Region
+from runtimes.selfcheck import CheckConfig, CheckResult, counterfactual
+from runtimes.smoothing import MapSmoother
+
+log = logging.getLogger("runtimes.pipeline")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the per-frame work depends on; the CLI flags map onto these fields."""
+
+    smooth: float = 0.6
+    cut_threshold: float = 30.0
+    overlay: OverlayStyle = field(default_factory=OverlayStyle)
+    selfcheck: CheckConfig = field(default_factory=CheckConfig)
+    budget: Budget = field(default_factory=Budget)
+    thermal_dir: str = "/sys/class/thermal"
+    cgroup_root: str | None = None
+    target_class: int | None = None  # class to explain for models with a 'target' input
+    top_k: int = 3
+    governor_interval: float = 0.25  # seconds between sensor reads
+
+
+@dataclass
+class FrameResult:
+    """One processed frame; ``saliency`` is the smoothed map on the model's input grid."""
+
+    index: int
+    captured: float
+    frame: np.ndarray
+    state: State
+    inference: Inference | None = None
+    saliency: np.ndarray | None = None
+    region: Region | None = None
+    fresh_map: bool = False
+    label: str = ""
+    top: list[tuple[int, str, float]] = field(default_factory=list)
+    check: CheckResult | None = None
+    scene_cut: bool = False
+    overlay: np.ndarray | None = None
+
+    @property
+    def prediction(self) -> int | None:
+        return self.inference.top1 if self.inference else None
+
+    @property
+    def score(self) -> float | None:
+        return float(self.inference.probs[self.inference.top1]) if self.inference else None
+
+    def summary(self) -> dict:
+        """JSON-able facts: the records' frame meta and the status page's last predictions."""
+        inf = self.inference
+        return {
+            "frame": self.index,
+            "time": self.captured,
+            "label": self.label,
+            "class": self.prediction,
+            "score": self.score,
+            "top": [[k, name, p] for k, name, p in self.top],
+            "target": inf.target if inf else None,
+            "method": inf.method if inf else None,
+            "map": self.fresh_map,
+            "model_ms": inf.seconds * 1000 if inf else None,
+            "scene_cut": self.scene_cut,
+            "governor": asdict(self.state),
+            "selfcheck": self.check.as_dict() if self.check else None,
+            "faithful": self.check.faithful if self.check else None,
+        }
+
+
+class Pipeline:
+    """Per-frame saliency with the budget governor; not thread-safe across concurrent ``infer``."""
+
+    def __init__(
+        self,
+        models: MethodChain | list[str] | str,
+        config: PipelineConfig | None = None,
+        backend: BackendOptions | None = None,
+    ):
+        if isinstance(models, str):
+            models = [models]
+        self.chain = (
+            models if isinstance(models, MethodChain) else MethodChain.load(models, backend)
+        )
+        self.config = config or PipelineConfig()
+        sensors = Sensors(self.config.thermal_dir, self.config.cgroup_root)
+        methods = [v.method for v in self.chain.variants]
+        self.governor = Governor(self.config.budget, sensors, methods)
+        self.smoother = MapSmoother(self.config.smooth, self.config.cut_threshold)
+        self._rng = np.random.default_rng(0)
+        self._last_top1: int | None = None
+        self._last_map: tuple[np.ndarray, Region, tuple] | None = None
+        self._maps = 0
+        self._frames = 0
+        self._next_sensor_read = 0.0
+        self.lock = threading.Lock()
+        self.governor.update(time.time(), -1)
+
+    @property
+    def variant(self):
+        return self.chain[self.governor.state.method_index]
+
+    def govern(self, index: int) -> None:
+        now = time.time()
+        if now >= self._next_sensor_read:
+            self._next_sensor_read = now + self.config.governor_interval
+            self.governor.update(now, index)
+
+    def infer(
+        self, frame: np.ndarray, index: int = 0, captured: float | None = None
+    ) -> FrameResult:
+        """Prediction on every frame, a map when the governor's rate allows, the self-check when
+        due. A paused governor returns the frame with no inference."""
+        self._frames += 1
+        self.govern(index)
+        state = self.governor.state
+        captured = time.time() if captured is None else captured
+        if state.scale != 1.0:
+            frame = cv2.resize(
+                frame, None, fx=state.scale, fy=state.scale, interpolation=cv2.INTER_AREA
+            )
+        result = FrameResult(index, captured, frame, state)
+        result.scene_cut = self.smoother.scene_cut(frame)
+        if state.paused:
+            return result
+        variant = self.variant
+        tensor, crop, region = variant.preprocessor(frame)
+        want_map = self._maps_due(index, state)
+        target = self._target()
+        inf = variant.run(tensor, target, want_map)
+        result.inference = inf
+        self._last_top1 = inf.top1
+        result.label = variant.contract.label(inf.top1)
+        result.top = [(k, variant.contract.label(k), p) for k, p in inf.top(self.config.top_k)]
+        key = (inf.target, inf.method)
+        if inf.saliency is not None:
+            self._maps += 1
+            result.saliency = self.smoother.update(inf.saliency, key, result.scene_cut)
+            result.region, result.fresh_map = region, True
+            self._last_map = (result.saliency, region, key)
+            result.check = self._self_check(variant, crop, inf)
+        elif self._last_map is not None and not result.scene_cut and self._last_map[2] == key:
+            result.saliency, result.region = self._last_map[0], self._last_map[1]
+        return result
+
+    def _maps_due(self, index: int, state: State) -> bool:
+        return state.saliency_every <= 1 or index % state.saliency_every == 0
+
+    def _target(self) -> int | None:
+        if self.config.target_class is not None:
+            return self.config.target_class
+        return self._last_top1 if self._last_top1 is not None else 0
+
+    def _self_check(self, variant, crop: np.ndarray, inf: Inference) -> CheckResult | None:
+        every = self.config.selfcheck.every
+        if every <= 0 or (self._maps - 1) % every:
+            return None
+        prob = float(inf.probs[inf.target])
+        return counterfactual(
+            variant, crop, inf.saliency, inf.target, prob, self.config.selfcheck, self._rng
+        )
+
+    def render(self, result: FrameResult) -> np.ndarray:
+        """Overlay of the map, the label/score caption and any warning; stored on ``result``."""
+        caption, warning = self.caption(result)
+        result.overlay = draw(
+            result.frame, result.saliency, result.region, caption, self.config.overlay, warning
+        )
+        return result.overlay
+
+    def caption(self, result: FrameResult) -> tuple[str, str]:
+        state = result.state
+        if result.inference is None:
+            return "paused", "governor: " + self._last_reason()
+        inf = result.inference
+        caption = f"{result.label} {result.score:.2f} | {inf.method}"
+        if self.chain[0].contract.target_input or inf.target != inf.top1:
+            caption += f" | explains {self.variant.contract.label(inf.target)}"
+        warning = ""
+        if result.check is not None and not result.check.faithful:
+            warning = f"map failed self-check (drop {result.check.drop:.2f})"
+        elif state.level:
+            warning = f"governor level {state.level}: {self._last_reason()}"
+        return caption, warning
+
+    def _last_reason(self) -> str:
+        decisions = self.governor.decisions
+        return decisions[-1].reason if decisions else ""
+
+    def process(self, frame: np.ndarray, index: int | None = None) -> FrameResult:
+        """``infer`` then ``render``: the one call per frame for robot control loops."""
+        index = self._frames if index is None else index
+        result = self.infer(frame, index)
+        self.render(result)
+        return result
