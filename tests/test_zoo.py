@@ -6,7 +6,9 @@ keep them across runs.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 import torch
 
 from edgesal import metadata, zoo
-from edgesal.errors import ArchiveError, InputError, ModelLoadError
+from edgesal.errors import ArchiveError, EdgesalError, InputError, ModelLoadError
 from edgesal.imaging import center_crop, to_input
 from edgesal.zoo import weights
 from tests import torch_reference
@@ -137,6 +139,24 @@ def test_photos_are_real_rgb_images():
         assert min(image.shape[:2]) >= 256 and image.std() > 20
 
 
+def test_photos_without_the_demo_packages_say_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    with pytest.raises(EdgesalError, match=r"scikit-image and scikit-learn.*edgesal\[demo\]"):
+        zoo.photos()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_published_weights_read_exactly_as_torch_reads_them(zoo_cache, name):
+    path = zoo.weights_path(name, progress=False)
+    expected = torch.load(path, map_location="cpu", weights_only=True)
+    loaded = zoo.load_state_dict(path)
+    assert list(loaded) == list(expected)
+    for key, tensor in expected.items():
+        assert loaded[key].dtype == tensor.numpy().dtype
+        np.testing.assert_array_equal(loaded[key], tensor.numpy(), err_msg=key)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", NAMES)
@@ -253,8 +273,6 @@ def fake_wheel(tmp_path, monkeypatch):
 
 
 def _sha(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

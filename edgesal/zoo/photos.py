@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgesal.errors import InputError
+from edgesal.errors import EdgesalError
 
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 SKLEARN_PHOTOS = ("china", "flower")
@@ -21,7 +21,7 @@ def photos() -> dict[str, np.ndarray]:
         import skimage.data
         from sklearn.datasets import load_sample_image
     except ImportError as exc:
-        raise InputError(
+        raise EdgesalError(
             f"the demo photos need scikit-image and scikit-learn ({exc.name} is missing); "
             "install them with: pip install 'edgesal[demo]'"
         ) from exc
