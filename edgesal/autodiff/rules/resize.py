@@ -1,1 +1,247 @@
-"""Placeholder: filled by its owner."""
+"""Resize: nearest, linear and cubic, every coordinate_transformation_mode of opsets 13-21.
+
+Resize is linear in x and separable: along each axis y = M x with a constant (out x in)
+interpolation matrix, so dx = M^T dy axis by axis, as MatMuls with constants built here in numpy
+from the attributes and the static shapes (TFLite: BATCH_MATMUL / FULLY_CONNECTED). The hot case,
+nearest upsampling by an integer factor f, is a block sum instead (Reshape + ReduceSum).
+
+Source coordinates are computed in float32 with the ONNX formulas, as onnxruntime does, so the
+nearest-neighbour choices agree with it at exact .5 boundaries. Antialiased downscaling is
+refused with an error naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgesal.autodiff.registry import GradContext, register
+from edgesal.autodiff.rules.shape import UnsupportedAttributeError
+
+_COORDINATE_MODES = {
+    "half_pixel",
+    "half_pixel_symmetric",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_crop_and_resize",
+}
+_NEAREST_MODES = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a Resize: lengths, scale (float32, as the runtime uses it) and roi."""
+
+    n_in: int
+    n_out: int
+    scale: np.float32
+    roi: tuple[float, float] = (0.0, 1.0)
+
+
+def source_coordinates(mode: str, axis: Axis) -> np.ndarray:
+    """x_original for every output index (float32), per the coordinate_transformation_mode."""
+    i = np.arange(axis.n_out, dtype=np.float32)
+    scale, n_in, n_out = axis.scale, np.float32(axis.n_in), np.float32(axis.n_out)
+    half = np.float32(0.5)
+    if mode == "asymmetric":
+        return i / scale
+    if mode == "align_corners":
+        return np.zeros_like(i) if axis.n_out == 1 else i * (n_in - 1) / (n_out - 1)
+    if mode == "pytorch_half_pixel" and axis.n_out == 1:
+        return np.zeros_like(i)
+    if mode in ("half_pixel", "pytorch_half_pixel"):
+        return (i + half) / scale - half
+    if mode == "half_pixel_symmetric":
+        adjustment = n_out / (scale * n_in)
+        offset = n_in / 2 * (1 - adjustment)
+        return offset + (i + half) / scale - half
+    start, end = (np.float32(v) for v in axis.roi)
+    if axis.n_out == 1:
+        return np.full_like(i, half * (start + end) * (n_in - 1))
+    return start * (n_in - 1) + i * (end - start) * (n_in - 1) / (n_out - 1)
+
+
+def nearest_matrix(coords: np.ndarray, n_in: int, rounding: str) -> np.ndarray:
+    """0/1 matrix picking the rounded, clamped source index of every output."""
+    floor = np.floor(coords)
+    at_half = coords == floor + np.float32(0.5)
+    if rounding == "floor":
+        index = floor
+    elif rounding == "ceil":
+        index = np.ceil(coords)
+    elif rounding == "round_prefer_floor":
+        index = np.where(at_half, floor, np.floor(coords + np.float32(0.5)))
+    else:
+        index = np.where(at_half, floor + 1, np.floor(coords + np.float32(0.5)))
+    index = np.clip(index.astype(np.int64), 0, n_in - 1)
+    matrix = np.zeros((len(coords), n_in))
+    matrix[np.arange(len(coords)), index] = 1.0
+    return matrix
+
+
+def linear_matrix(coords: np.ndarray, n_in: int) -> np.ndarray:
+    """Two taps per output: floor(c) and floor(c)+1 of the coordinate clamped to [0, n_in-1]."""
+    c = np.clip(coords.astype(np.float64), 0, n_in - 1)
+    left = np.floor(c).astype(np.int64)
+    frac = c - left
+    rows = np.arange(len(c))
+    matrix = np.zeros((len(c), n_in))
+    np.add.at(matrix, (rows, left), 1 - frac)
+    np.add.at(matrix, (rows, np.minimum(left + 1, n_in - 1)), frac)
+    return matrix
+
+
+def cubic_matrix(coords: np.ndarray, n_in: int, a: float, exclude_outside: bool) -> np.ndarray:
+    """Keys' cubic convolution with coefficient a on taps floor(c)-1 .. floor(c)+2.
+
+    Taps outside the input read the edge value, or are dropped and the rest renormalised when
+    exclude_outside is set.
+    """
+    c = coords.astype(np.float64)
+    base = np.floor(c).astype(np.int64)
+    r = c - base
+    distances = np.stack([1 + r, r, 1 - r, 2 - r], axis=1)
+    weights = np.where(
+        distances <= 1,
+        ((a + 2) * distances - (a + 3)) * distances**2 + 1,
+        ((a * distances - 5 * a) * distances + 8 * a) * distances - 4 * a,
+    )
+    taps = base[:, None] + np.arange(-1, 3)[None, :]
+    if exclude_outside:
+        weights = np.where((taps < 0) | (taps >= n_in), 0.0, weights)
+        weights /= weights.sum(axis=1, keepdims=True)
+    matrix = np.zeros((len(c), n_in))
+    rows = np.repeat(np.arange(len(c)), 4)
+    np.add.at(matrix, (rows, np.clip(taps, 0, n_in - 1).ravel()), weights.ravel())
+    return matrix
+
+
+def interpolation_matrix(ctx: GradContext, axis: Axis) -> np.ndarray:
+    """The (n_out, n_in) matrix M with y = M x along one axis."""
+    ctm = ctx.attr("coordinate_transformation_mode", "half_pixel")
+    mode = ctx.attr("mode", "nearest")
+    coords = source_coordinates(ctm, axis)
+    if mode == "nearest":
+        matrix = nearest_matrix(coords, axis.n_in, ctx.attr("nearest_mode", "round_prefer_floor"))
+    elif mode == "linear":
+        matrix = linear_matrix(coords, axis.n_in)
+    else:
+        a = float(ctx.attr("cubic_coeff_a", -0.75))
+        matrix = cubic_matrix(coords, axis.n_in, a, bool(ctx.attr("exclude_outside", 0)))
+    if ctm == "tf_crop_and_resize":
+        outside = (coords < 0) | (coords > axis.n_in - 1)
+        matrix[outside] = 0.0  # those outputs hold extrapolation_value, a constant
+    return matrix
+
+
+def resize_axes(ctx: GradContext) -> list[Axis]:
+    """Per-axis lengths, scales and roi, resolving scales/sizes/axes/keep_aspect_ratio_policy."""
+    scales = _float_input(ctx, 2, "scales")
+    cropping = ctx.attr("coordinate_transformation_mode") == "tf_crop_and_resize"
+    roi = _float_input(ctx, 1, "roi") if cropping else None
+    in_shape = ctx.shape(ctx.x[0])
+    out_shape = list(ctx.shape(ctx.y[0]))
+    rank = len(in_shape)
+    axes = [a % rank for a in ctx.attr("axes", range(rank))]
+    if scales is not None and scales.size:
+        per_axis = dict(zip(axes, scales.astype(np.float32), strict=True))
+    else:
+        per_axis = _scales_from_sizes(ctx, in_shape, out_shape, axes)
+    result = []
+    for axis, n in enumerate(in_shape):
+        scale = per_axis.get(axis, np.float32(1.0))
+        bounds = (0.0, 1.0)
+        if roi is not None and roi.size and axis in axes:
+            k = axes.index(axis)
+            bounds = (float(roi[k]), float(roi[len(axes) + k]))
+        result.append(Axis(n, out_shape[axis], np.float32(scale), bounds))
+    return result
+
+
+def _scales_from_sizes(ctx, in_shape, out_shape, axes) -> dict[int, np.float32]:
+    given = ctx.value(ctx.x[3]) if len(ctx.x) > 3 and ctx.x[3] else None
+    sizes = None if given is None else [int(v) for v in np.asarray(given).ravel()]
+    policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
+    if sizes is None:
+        if policy != "stretch":
+            raise UnsupportedAttributeError(
+                ctx, f"keep_aspect_ratio_policy='{policy}' needs a constant sizes input"
+            )
+        sizes = [out_shape[a] for a in axes]
+    ratios = {a: np.float32(s) / np.float32(in_shape[a]) for a, s in zip(axes, sizes, strict=True)}
+    if policy == "not_larger":
+        return dict.fromkeys(axes, min(ratios.values()))
+    if policy == "not_smaller":
+        return dict.fromkeys(axes, max(ratios.values()))
+    return ratios
+
+
+def _float_input(ctx: GradContext, index: int, what: str) -> np.ndarray | None:
+    if index >= len(ctx.x) or not ctx.x[index]:
+        return None
+    value = ctx.value(ctx.x[index])
+    if value is None:
+        raise UnsupportedAttributeError(ctx, f"its {what} input '{ctx.x[index]}' is not a constant")
+    return np.asarray(value).ravel()
+
+
+def check_supported(ctx: GradContext, axes: list[Axis]) -> None:
+    """Refuse what the matrices here do not model, naming the attribute."""
+    mode = ctx.attr("mode", "nearest")
+    ctm = ctx.attr("coordinate_transformation_mode", "half_pixel")
+    if mode not in ("nearest", "linear", "cubic"):
+        raise UnsupportedAttributeError(ctx, f"mode='{mode}' is not supported")
+    if ctm not in _COORDINATE_MODES:
+        raise UnsupportedAttributeError(
+            ctx, f"coordinate_transformation_mode='{ctm}' is not supported"
+        )
+    rounding = ctx.attr("nearest_mode", "round_prefer_floor")
+    if mode == "nearest" and rounding not in _NEAREST_MODES:
+        raise UnsupportedAttributeError(ctx, f"nearest_mode='{rounding}' is not supported")
+    if ctx.attr("antialias", 0) and mode != "nearest" and any(a.scale < 1 for a in axes):
+        raise UnsupportedAttributeError(
+            ctx, "antialias=1 with downscaling is not supported (its filter widens with 1/scale)"
+        )
+
+
+@register("Resize")
+def resize(ctx: GradContext):
+    """dx = M_1^T ... M_k^T dy: one constant matrix per resized axis (nearest x f: block sums)."""
+    axes = resize_axes(ctx)
+    check_supported(ctx, axes)
+    shape = [a.n_out for a in axes]
+    grad = ctx.dy[0]
+    dtype = ctx.dtype(ctx.x[0])
+    for i in reversed(range(len(axes))):
+        matrix = interpolation_matrix(ctx, axes[i])
+        if matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(len(matrix))):
+            continue
+        grad = _transposed_along(ctx, grad, shape, i, matrix.astype(dtype))
+        shape[i] = axes[i].n_in
+    return [grad]
+
+
+def _transposed_along(ctx: GradContext, grad: str, shape: list[int], axis: int, m) -> str:
+    """M^T applied along ``axis`` of ``grad`` (shaped ``shape``, n_out along ``axis``)."""
+    b = ctx.b
+    n_out, n_in = m.shape
+    factor = n_out // n_in
+    if factor * n_in == n_out and np.array_equal(
+        m, np.repeat(np.eye(n_in, dtype=m.dtype), factor, 0)
+    ):
+        view = [math.prod(shape[:axis]), n_in, factor, math.prod(shape[axis + 1 :])]
+        summed = b.ReduceSum(b.Reshape(grad, b.ints(view)), b.ints([2]), keepdims=0)
+        return b.Reshape(summed, b.ints(shape[:axis] + [n_in] + shape[axis + 1 :]))
+    rank = len(shape)
+    if axis == rank - 1:
+        return b.MatMul(grad, b.const(m, hint="resize_matrix"))
+    if axis == rank - 2:
+        return b.MatMul(b.const(np.ascontiguousarray(m.T), hint="resize_matrix_t"), grad)
+    view = [math.prod(shape[:axis]), n_out, math.prod(shape[axis + 1 :])]
+    moved = b.MatMul(
+        b.const(np.ascontiguousarray(m.T), hint="resize_matrix_t"), b.Reshape(grad, b.ints(view))
+    )
+    return b.Reshape(moved, b.ints(shape[:axis] + [n_in] + shape[axis + 1 :]))
