@@ -80,7 +80,7 @@ class FrameResult:
             "top": [[k, name, p] for k, name, p in self.top],
             "target": inf.target if inf else None,
             "method": inf.method if inf else None,
-            "map": self.fresh_map,
+            "fresh_map": self.fresh_map,
             "model_ms": inf.seconds * 1000 if inf else None,
             "scene_cut": self.scene_cut,
             "governor": asdict(self.state),
@@ -153,7 +153,7 @@ class Pipeline:
         self._last_top1 = inf.top1
         result.label = variant.contract.label(inf.top1)
         result.top = [(k, variant.contract.label(k), p) for k, p in inf.top(self.config.top_k)]
-        key = (inf.target, inf.method)
+        key = (inf.target, inf.method, frame.shape[:2])
         if inf.saliency is not None:
             self._maps += 1
             result.saliency = self.smoother.update(inf.saliency, key, result.scene_cut)

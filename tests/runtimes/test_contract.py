@@ -1,0 +1,146 @@
+"""The model contract, both backends, graph pruning and bad models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from runtimes.backends import BackendOptions, load_backend
+from runtimes.backends.onnx_prune import prune
+from runtimes.contract import build_contract
+from runtimes.errors import ModelError
+from runtimes.model import MethodChain, probabilities
+from tests.runtimes import synthetic, synthetic_tflite
+
+
+def frame_tensor(variant, index: int = 0):
+    return variant.preprocessor(synthetic.colour_frames(10)[index])
+
+
+def test_contract_reads_metadata(models):
+    chain = MethodChain.load([str(models["vanilla"])])
+    contract = chain[0].contract
+    assert contract.input == "image" and contract.scores == "logits"
+    assert contract.saliency == {"vanilla": "saliency"}
+    assert contract.preprocess.size == (64, 64) and contract.layout == "NCHW"
+    assert contract.labels[0] == "red thing"
+
+
+def test_red_frame_is_class_zero_with_map_on_the_square(models):
+    variant = MethodChain.load([str(models["vanilla"])])[0]
+    tensor, crop, region = frame_tensor(variant)
+    inf = variant.run(tensor, None)
+    assert inf.top1 == 0 and inf.target == 0
+    assert inf.saliency.shape == (64, 64) and 0.99 < inf.saliency.max() <= 1.0
+    red = crop[..., 0] > 150  # RGB crop: the red square
+    assert inf.saliency[red].mean() > 5 * inf.saliency[~red].mean()
+
+
+def test_multi_output_model_gives_one_variant_per_method(models):
+    chain = MethodChain.load([str(models["multi"])])
+    assert [v.method for v in chain.variants] == ["integrated", "vanilla", "gradcam"]
+    chosen = MethodChain.load([str(models["multi"])], methods=["gradcam", "vanilla"])
+    assert [v.method for v in chosen.variants] == ["gradcam", "vanilla"]
+    with pytest.raises(ModelError, match="--methods"):
+        MethodChain.load([str(models["multi"])], methods=["smoothgrad"])
+
+
+def test_fallback_list_comma_and_folder(models, tmp_path):
+    chain = MethodChain.load([f"{models['vanilla']},{models['multi']}"])
+    assert len(chain) == 4
+    folder = tmp_path / "set"
+    folder.mkdir()
+    synthetic.build(folder / "a_first.onnx")
+    synthetic.build(folder / "b_second.onnx", methods=("x", "y"))
+    assert [v.method for v in MethodChain.load([str(folder)]).variants] == ["vanilla", "x", "y"]
+
+
+def test_target_input_is_fed(models):
+    variant = MethodChain.load([str(models["target"])])[0]
+    tensor, crop, _ = frame_tensor(variant)
+    red, green = variant.run(tensor, 0), variant.run(tensor, 1)
+    assert red.target == 0 and green.target == 1
+    assert not np.allclose(red.saliency, green.saliency)
+
+
+def test_uint8_in_graph_input(models):
+    variant = MethodChain.load([str(models["uint8"])])[0]
+    tensor, _, _ = frame_tensor(variant)
+    assert tensor.dtype == np.uint8 and tensor.shape == (1, 64, 64, 3)
+    assert variant.run(tensor, None).top1 == 0
+
+
+def test_prediction_only_run_uses_a_pruned_graph(models):
+    raw = models["multi"].read_bytes()
+    pruned = prune(raw, ["logits"])
+    assert pruned is not None and len(pruned) < len(raw)
+    variant = MethodChain.load([str(models["multi"])])[0]
+    tensor, _, _ = frame_tensor(variant)
+    full, fast = variant.run(tensor, None), variant.run(tensor, None, want_map=False)
+    assert fast.saliency is None
+    np.testing.assert_allclose(full.probs, fast.probs, rtol=1e-6)
+    sub = variant.backend.subset(["logits"])
+    assert sub.pruned and sub.outputs == ["logits"]
+    one = variant.backend.subset(["logits", "saliency_vanilla"])
+    assert one.outputs == ["logits", "saliency_vanilla"]
+
+
+def test_model_without_saliency_output_is_refused(models):
+    with pytest.raises(ModelError, match="no saliency output"):
+        MethodChain.load([str(models["nosaliency"])])
+
+
+def test_wrong_input_size_is_refused(models):
+    with pytest.raises(ModelError, match="--input-size"):
+        MethodChain.load([str(models["vanilla"])], overrides={"size": (32, 32)})
+
+
+def test_missing_and_unknown_model_files(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_backend(tmp_path / "absent.onnx")
+    odd = tmp_path / "model.pt"
+    odd.write_bytes(b"x")
+    with pytest.raises(ModelError, match="unknown model format"):
+        load_backend(odd)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf")
+    with pytest.raises(ModelError, match="broken.onnx"):
+        load_backend(broken)
+
+
+def test_device_choice_falls_back_to_cpu_and_says_so(models, caplog):
+    backend = load_backend(models["vanilla"], BackendOptions(threads=1, device="cuda"))
+    assert backend.name == "onnxruntime/CPUExecutionProvider"
+    assert "CUDAExecutionProvider not in this onnxruntime build" in caplog.text
+
+
+def test_metadata_names_missing_scores_output():
+    with pytest.raises(ModelError, match="scores output 'probs'"):
+        build_contract(
+            "m.onnx",
+            {"edgesal.outputs": json.dumps({"scores": "probs"})},
+            {"image": ((1, 3, 8, 8), "float32")},
+            ["logits", "saliency"],
+        )
+
+
+def test_probabilities_passthrough_and_softmax():
+    np.testing.assert_allclose(probabilities(np.array([0.2, 0.8])), [0.2, 0.8])
+    p = probabilities(np.array([1.0, 2.0, 3.0]))
+    assert abs(p.sum() - 1) < 1e-9 and p.argmax() == 2
+
+
+def test_litert_backend_reads_tflite_metadata_and_runs(tmp_path):
+    pytest.importorskip("ai_edge_litert", reason="LiteRT backend needs ai-edge-litert installed")
+    path = synthetic_tflite.build(tmp_path / "m.tflite", size=32)
+    variant = MethodChain.load([str(path)])[0]
+    assert variant.backend.name.startswith("ai-edge-litert")
+    assert variant.contract.layout == "NHWC" and variant.contract.labels[0] == "red"
+    tensor, crop, _ = frame_tensor(variant)
+    assert tensor.shape == (1, 32, 32, 3)
+    inf = variant.run(tensor, None)
+    assert inf.top1 == 0 and inf.saliency.shape == (32, 32)
+    expected = np.abs(tensor[0]).max(axis=-1)
+    np.testing.assert_allclose(inf.saliency, expected, rtol=1e-6)
