@@ -81,7 +81,9 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     dtype = info.np_dtype(image.tensor)
     for name, output in outputs.items():
         attribution = _attribution(ctx, name)
-        saliency, shape = _postprocess(b, attribution, image, options, dtype)
+        saliency, shape = _postprocess(
+            b, attribution, ctx.shape(attribution), image, options, dtype
+        )
         model.graph.node.append(
             helper.make_node("Identity", [saliency], [output], name=f"edgesal/{output}")
         )
@@ -108,10 +110,8 @@ def _attribution(ctx: MethodContext, name: str) -> str:
     return METHODS[name].build(ctx, ctx.image.tensor, 1)
 
 
-def _postprocess(b: Builder, attribution: str, image: ImageInput, options: ExportOptions, dtype):
-    reduced, shape, signed = reduce_channels(
-        b, attribution, image.shape, image.layout, options.reduce
-    )
+def _postprocess(b: Builder, attribution: str, shape, image: ImageInput, options, dtype):
+    reduced, shape, signed = reduce_channels(b, attribution, shape, image.layout, options.reduce)
     return normalize(b, reduced, shape, options.normalize, signed, dtype), shape
 
 

@@ -103,7 +103,7 @@ def test_smooth_wraps_other_methods(cnn, x):
 
 
 def _torch_cnn(model: onnx.ModelProto, guided: bool = False):
-    """The same network as tests.models.nchw_cnn in torch; returns f(x) -> (logits, feature map)."""
+    """tests.models.nchw_cnn in torch: (features(x) -> last feature map, head(map) -> logits)."""
     w = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
 
     def act(t, hi=None):
@@ -111,14 +111,16 @@ def _torch_cnn(model: onnx.ModelProto, guided: bool = False):
             return _GuidedClip.apply(t, hi)
         return t.clamp(0, hi) if hi is not None else t.relu()
 
-    def f(t):
+    def features(t):
         c1 = F.conv2d(t, w["w1"], w["b1"], padding=1)
         n1 = F.batch_norm(c1, w["bn_m"], w["bn_v"], w["bn_s"], w["bn_b"], eps=1e-5)
         r2 = act(F.conv2d(act(n1, 6.0), w["dw"], stride=2, padding=1, groups=8))
-        feature = F.conv2d(r2, w["pw"]) + r2
-        return F.linear(feature.mean((2, 3)), w["fc"], w["fcb"]), feature
+        return F.conv2d(r2, w["pw"]) + r2
 
-    return f
+    def head(feature):
+        return F.linear(feature.mean((2, 3)), w["fc"], w["fcb"])
+
+    return features, head
 
 
 class _GuidedClip(torch.autograd.Function):
@@ -136,9 +138,9 @@ class _GuidedClip(torch.autograd.Function):
 
 
 def test_guided_backprop_matches_torch_reference(cnn, x):
-    f = _torch_cnn(cnn, guided=True)
+    features, head = _torch_cnn(cnn, guided=True)
     xt = torch.from_numpy(x).requires_grad_(True)
-    logits, _ = f(xt)
+    logits = head(features(xt))
     logits[0, logits[0].argmax()].backward()
     got = attribution(cnn, x, "guided")
     np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-3, atol=1e-6)
@@ -146,9 +148,9 @@ def test_guided_backprop_matches_torch_reference(cnn, x):
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcampp"])
 def test_gradcam_matches_torch_reference(cnn, x, method):
-    f = _torch_cnn(cnn)
-    logits, feature = f(torch.from_numpy(x))
-    feature.retain_grad()
+    features, head = _torch_cnn(cnn)
+    feature = features(torch.from_numpy(x)).requires_grad_(True)
+    logits = head(feature)
     logits[0, logits[0].argmax()].backward()
     a, g = feature.detach(), feature.grad
     if method == "gradcam":

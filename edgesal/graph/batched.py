@@ -23,8 +23,8 @@ def forward_copy(
     needed = _needed_nodes(graph, wanted)
     mapping = {source: replacement}
     copies = []
-    for node in list(graph.node):
-        if id(node) not in needed or not any(name in mapping for name in node.input):
+    for index, node in enumerate(list(graph.node)):
+        if index not in needed or not any(name in mapping for name in node.input):
             continue
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
@@ -55,8 +55,9 @@ def batched_info(model: onnx.ModelProto, what: str) -> TensorInfo:
 def _needed_nodes(graph: onnx.GraphProto, wanted: set[str]) -> set[int]:
     needed_tensors = set(wanted)
     needed: set[int] = set()
-    for node in reversed(graph.node):
+    for index in reversed(range(len(graph.node))):
+        node = graph.node[index]
         if any(out in needed_tensors for out in node.output):
-            needed.add(id(node))
+            needed.add(index)
             needed_tensors.update(node.input)
     return needed

@@ -51,7 +51,17 @@ class MethodContext:
     _cache: dict = field(default_factory=dict)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return self.info.shape(name)
+        """Static shape of ``name``, re-inferring once if a method just created it."""
+        return self._known(name).shape(name)
+
+    def dtype(self, name: str):
+        """numpy dtype of ``name``."""
+        return self._known(name).np_dtype(name)
+
+    def _known(self, name: str) -> TensorInfo:
+        if not self.info.has(name):
+            self.info = TensorInfo(self.model)
+        return self.info
 
     def gradient(self, at: str | None = None, copies: int = 1, mode: str = "vanilla") -> str:
         """dS/d(at) for samples ``at`` ([N * copies, ...]; default: the image tensor itself)."""

@@ -55,7 +55,7 @@ def find_layer(ctx: MethodContext) -> tuple[str, str]:
                 f"--layer {wanted}: '{tensor}' is not a 4-D feature map computed from the image "
                 f"(shape {list(ctx.info.dims(tensor) or [])})"
             )
-        if min(_spatial(ctx.info.shape(tensor), layouts[tensor])) < 1:
+        if min(_spatial(ctx.shape(tensor), layouts[tensor])) < 1:
             raise InputError(f"--layer {wanted}: '{tensor}' has no spatial extent")
         return tensor, layouts[tensor]
     feeding = _feeding(graph, set(ctx.seeds))
@@ -63,7 +63,7 @@ def find_layer(ctx: MethodContext) -> tuple[str, str]:
     for node in graph.node:
         for out in node.output:
             if out in layouts and out in feeding and len(ctx.info.dims(out) or ()) == 4:
-                if min(_spatial(ctx.info.shape(out), layouts[out])) > 1:
+                if min(_spatial(ctx.shape(out), layouts[out])) > 1:
                     best = out
     if best is None:
         raise InputError("no spatial feature map feeds the target; name one with --layer")
@@ -111,7 +111,7 @@ def _cam(ctx: MethodContext, x: str, copies: int, plus: bool) -> str:
 def _plus_weights(ctx: MethodContext, activation: str, grad: str, axes: list[int]) -> str:
     """w_c = sum_ij relu(g) * g^2 / (2 g^2 + sum_ab(A) g^3), zero where g == 0."""
     b = ctx.b
-    dtype = ctx.info.np_dtype(grad)
+    dtype = ctx.dtype(grad)
     g2 = b.Mul(grad, grad)
     g3 = b.Mul(g2, grad)
     total = b.reduce("ReduceSum", activation, axes, keepdims=1)

@@ -39,7 +39,7 @@ def integrated(ctx: MethodContext, x: str, copies: int) -> str:
     shape = ctx.shape(x)
     alphas, weights = path_points(ctx.options.steps, ctx.options.integration)
     steps, rest = len(alphas), list(shape[1:])
-    dtype = ctx.info.np_dtype(x)
+    dtype = ctx.dtype(x)
     reference = baseline(ctx, x)
     diff = b.Sub(x, reference)
     along = b.Mul(
@@ -59,7 +59,7 @@ def baseline(ctx: MethodContext, x: str) -> str:
     """The IG reference point x': zeros, a blur of x, a constant, or an image file."""
     spec = ctx.options.baseline
     shape = ctx.shape(x)
-    dtype = ctx.info.np_dtype(x)
+    dtype = ctx.dtype(x)
     item = (1, *shape[1:])
     if spec == "zeros":
         return ctx.b.const(np.zeros(item, dtype), hint="baseline")
@@ -82,7 +82,7 @@ def blurred(ctx: MethodContext, x: str, sigma: float | None = None) -> str:
     sigma = sigma or max(1.0, min(height, width) / 32.0)
     radius = min(int(np.ceil(3 * sigma)), (min(height, width) - 1))
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps = (taps / taps.sum()).astype(ctx.info.np_dtype(x))
+    taps = (taps / taps.sum()).astype(ctx.dtype(x))
     nchw = x if layout == "NCHW" else b.Transpose(x, perm=[0, 3, 1, 2])
     padded = b.Pad(nchw, b.ints([0, 0, radius, radius, 0, 0, radius, radius]), mode="reflect")
     rows = np.tile(taps.reshape(1, 1, -1, 1), (channels, 1, 1, 1))
@@ -132,7 +132,7 @@ def smoothed(ctx: MethodContext, base: str, x: str, samples: int) -> str:
     b = ctx.b
     shape = ctx.shape(x)
     n, rest = shape[0], list(shape[1:])
-    dtype = ctx.info.np_dtype(x)
+    dtype = ctx.dtype(x)
     noise = np.random.default_rng(ctx.options.seed).standard_normal((1, samples, *rest))
     axes = list(range(1, len(shape)))
     spread = b.Sub(b.reduce("ReduceMax", x, axes), b.reduce("ReduceMin", x, axes))
