@@ -37,7 +37,7 @@ def gemm(ctx: GradContext):
             else ctx.b.Gemm(a, dy, alpha=alpha, transA=1 - trans_a)
         )
     if len(ctx.x) > 2 and ctx.x[2] and ctx.needs[2]:
-        scaled = dy if beta == 1.0 else ctx.b.Mul(dy, ctx.scalar(beta, dy))
+        scaled = dy if beta == 1.0 else ctx.b.Mul(dy, ctx.scalar(beta, ctx.y[0]))
         grads[2] = unbroadcast(ctx.b, ctx.info, scaled, ctx.shape(ctx.y[0]), ctx.x[2])
     return grads
 
