@@ -35,19 +35,29 @@ class LatestQueue:
         self.newest_wins, self.on_drop = newest_wins, on_drop
 
     def put(self, item: object, stop: threading.Event) -> bool:
-        while not stop.is_set() or item is END:
+        """Queue ``item``; False when ``stop`` was set first. END is always delivered: blocking
+        while the run goes on (files lose no frame), dropping the oldest item once stopping."""
+        while item is END or not stop.is_set():
             try:
-                self.q.put(item, timeout=0.1)
+                if self.newest_wins:
+                    self.q.put_nowait(item)
+                else:
+                    self.q.put(item, timeout=0.1)
                 return True
             except queue.Full:
-                if self.newest_wins or item is END:
-                    try:
-                        old = self.q.get_nowait()
-                        if old is not END:
-                            self.on_drop()
-                    except queue.Empty:
-                        pass
+                if self.newest_wins or stop.is_set():
+                    self._drop_oldest()
         return False
+
+    def _drop_oldest(self) -> None:
+        try:
+            old = self.q.get_nowait()
+        except queue.Empty:
+            return
+        if old is END:  # never lose the end marker
+            self.q.put_nowait(old)
+        else:
+            self.on_drop()
 
     def get(self) -> object:
         return self.q.get()

@@ -187,15 +187,15 @@ class Source:
         return True
 
     def _reopen(self) -> bool:
-        delay = 0.5
+        delay = min(0.5, self.max_backoff)
         while not self.stop_event.is_set():
             if self.stop_event.wait(delay):
                 return False
             try:
                 self._capture = self._opener()
             except SourceError as exc:
-                log.warning("%s: reopen failed (%s); next try in %.1f s", self.name, exc, delay)
                 delay = min(delay * 2, self.max_backoff)
+                log.warning("%s: reopen failed (%s); next try in %.2f s", self.name, exc, delay)
                 continue
             self.reopens += 1
             log.info("%s: reopened (%d reopens)", self.name, self.reopens)

@@ -1,0 +1,161 @@
+"""Pipeline behaviour: maps, smoothing, self-check, overlay, live vs file pacing, robot API."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from runtimes.contract import Preprocess
+from runtimes.model import MethodChain
+from runtimes.overlay import OverlayStyle, draw, top_fraction_mask
+from runtimes.pipeline import Pipeline, PipelineConfig
+from runtimes.preprocess import Preprocessor, Region, model_region
+from runtimes.runner import Runner
+from runtimes.selfcheck import CheckConfig
+from runtimes.smoothing import MapSmoother
+from runtimes.sources import Source, open_source
+from tests.runtimes import synthetic
+
+
+def test_robot_api_frame_by_frame(models):
+    pipe = Pipeline(str(models["vanilla"]))
+    frames = synthetic.colour_frames(10)
+    results = [pipe.process(f) for f in frames]
+    assert [r.label for r in results[:5]] == ["red thing"] * 5
+    assert results[-1].label == "green thing"
+    first = results[0]
+    assert first.fresh_map and first.saliency.shape == (64, 64)
+    assert first.overlay.shape == frames[0].shape and not np.array_equal(first.overlay, frames[0])
+    assert first.summary()["top"][0][1] == "red thing"
+
+
+def test_smoothing_averages_and_resets_on_scene_cut():
+    smoother = MapSmoother(alpha=0.5, cut_threshold=30)
+    a, b = np.zeros((4, 4), np.float32), np.ones((4, 4), np.float32)
+    dark, bright = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 200, np.uint8)
+    assert not smoother.scene_cut(dark)
+    smoother.update(a, (0, "m"), False)
+    assert not smoother.scene_cut(dark)
+    np.testing.assert_allclose(smoother.update(b, (0, "m"), False), 0.5)
+    assert smoother.scene_cut(bright)
+    np.testing.assert_allclose(smoother.update(a, (0, "m"), True), 0.0)
+    np.testing.assert_allclose(smoother.update(b, (1, "m"), False), 1.0)  # class changed
+
+
+def test_pipeline_map_is_smoothed_across_frames(models):
+    pipe = Pipeline(str(models["vanilla"]), PipelineConfig(smooth=0.8))
+    frames = synthetic.colour_frames(10)
+    r0, r1 = pipe.infer(frames[0], 0), pipe.infer(frames[1], 1)
+    raw = r1.inference.saliency
+    np.testing.assert_allclose(r1.saliency, 0.8 * r0.saliency + 0.2 * raw, atol=1e-6)
+    cut = pipe.infer(frames[6], 6)  # the green scene starts: average restarts
+    assert cut.scene_cut
+    np.testing.assert_allclose(cut.saliency, cut.inference.saliency)
+
+
+def test_selfcheck_passes_a_faithful_map_and_flags_an_unfaithful_one(models):
+    config = PipelineConfig(selfcheck=CheckConfig(every=1, fraction=0.1, min_drop=0.05), smooth=0)
+    frames = [corner_square(i) for i in range(8)]
+    good = [
+        Pipeline(str(models["vanilla"]), config).infer(f, i).check for i, f in enumerate(frames)
+    ]
+    bad = [
+        Pipeline(str(models["unfaithful"]), config).infer(f, i).check for i, f in enumerate(frames)
+    ]
+    assert all(c.faithful for c in good), [c.drop for c in good]
+    assert min(c.drop for c in good) > 0.05
+    assert sum(not c.faithful for c in bad) >= 8, [c.drop for c in bad]
+
+
+def corner_square(i: int) -> np.ndarray:
+    """A red square in one of the four corners (away from the unfaithful model's centre blob)."""
+    frame = np.full((96, 128, 3), 20, np.uint8)
+    y, x = (4 + i, 70 - i) if i % 2 else (60 - i, 4 + i)
+    x = x if i % 4 < 2 else 128 - 30 - x
+    frame[y : y + 28, x : x + 28] = (0, 0, 230)
+    return frame
+
+
+def test_target_input_explains_previous_top1_or_fixed_class(models):
+    pipe = Pipeline(str(models["target"]))
+    frames = synthetic.colour_frames(10)
+    first, second = pipe.infer(frames[0], 0), pipe.infer(frames[1], 1)
+    assert first.inference.target == 0 and second.inference.target == 0
+    green = pipe.infer(frames[7], 7)  # green scene: still explains the previous top-1 (red)
+    assert green.inference.top1 == 1 and green.inference.target == 0
+    assert pipe.infer(frames[8], 8).inference.target == 1
+    fixed = Pipeline(str(models["target"]), PipelineConfig(target_class=2))
+    assert fixed.infer(frames[0], 0).inference.target == 2
+
+
+def test_region_and_preprocessing_centre_crop():
+    pre = Preprocess(size=(64, 64), resize_shorter=80)
+    region = model_region((480, 640), pre)
+    assert region == Region(80, 0, 480, 384) or region.h == 384  # 64 * 480 / 80 = 384
+    assert (region.w, region.h) == (384, 384) and region.x == 128 and region.y == 48
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[240, 320] = (0, 0, 255)
+    tensor, crop, _ = Preprocessor(pre)(frame)
+    assert tensor.shape == (1, 3, 64, 64) and crop[..., 0].max() > 0  # RGB: red in channel 0
+
+
+def test_overlay_contour_and_text():
+    saliency = np.zeros((32, 32), np.float32)
+    saliency[8:16, 8:16] = 1.0
+    mask = top_fraction_mask(saliency, 0.0625)
+    assert mask.sum() == 64
+    frame = np.zeros((64, 64, 3), np.uint8)
+    out = draw(frame, saliency, Region(0, 0, 64, 64), "label 0.9", OverlayStyle(contour=0.0625))
+    assert (out == 255).all(axis=-1).sum() > 20  # white contour and text pixels
+    plain = draw(frame, None, None, "", OverlayStyle(text=False))
+    assert np.array_equal(plain, frame)
+
+
+def test_file_source_loses_no_frame_live_source_drops_old_ones(models, video):
+    runner = Runner(Pipeline(str(models["vanilla"])), open_source(str(video)), [SlowOutput(0.005)])
+    summary = runner.run(handle_signals=False)
+    assert summary.frames == 40 and summary.dropped == 0
+
+    class FastCamera:
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            self.n += 1
+            time.sleep(0.002)  # a 500 fps camera
+            return True, np.full((48, 64, 3), self.n % 255, np.uint8)
+
+        def release(self):
+            pass
+
+    source = Source("fast-camera", FastCamera, live=True)
+    runner = Runner(Pipeline(str(models["vanilla"])), source, [SlowOutput(0.02)], max_frames=200)
+    summary = runner.run(handle_signals=False)
+    assert summary.dropped > 0 and 0 < summary.frames < 200
+    assert summary.latency_ms_p95 < 200  # latency stays bounded: no backlog
+
+
+def test_realtime_file_paces_and_drops(models, video):
+    runner = Runner(
+        Pipeline(str(models["vanilla"])), open_source(str(video)), [SlowOutput(0.0)], realtime=True
+    )
+    summary = runner.run(handle_signals=False)
+    assert summary.seconds >= 40 / 15 * 0.9  # paced at the file's 15 fps
+
+
+class SlowOutput:
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def write(self, result) -> None:
+        time.sleep(self.seconds)
+
+    def close(self) -> None:
+        pass
+
+
+def test_method_chain_is_reused(models):
+    chain = MethodChain.load([str(models["multi"])])
+    pipe = Pipeline(chain)
+    assert pipe.variant.method == "integrated"
