@@ -257,7 +257,7 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--models", default="mobilenet_v2,efficientnet_lite0", help="zoo models")
-    p.add_argument("--methods", default="vanilla,gradxinput", help="saliency methods")
+    p.add_argument("--methods", default="vanilla,smoothgrad,integrated,gradcam", help="methods")
     p.set_defaults(func=_run_demo)
 
 
