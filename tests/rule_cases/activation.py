@@ -82,7 +82,7 @@ def hard_swish_cases(rng: np.random.Generator):
 
 @cases("HardSigmoid")
 def hard_sigmoid_cases(rng: np.random.Generator):
-    for alpha, beta in [(0.2, 0.5), (1 / 6, 0.5), (float(rng.uniform(0.1, 1)), 0.3)]:
+    for alpha, beta in [(0.2, 0.5), (1 / 6, 0.5), (float(rng.uniform(0.1, 1)), 0.3), (-0.3, 0.4)]:
         x = away(3 * rng.standard_normal((3, 7)), -beta / alpha, (1 - beta) / alpha)
         yield Case("HardSigmoid", {"x": x}, attrs={"alpha": alpha, "beta": beta}, id=f"{alpha:.3g}")
 

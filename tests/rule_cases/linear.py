@@ -26,9 +26,9 @@ def gemm_cases(rng: np.random.Generator):
                 id=f"tA={trans_a}-tB={trans_b}",
             )
     a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
-    for c_shape in [(n,), (1, n), (m, 1), (), (1,)]:
+    for label, c_shape in [("N", (n,)), ("1xN", (1, n)), ("Mx1", (m, 1)), ("0d", ()), ("1", (1,))]:
         c = np.asarray(rng.standard_normal(c_shape))
-        yield Case("Gemm", {"a": a, "b": b, "c": c}, wrt=("a", "b", "c"), id=f"C{c_shape}")
+        yield Case("Gemm", {"a": a, "b": b, "c": c}, wrt=("a", "b", "c"), id=f"C-{label}")
     yield Case(
         "Gemm",
         {"a": a, "b": b, "c": rng.standard_normal(n)},

@@ -174,11 +174,18 @@ def hard_swish(ctx: GradContext):
 
 @register("HardSigmoid")
 def hard_sigmoid(ctx: GradContext):
-    """dx = dy * alpha * [0 < y < 1]; zero at both bounds (torch's hardsigmoid)."""
-    y = ctx.y[0]
-    alpha = ctx.attr("alpha", 0.2)
-    inside = _all(ctx, [ctx.b.Greater(y, ctx.scalar(0, y)), ctx.b.Less(y, ctx.scalar(1, y))])
-    return [ctx.b.Mul(ctx.b.Mul(ctx.dy[0], ctx.scalar(alpha, y)), inside)]
+    """dx = dy * alpha * [0 < alpha x + beta < 1]; zero at both bounds (torch's hardsigmoid).
+
+    The window is compared on x, (-beta/alpha, (1-beta)/alpha) rounded to x's type, not on y:
+    in float32 alpha x + beta already rounds to 1 one ulp below x = 3, where torch's slope is 1/6.
+    """
+    x = ctx.x[0]
+    alpha, beta = ctx.attr("alpha", 0.2), ctx.attr("beta", 0.5)
+    if alpha == 0:
+        return [None]
+    lo, hi = sorted((-beta / alpha, (1 - beta) / alpha))
+    inside = _all(ctx, [ctx.b.Greater(x, ctx.scalar(lo, x)), ctx.b.Less(x, ctx.scalar(hi, x))])
+    return [ctx.b.Mul(ctx.b.Mul(ctx.dy[0], ctx.scalar(alpha, x)), inside)]
 
 
 @register("Sigmoid")
