@@ -103,6 +103,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="pace a file at its frame rate and "
         "let the newest frame win, like a camera (default: every frame, in order)",
     )
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="replay a file or folder endlessly (simulates a camera; use with --realtime)",
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     g = p.add_argument_group("backend")
     g.add_argument(
@@ -346,7 +351,8 @@ def build_runner(args: argparse.Namespace):
         pipeline = Pipeline(chain, config)
     except ValueError as exc:
         raise DeviceError(str(exc)) from exc
-    source = open_source(args.source, tuple(args.capture_size) if args.capture_size else None)
+    size = tuple(args.capture_size) if args.capture_size else None
+    source = open_source(args.source, size, loop=args.loop)
     sinks: list = []
     server = None
     if args.serve:
@@ -366,7 +372,9 @@ def build_runner(args: argparse.Namespace):
             "writer": "edgesal runtimes",
         }
         sinks.append(RecordsSink(args.records, header, args.records_bits, args.fsync_every))
-    progress = ProgressBar(source.total) if source.total and not source.live else None
+    progress = (
+        ProgressBar(source.total) if source.total and not (source.live or args.loop) else None
+    )
     runner = Runner(pipeline, source, sinks, args.realtime, args.max_frames, progress)
     if args.display == "yes" or (args.display == "auto" and display_available()):
         sinks.append(WindowSink(lambda: runner.stop("window closed")))

@@ -135,8 +135,10 @@ class Source:
         total: int | None = None,
         fps: float = 0.0,
         max_backoff: float = 8.0,
+        loop: bool = False,
     ):
         self.name, self.live, self.total, self.fps = name, live, total, fps
+        self.loop = loop
         self._opener, self.max_backoff = opener, max_backoff
         self.corrupt = 0
         self.reopens = 0
@@ -153,6 +155,8 @@ class Source:
             try:
                 ok, image = self._capture.read()
             except StopIteration:
+                if self._restart():
+                    continue
                 return
             except cv2.error as exc:
                 log.warning("%s: read failed: %s", self.name, exc)
@@ -171,7 +175,18 @@ class Source:
                 log.warning("%s: no frame; reopening", self.name)
                 self._close()
             elif not self._skip_corrupt(bad):
+                if self._restart():
+                    bad = 0
+                    continue
                 return
+
+    def _restart(self) -> bool:
+        """With ``loop``, start a finished file or folder again (simulated cameras)."""
+        if not self.loop or self.stop_event.is_set():
+            return False
+        self._close()
+        self._capture = self._opener()
+        return True
 
     def _skip_corrupt(self, bad: int) -> bool:
         """For a file: count a failed read as corrupt unless the file has ended."""
@@ -212,13 +227,16 @@ class Source:
         self._close()
 
 
-def open_source(spec: str, size: tuple[int, int] | None = None, live: bool | None = None) -> Source:
+def open_source(
+    spec: str, size: tuple[int, int] | None = None, live: bool | None = None, loop: bool = False
+) -> Source:
     """Parse ``--source``: ``0`` (camera index), ``/dev/video0``, ``clip.mp4``, ``frames/``,
     ``rtsp://...``/``http://...``, a GStreamer pipeline (contains ``!``), ``picamera2``
     (alias ``libcamera``).
 
     ``size`` (W, H) asks cameras for a capture size; ``live`` overrides whether the source is
-    treated as live (newest frame wins, reopen on failure).
+    treated as live (newest frame wins, reopen on failure); ``loop`` replays a file or folder
+    endlessly (a simulated camera).
     """
     spec = spec.strip()
     if not spec:
@@ -240,7 +258,8 @@ def open_source(spec: str, size: tuple[int, int] | None = None, live: bool | Non
         folder = FolderCapture(path)
         if not folder.paths:
             raise SourceError(f"--source {spec}: folder holds no images ({sorted(IMAGE_SUFFIXES)})")
-        return Source(spec, lambda: FolderCapture(path), bool(live), total=len(folder.paths))
+        total = None if loop else len(folder.paths)
+        return Source(spec, lambda: FolderCapture(path), bool(live), total=total, loop=loop)
     if not path.exists():
         raise SourceError(f"--source {spec}: no such file, folder, camera or stream")
     probe = VideoCapture(spec, cv2.CAP_ANY, "video file (unknown or corrupt format)")
@@ -249,9 +268,8 @@ def open_source(spec: str, size: tuple[int, int] | None = None, live: bool | Non
     probe.release()
     if not ok or not _valid(image):
         raise SourceError(f"--source {spec}: no decodable frame in this file")
-    return Source(
-        spec, lambda: VideoCapture(spec, cv2.CAP_ANY, "video file"), bool(live), total, fps
-    )
+    opener = lambda: VideoCapture(spec, cv2.CAP_ANY, "video file")  # noqa: E731
+    return Source(spec, opener, bool(live), total, fps, loop=loop)
 
 
 def _camera(target: int | str, size: tuple[int, int] | None) -> VideoCapture:

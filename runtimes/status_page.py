@@ -63,7 +63,7 @@ PAGE = r"""<!doctype html>
 "use strict";
 const $ = (id) => document.getElementById(id);
 const fmt = (v, d = 1) => (v === null || v === undefined) ? "\u2013" : Number(v).toFixed(d);
-let updates = 0, lastSum = null;
+let updates = 0, lastSum = null, polls = 0;
 
 function cell(row, text, cls) {
   const td = row.insertCell(); td.textContent = text; if (cls) td.className = cls;
@@ -85,7 +85,9 @@ function render(s) {
     (st.paused ? ", paused" : "") + ", map every " + st.saliency_every +
     " frame(s), scale " + st.scale;
   $("governor").className = st.level ? "warn" : "ok";
-  $("updated").textContent = new Date().toLocaleTimeString() + " (frame " + s.frames + ")";
+  polls += 1;
+  $("updated").textContent = new Date().toLocaleTimeString() + " (frame " + s.frames +
+    ", update #" + polls + ")";
   const last = $("last"); last.textContent = "";
   for (const p of s.last) {
     const row = last.insertRow();
