@@ -81,6 +81,8 @@ def lp_pool(rng: np.random.Generator):
     for p in (1, 2, 3):
         attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "p": p}
         yield Case("LpPool", {"x": rng.standard_normal((1, 2, 7, 6))}, attrs=attrs, id=f"p{p}")
+    attrs = {"kernel_shape": [3, 2], "pads": [1, 0, 1, 1], "p": 2}
+    yield Case("LpPool", {"x": rng.standard_normal((2, 3, 5, 6))}, attrs=attrs, id="stride1")
 
 
 @cases("GlobalAveragePool", "GlobalMaxPool")

@@ -1,21 +1,23 @@
 """Pooling: MaxPool, AveragePool, LpPool, GlobalAveragePool, GlobalMaxPool (any number of axes).
 
-Window gradients are written without scatter: for kernel offset k (in padded coordinates
-off = k*d), window o reads xp[off + o*s]. Writing dy back there is a stride-s placement, done in
-the polyphase domain: off = a*s + r sends the contribution to phase r, shifted by a blocks (a
-Pad); the phases are then interleaved (Concat + Reshape) and the padding cropped (Slice).
+Window gradients are written without scatter. For kernel offset k (padded coordinate off = k*d)
+window o reads xp[off + o*s]; writing a part back there is a stride-s placement, done in the
+polyphase domain: off = a*s + r sends the part to phase r shifted by a blocks (Pad), the phases
+are interleaved (Concat + Reshape) and the padding is cropped (Slice).
 
-MaxPool ties follow PyTorch's max_pool: the whole gradient of a window goes to the first maximal
-element in scan order (row-major over the kernel), padding never wins; a pixel that is the
-winner of several overlapping windows receives the sum of their gradients.
+Both window ops are separable, so they are differentiated one spatial axis at a time: sum(k)
+offsets instead of prod(k). A 2-D MaxPool is MaxPool along W, then along H (the intermediate is
+recomputed with one forward MaxPool); taking the first maximum along W and then the first row
+holding the window maximum is exactly PyTorch's rule: the gradient of a window goes to its first
+maximal element in row-major scan order, padding never wins, and a pixel that wins several
+overlapping windows receives the sum of their gradients.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
@@ -50,13 +52,13 @@ class Windows:
         """Length of one polyphase component: ceil(span / s)."""
         return [-(-span // s) for span, s in zip(self.span, self.s, strict=True)]
 
-    def valid(self, offset: tuple[int, ...]) -> np.ndarray:
-        """Bool (out...) mask: window positions whose tap at ``offset`` lies inside the input."""
-        masks = []
-        for i, k in enumerate(offset):
-            taps = k * self.d[i] + np.arange(self.out[i]) * self.s[i]
-            masks.append((taps >= self.begin[i]) & (taps < self.begin[i] + self.n[i]))
-        return functools.reduce(np.logical_and.outer, masks)
+    def trivial(self, axis: int) -> bool:
+        """True when the pool leaves ``axis`` unchanged (kernel 1, stride 1, no padding)."""
+        return self.k[axis] == self.s[axis] == 1 and self.begin[axis] == self.end[axis] == 0
+
+    def swapped(self) -> Windows:
+        """The same pool with the last two spatial axes exchanged."""
+        return Windows(*(v[:-2] + [v[-1], v[-2]] for v in astuple(self)))
 
     def along(self, axis: int, lengths: list[int]) -> Windows:
         """The 1-D pool along ``axis`` alone; other axes pass through with their ``lengths``."""
@@ -155,6 +157,10 @@ def scatter_uniform(ctx: GradContext, g: str, w: Windows) -> str:
     The all-ones window is separable, so it is done one spatial axis at a time: sum(k)
     placements instead of prod(k).
     """
+    before = [k - 1 - b for k, b in zip(w.k, w.begin, strict=True)]
+    after = [n - o + b for n, o, b in zip(w.n, w.out, w.begin, strict=True)]
+    if all(s == d == 1 for s, d in zip(w.s, w.d, strict=True)) and min(before + after) >= 0:
+        return window_sum_stride1(ctx, g, w, before, after)
     lengths = list(w.out)
     for i in range(len(w.n)):
         along = w.along(i, lengths)
@@ -164,38 +170,89 @@ def scatter_uniform(ctx: GradContext, g: str, w: Windows) -> str:
     return g
 
 
+def window_sum_stride1(ctx: GradContext, g: str, w: Windows, before, after) -> str:
+    """Stride 1: the transposed window sum is itself a window sum of g padded by k-1-pad.
+
+    dx[i] = sum_{t<k} g[i + pad - t] = prod(k) * AveragePool(Pad(g)) with every window full.
+    """
+    b = ctx.b
+    padded = b.Pad(g, b.ints([0, 0] + before + [0, 0] + after))
+    pooled = b.AveragePool(padded, kernel_shape=w.k, count_include_pad=1)
+    return b.Mul(pooled, ctx.scalar(float(math.prod(w.k)), ctx.x[0]))
+
+
 @register("MaxPool")
 def max_pool(ctx: GradContext):
-    """dx = sum_k place_k(dy * [xp at k is the first maximum of its window]) (PyTorch's tie rule).
+    """dx through y = pool_0(pool_1(... pool_last(x))): one 1-D max pool per spatial axis.
 
-    For each kernel offset in scan order: view = strided Slice of the padded input, hit =
-    Equal(view, y) restricted to real pixels; the window's still unassigned gradient goes to the
-    hit (Where) and is removed from what later offsets may take.
+    Each stage pads its input with a value below min(x) (padding never equals a maximum, and
+    the padded tensor keeps a sane range for quantization), recomputes its output with a
+    padding-free forward MaxPool (innermost axis first) and is differentiated by
+    :func:`max_pool_axis`.
     """
     w = windows(ctx)
     b = ctx.b
-    x, y, dy = ctx.x[0], ctx.y[0], ctx.dy[0]
-    shape = list(ctx.shape(x))
-    span = w.span
-    xp = x if span == w.n else place(b, x, shape, [0, 0] + w.begin, shape[:2] + span)
-    zero = ctx.scalar(0.0, x)
-    rank = len(w.n)
-    axes = list(range(2, 2 + rank))
+    lowest = b.ReduceMin(ctx.x[0], keepdims=0)
+    below = b.Sub(lowest, b.Max(b.Abs(lowest), ctx.scalar(1.0, ctx.x[0])))
+    lengths = list(w.n)
+    stages = []  # (padded input, 1-D geometry, output) per pooled axis, innermost first
+    source = ctx.x[0]
+    axes = [i for i in reversed(range(len(w.n))) if not w.trivial(i)]
+    for j, axis in enumerate(axes):
+        along = w.along(axis, lengths)
+        lead = list(ctx.shape(ctx.x[0])[:2])
+        padded = place(b, source, lead + along.n, [0, 0] + along.begin, lead + along.span, below)
+        last = j + 1 == len(axes)
+        source = (
+            ctx.y[0]
+            if last
+            else b.MaxPool(padded, kernel_shape=along.k, strides=along.s, dilations=along.d)
+        )
+        stages.append((padded, along, source))
+        lengths[axis] = w.out[axis]
+    grad = ctx.dy[0]
+    for padded, along, output in reversed(stages):
+        grad = max_pool_axis(ctx, padded, output, grad, along)
+    return [grad]
+
+
+def innermost_strided(w: Windows) -> bool:
+    """True for a 1-D pool along the last axis with a stride: strided Slices and interleaves of
+    the innermost axis are slow in onnxruntime (~10x a row copy), so such a pool is run on the
+    transposed data instead (:func:`on_transposed`)."""
+    return len(w.n) > 1 and w.s[-1] > 1 and w.k[-2] == w.s[-2] == 1
+
+
+def on_transposed(ctx: GradContext, rule, tensors: list[str], w: Windows) -> str:
+    """rule(*tensors^T, swapped geometry)^T, with ^T exchanging the last two axes."""
+    rank = len(w.n) + 2
+    perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+    flipped = [ctx.b.Transpose(t, perm=perm) for t in tensors]
+    return ctx.b.Transpose(rule(ctx, *flipped, w.swapped()), perm=perm)
+
+
+def max_pool_axis(ctx: GradContext, xp: str, y: str, dy: str, w: Windows) -> str:
+    """Gradient of a pool of the padded ``xp``: dy goes to the first tap equal to the maximum.
+
+    For each offset in order: hit = Equal(view_k, y); part = remaining * hit; remaining -=
+    part. Masks are applied with Cast + Mul, which onnxruntime runs ~15x faster than Where.
+    """
+    if innermost_strided(w):
+        return on_transposed(ctx, max_pool_axis, [xp, y, dy], w)
+    b = ctx.b
+    dtype = ctx.info.dtype(ctx.x[0])
+    axes = b.ints(range(2, 2 + len(w.n)))
+    steps = [] if all(s == 1 for s in w.s) else [b.ints(w.s)]
     offsets = list(itertools.product(*(range(k) for k in w.k)))
-    remaining = dy
-    parts = {}
+    remaining, parts = dy, {}
     for index, offset in enumerate(offsets):
         starts = [k * d for k, d in zip(offset, w.d, strict=True)]
         ends = [t + (o - 1) * s + 1 for t, o, s in zip(starts, w.out, w.s, strict=True)]
-        view = b.Slice(xp, b.ints(starts), b.ints(ends), b.ints(axes), b.ints(w.s))
-        hit = b.Equal(view, y)
-        valid = w.valid(offset)
-        if not valid.all():
-            hit = b.And(hit, b.const(valid, hint="inside"))
-        parts[offset] = b.Where(hit, remaining, zero)
+        view = b.Slice(xp, b.ints(starts), b.ints(ends), axes, *steps)
+        parts[offset] = b.Mul(remaining, b.Cast(b.Equal(view, y), to=dtype))
         if index + 1 < len(offsets):
-            remaining = b.Where(hit, zero, remaining)
-    return [scatter_windows(ctx, parts, w)]
+            remaining = b.Sub(remaining, parts[offset])
+    return scatter_windows(ctx, parts, w)
 
 
 def pool_counts(ctx: GradContext, w: Windows) -> np.ndarray:
@@ -276,4 +333,5 @@ def global_max_pool(ctx: GradContext):
     winner = b.ArgMax(b.Reshape(ctx.x[0], b.ints(flat)), axis=2, keepdims=1)
     hit = b.Equal(b.const(np.arange(flat[2], dtype=np.int64), hint="positions"), winner)
     dy = b.Reshape(ctx.dy[0], b.ints(flat[:2] + [1]))
-    return [b.Reshape(b.Where(hit, dy, ctx.scalar(0.0, ctx.x[0])), b.ints(shape))]
+    picked = b.Mul(b.Cast(hit, to=ctx.info.dtype(ctx.x[0])), dy)
+    return [b.Reshape(picked, b.ints(shape))]

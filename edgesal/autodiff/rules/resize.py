@@ -3,7 +3,7 @@
 Resize is linear in x and separable: along each axis y = M x with a constant (out x in)
 interpolation matrix, so dx = M^T dy axis by axis, as MatMuls with constants built here in numpy
 from the attributes and the static shapes (TFLite: BATCH_MATMUL / FULLY_CONNECTED). The hot case,
-nearest upsampling by an integer factor f, is a block sum instead (Reshape + ReduceSum).
+nearest upsampling of H and W by integer factors, is a block sum instead (AveragePool * f^2).
 
 Source coordinates are computed in float32 with the ONNX formulas, as onnxruntime does, so the
 nearest-neighbour choices agree with it at exact .5 boundaries. Antialiased downscaling is
@@ -209,39 +209,49 @@ def check_supported(ctx: GradContext, axes: list[Axis]) -> None:
 
 @register("Resize")
 def resize(ctx: GradContext):
-    """dx = M_1^T ... M_k^T dy: one constant matrix per resized axis (nearest x f: block sums)."""
+    """dx = M_1^T ... M_k^T dy: one constant matrix per resized axis.
+
+    Nearest upsampling of H and W by integer factors (every output copies input i // f) has a
+    block-sum transpose: one AveragePool times f_h * f_w, much cheaper than the MatMuls.
+    """
     axes = resize_axes(ctx)
     check_supported(ctx, axes)
+    matrices = {}
+    for i, axis in enumerate(axes):
+        m = interpolation_matrix(ctx, axis)
+        if m.shape[0] != m.shape[1] or not np.array_equal(m, np.eye(len(m))):
+            matrices[i] = m.astype(ctx.dtype(ctx.x[0]))
+    factors = {i: block_factor(m) for i, m in matrices.items()}
+    if len(axes) == 4 and set(matrices) <= {2, 3} and all(factors.values()):
+        f = [factors.get(2, 1), factors.get(3, 1)]
+        pooled = ctx.b.AveragePool(ctx.dy[0], kernel_shape=f, strides=f)
+        return [ctx.b.Mul(pooled, ctx.scalar(float(f[0] * f[1]), ctx.x[0]))]
     shape = [a.n_out for a in axes]
     grad = ctx.dy[0]
-    dtype = ctx.dtype(ctx.x[0])
-    for i in reversed(range(len(axes))):
-        matrix = interpolation_matrix(ctx, axes[i])
-        if matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(len(matrix))):
-            continue
-        grad = _transposed_along(ctx, grad, shape, i, matrix.astype(dtype))
+    for i in sorted(matrices, reverse=True):
+        grad = transposed_along(ctx, grad, shape, i, matrices[i])
         shape[i] = axes[i].n_in
     return [grad]
 
 
-def _transposed_along(ctx: GradContext, grad: str, shape: list[int], axis: int, m) -> str:
+def block_factor(m: np.ndarray) -> int | None:
+    """f when M copies input i // f to output i (nearest upsampling by an integer f), else None."""
+    n_out, n_in = m.shape
+    f = n_out // n_in
+    blocks = np.repeat(np.eye(n_in, dtype=m.dtype), f, axis=0)
+    return f if f * n_in == n_out and np.array_equal(m, blocks) else None
+
+
+def transposed_along(ctx: GradContext, grad: str, shape: list[int], axis: int, m) -> str:
     """M^T applied along ``axis`` of ``grad`` (shaped ``shape``, n_out along ``axis``)."""
     b = ctx.b
     n_out, n_in = m.shape
-    factor = n_out // n_in
-    if factor * n_in == n_out and np.array_equal(
-        m, np.repeat(np.eye(n_in, dtype=m.dtype), factor, 0)
-    ):
-        view = [math.prod(shape[:axis]), n_in, factor, math.prod(shape[axis + 1 :])]
-        summed = b.ReduceSum(b.Reshape(grad, b.ints(view)), b.ints([2]), keepdims=0)
-        return b.Reshape(summed, b.ints(shape[:axis] + [n_in] + shape[axis + 1 :]))
     rank = len(shape)
     if axis == rank - 1:
         return b.MatMul(grad, b.const(m, hint="resize_matrix"))
+    m_t = b.const(np.ascontiguousarray(m.T), hint="resize_matrix_t")
     if axis == rank - 2:
-        return b.MatMul(b.const(np.ascontiguousarray(m.T), hint="resize_matrix_t"), grad)
+        return b.MatMul(m_t, grad)
     view = [math.prod(shape[:axis]), n_out, math.prod(shape[axis + 1 :])]
-    moved = b.MatMul(
-        b.const(np.ascontiguousarray(m.T), hint="resize_matrix_t"), b.Reshape(grad, b.ints(view))
-    )
+    moved = b.MatMul(m_t, b.Reshape(grad, b.ints(view)))
     return b.Reshape(moved, b.ints(shape[:axis] + [n_in] + shape[axis + 1 :]))

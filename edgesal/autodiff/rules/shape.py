@@ -65,17 +65,25 @@ def interleave(b, phases: Sequence[str | None], shape: Sequence[int], axis: int)
     return b.Reshape(merged, b.ints(out_shape))
 
 
-def place(b, t: str, shape: Sequence[int], begins: Sequence[int], target: Sequence[int]) -> str:
-    """A zero tensor of shape ``target`` with ``t`` (of ``shape``) written at offset ``begins``.
+def place(
+    b,
+    t: str,
+    shape: Sequence[int],
+    begins: Sequence[int],
+    target: Sequence[int],
+    fill: str | None = None,
+) -> str:
+    """A tensor of shape ``target`` holding ``t`` (of ``shape``) at offset ``begins``.
 
-    Parts of ``t`` that fall past the end of ``target`` are cut off (they must be zeros).
+    The rest is zeros, or the scalar tensor ``fill``. Parts of ``t`` that fall past the end of
+    ``target`` are cut off (they must be zeros).
     """
     ends = [min(s, g - o) for s, o, g in zip(shape, begins, target, strict=True)]
     if any(e < s for e, s in zip(ends, shape, strict=True)):
         t = b.Slice(t, b.ints([0] * len(shape)), b.ints(ends))
     after = [g - o - e for g, o, e in zip(target, begins, ends, strict=True)]
     if any(begins) or any(after):
-        t = b.Pad(t, b.ints(list(begins) + after))
+        t = b.Pad(t, b.ints(list(begins) + after), *([fill] if fill else []))
     return t
 
 
