@@ -111,10 +111,11 @@ def _guided_reference(op: str, x: np.ndarray, dy: np.ndarray, **p) -> np.ndarray
     return gate
 
 
-GUIDED = {  # id: (op, attrs, extra inputs)
+GUIDED = {  # id: (op, attrs, extra inputs: constants, or graph inputs when the id ends in -fed)
     "Relu": ("Relu", {}, {}),
     "Clip-relu6": ("Clip", {}, {"lo": 0.0, "hi": 6.0}),
     "Clip-hardtanh": ("Clip", {}, {"lo": -1.0, "hi": 1.0}),
+    "Clip-hardtanh-fed": ("Clip", {}, {"lo": -1.0, "hi": 1.0}),
     "Clip-positive-min": ("Clip", {}, {"lo": 0.5, "hi": 2.0}),
     "LeakyRelu": ("LeakyRelu", {"alpha": 0.2}, {}),
     "LeakyRelu-negative-alpha": ("LeakyRelu", {"alpha": -0.3}, {}),
@@ -129,14 +130,16 @@ def test_guided_single_activation(name):
     rng = np.random.default_rng(2)
     x = 4 * rng.standard_normal((2, 3, 5))
     dy = rng.standard_normal(x.shape)
-    constants = {k: np.asarray(v, dtype=np.float64) for k, v in extra.items()}
-    case = Case(op, {"x": x, **constants}, attrs=attrs, constants=tuple(constants))
+    extra = {k: np.asarray(v, dtype=np.float64) for k, v in extra.items()}
+    fed = extra if name.endswith("-fed") else {}
+    case = Case(op, {"x": x, **extra}, attrs=attrs, constants=tuple(set(extra) - set(fed)))
     model = build_gradient(case, "x", [dy], mode="guided")
-    ours = ReferenceEvaluator(model).run(None, {"x": x})[-1]
+    ours = ReferenceEvaluator(model).run(None, {"x": x, **fed})[-1]
     bounds = {k: float(v) for k, v in extra.items() if k in ("lo", "hi")}
     np.testing.assert_allclose(ours, _guided_reference(op, x, dy, **bounds), atol=1e-12)
     model32 = build_gradient(case, "x", [dy], dtype=F32, mode="guided")
-    np.testing.assert_allclose(_ort(model32, {"x": x.astype(F32)})[-1], ours, atol=1e-5)
+    feeds32 = {k: v.astype(F32) for k, v in {"x": x, **fed}.items()}
+    np.testing.assert_allclose(_ort(model32, feeds32)[-1], ours, atol=1e-5)
 
 
 def _chain_model(weights: list[np.ndarray]) -> onnx.ModelProto:

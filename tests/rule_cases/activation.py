@@ -95,9 +95,9 @@ def smooth_cases(rng: np.random.Generator):
 
 @cases("Erf")
 def erf_cases(rng: np.random.Generator):
-    # onnx.reference evaluates Erf in float32 even for float64 input (np.vectorize(..., otypes="f")),
-    # so these finite differences carry 1-4% noise; tests/test_kinks.py checks Erf' against torch
-    # to 1e-12.
+    # onnx.reference evaluates Erf in float32 even for float64 input (np.vectorize with
+    # otypes="f"), so these finite differences carry 1-4% noise; tests/test_kinks.py checks Erf'
+    # against torch to 1e-12.
     yield Case("Erf", {"x": rng.standard_normal(random_shape(rng))}, tol=0.1)
 
 
