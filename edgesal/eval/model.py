@@ -1,0 +1,244 @@
+"""The saliency model under evaluation, read through its edgesal metadata and run on onnxruntime.
+
+:class:`ModelSpec` is what the metadata says (image input, layout, preprocessing, score and
+saliency outputs, target); :class:`Runner` holds the two sessions a worker needs: the saliency
+model itself (plus the Sobel control output) and a forward-only copy with a free batch axis, which
+scores whole batches of perturbed images in one call.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edgesal import metadata
+from edgesal.errors import InputError, ModelLoadError
+from edgesal.eval.controls import SOBEL_OUTPUT, add_sobel_output
+from edgesal.eval.graphs import prune, with_free_batch
+from edgesal.graph.info import TensorInfo
+from edgesal.image_input import graph_inputs
+from edgesal.imaging import softmax, to_input
+from edgesal.metadata import Preprocess
+from edgesal.targets import TARGET_INPUT, Target
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to feed a saliency model and read its answer."""
+
+    where: str
+    input: str
+    layout: str
+    shape: tuple[int, ...]
+    dtype: str
+    preprocess: Preprocess
+    scores: str
+    saliency: dict[str, str]  # method -> output name
+    target: str
+    target_input: bool
+    probabilities: bool  # the scores already are a distribution (a Softmax/Sigmoid output)
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.shape[2], self.shape[3]) if self.layout == "NCHW" else self.shape[1:3]
+
+    @property
+    def batch(self) -> int:
+        return self.shape[0]
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
+
+
+def inspect(model: onnx.ModelProto, where: str = "model") -> ModelSpec:
+    """Read the contract of an exported saliency model; a model that is not one is an error."""
+    meta = metadata.read(model)
+    outputs = meta.get("outputs") if isinstance(meta.get("outputs"), dict) else {}
+    names = [o.name for o in model.graph.output]
+    saliency = _saliency_outputs(meta, outputs, names, where)
+    scores = outputs.get("scores") or next((n for n in names if n not in saliency.values()), None)
+    if scores not in names:
+        raise ModelLoadError(f"{where}: no class-score output (outputs: {', '.join(names)})")
+    target = str(meta.get("target", "argmax"))
+    if Target.parse(target).kind == "output":
+        raise InputError(
+            f"{where}: target '{target}' explains a tensor, not a class; deletion, insertion and "
+            "ROAD need class probabilities (export with --target argmax, class:K or input)"
+        )
+    info = TensorInfo(model)
+    image = str(meta.get("input") or _first_image_input(model, info, where))
+    shape = info.shape(image)
+    layout = str(meta.get("layout") or ("NCHW" if shape[1] in (1, 3) else "NHWC"))
+    dtype = np.dtype(info.np_dtype(image)).name
+    pre = _preprocess(meta, shape, layout, dtype)
+    fed = {i.name for i in graph_inputs(model)}
+    return ModelSpec(
+        where=where,
+        input=image,
+        layout=layout,
+        shape=tuple(shape),
+        dtype=dtype,
+        preprocess=pre,
+        scores=scores,
+        saliency=saliency,
+        target=target,
+        target_input=TARGET_INPUT in fed,
+        probabilities=_is_distribution(model, scores),
+        labels=list(meta.get("labels") or []),
+    )
+
+
+def _saliency_outputs(meta: dict, outputs: dict, names: list[str], where: str) -> dict[str, str]:
+    by_method = outputs.get("saliency_by_method")
+    if isinstance(by_method, dict) and by_method:
+        found = {str(k): str(v) for k, v in by_method.items()}
+    elif outputs.get("saliency"):
+        found = {str(meta.get("method") or "saliency"): str(outputs["saliency"])}
+    else:
+        found = {n.removeprefix("saliency_"): n for n in names if n.startswith("saliency")}
+    missing = [v for v in found.values() if v not in names]
+    if not found or missing:
+        raise ModelLoadError(
+            f"{where}: not a saliency model (no saliency output among {', '.join(names)}); "
+            "make one with 'edgesal export'"
+        )
+    return found
+
+
+def _first_image_input(model: onnx.ModelProto, info: TensorInfo, where: str) -> str:
+    for value in graph_inputs(model):
+        if len(info.dims(value.name) or ()) == 4:
+            return value.name
+    raise ModelLoadError(f"{where}: no rank-4 image input")
+
+
+def _preprocess(meta: dict, shape: tuple[int, ...], layout: str, dtype: str) -> Preprocess:
+    """The metadata's preprocessing, or plain scaling of the pixels to [0, 1] at the input size."""
+    size = [shape[2], shape[3]] if layout == "NCHW" else [shape[1], shape[2]]
+    given = meta.get("preprocess")
+    if isinstance(given, dict):
+        pre = Preprocess(**{k: v for k, v in given.items() if k in Preprocess.__dataclass_fields__})
+    else:
+        pre = Preprocess(size=size, in_graph=dtype == "uint8", dtype=dtype, layout=layout)
+    pre.size = size
+    pre.layout = layout
+    return pre
+
+
+def _is_distribution(model: onnx.ModelProto, scores: str) -> bool:
+    producer = next((n for n in model.graph.node if scores in n.output), None)
+    return producer is not None and producer.op_type in ("Softmax", "Sigmoid")
+
+
+def session(model: onnx.ModelProto | bytes, threads: int) -> ort.InferenceSession:
+    """A CPU session with ``threads`` intra-op threads, sequential execution (deterministic)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class Explained:
+    """One image's answer: class probabilities, the class explained, and every map [H, W]."""
+
+    probs: np.ndarray
+    target: int
+    maps: dict[str, np.ndarray]
+    sobel: np.ndarray
+
+
+class Runner:
+    """The sessions of one worker: the saliency model (+ Sobel control) and a batch forward."""
+
+    def __init__(self, model: onnx.ModelProto, spec: ModelSpec, threads: int = 1, batch: int = 32):
+        self.spec, self.batch, self.threads = spec, batch, threads
+        self.model = model
+        with_control = add_sobel_output(copy.deepcopy(model), spec.input, spec.layout)
+        self.saliency = session(with_control, threads)
+        self.outputs = [spec.scores, *spec.saliency.values(), SOBEL_OUTPUT]
+        self._forward: ort.InferenceSession | None = None
+        self.free_batch = False
+
+    @property
+    def forward(self) -> ort.InferenceSession:
+        """The prediction-only session, made on first use: batch axis freed when the graph
+        accepts another batch size, else the model's own batch."""
+        if self._forward is None:
+            pruned = prune(self.model, [self.spec.scores])
+            free = with_free_batch(copy.deepcopy(pruned), self.spec.input)
+            self._forward, self.free_batch = session(free, self.threads), True
+            try:
+                zeros = self.to_model(self._zeros(2))
+                self._forward.run([self.spec.scores], {self.spec.input: zeros})
+            except Exception:  # onnxruntime raises several types for shape errors
+                self._forward, self.free_batch = session(pruned, self.threads), False
+        return self._forward
+
+    def _zeros(self, n: int) -> np.ndarray:
+        h, w = self.spec.size
+        channels = self.spec.shape[1] if self.spec.layout == "NCHW" else self.spec.shape[3]
+        return np.zeros((n, h, w, channels), np.float32)
+
+    def to_model(self, pixels: np.ndarray) -> np.ndarray:
+        """[B, H, W, C] values in the input's units -> the model's layout and dtype."""
+        x = pixels.transpose(0, 3, 1, 2) if self.spec.layout == "NCHW" else pixels
+        if self.spec.dtype == "uint8":
+            return np.ascontiguousarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+        return np.ascontiguousarray(x, dtype=self.spec.dtype)
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, np.float64).reshape(scores.shape[0], -1)
+        return scores if self.spec.probabilities else softmax(scores)
+
+    def explain(self, pixels: np.ndarray, target: int | None = None) -> Explained:
+        """Run the saliency model on one image [H, W, C]; ``target`` None: the model's own rule
+        (argmax or class:K; a model with a target input explains its top class)."""
+        x = self._fill(self.to_model(pixels[None]), self.spec.batch)
+        feeds = {self.spec.input: x}
+        if self.spec.target_input:
+            if target is None:
+                target = int(np.argmax(self.predict(pixels[None])[0]))
+            feeds[TARGET_INPUT] = np.full(self.spec.batch, target, np.int64)
+        scores, *maps, sobel = self.saliency.run(self.outputs, feeds)
+        probs = self.probabilities(scores)[0]
+        if target is None:
+            parsed = Target.parse(self.spec.target)
+            target = parsed.index if parsed.kind == "class" else int(np.argmax(probs))
+        named = {
+            m: np.asarray(v[0], np.float32) for m, v in zip(self.spec.saliency, maps, strict=True)
+        }
+        return Explained(probs, int(target), named, np.asarray(sobel[0], np.float32))
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities [B, classes] of a batch of images [B, H, W, C]."""
+        forward = self.forward
+        step = self.batch if self.free_batch else self.spec.batch
+        chunks = []
+        for start in range(0, len(pixels), step):
+            part = self.to_model(pixels[start : start + step])
+            x = part if self.free_batch else self._fill(part, self.spec.batch)
+            (scores,) = forward.run([self.spec.scores], {self.spec.input: x})
+            chunks.append(self.probabilities(scores)[: len(part)])
+        return np.concatenate(chunks)
+
+    @staticmethod
+    def _fill(x: np.ndarray, batch: int) -> np.ndarray:
+        """Repeat the last item until ``x`` has the model's fixed batch size."""
+        if len(x) == batch:
+            return x
+        return np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
+
+
+def pixels_of(crop: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """The model input of an RGB crop as [H, W, C] float32 in the input's units (not laid out)."""
+    x = to_input(crop, pre)[0].astype(np.float32)
+    return x.transpose(1, 2, 0) if pre.layout.upper() == "NCHW" and not pre.in_graph else x
