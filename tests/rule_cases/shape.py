@@ -62,7 +62,7 @@ def expand(rng: np.random.Generator):
 @cases("Tile")
 def tile(rng: np.random.Generator):
     yield Case("Tile", {"x": rng.standard_normal((2, 3, 2)), "repeats": ints(2, 1, 3)})
-    yield Case("Tile", {"x": rng.standard_normal((1, 3)), "repeats": ints(4, 2)})
+    yield Case("Tile", {"x": rng.standard_normal((1, 3)), "repeats": ints(4, 2)}, opset=13)
 
 
 @cases("Concat")
@@ -85,7 +85,7 @@ def concat(rng: np.random.Generator):
 @cases("Split")
 def split(rng: np.random.Generator):
     x = rng.standard_normal((2, 9, 4))
-    yield Case("Split", {"x": x}, attrs={"axis": 1}, n_outputs=3, id="equal")
+    yield Case("Split", {"x": x}, attrs={"axis": 1}, n_outputs=3, opset=13, id="equal")
     yield Case(
         "Split", {"x": x, "split": ints(2, 3, 4)}, attrs={"axis": 1}, n_outputs=3, id="input"
     )
@@ -113,6 +113,7 @@ def slice_cases(rng: np.random.Generator):
         ((4, -2), (-20, 10), (0, -1), (-3, 1)),
     ]
     for i, (starts, ends, axes, steps) in enumerate(specs):
+        opset = (13, 17, 21)[i % 3]
         inputs = {"x": x, "starts": ints(*starts), "ends": ints(*ends)}
         inputs["axes"] = ints(*axes) if axes is not None else None
         inputs["steps"] = ints(*steps) if steps is not None else None
@@ -120,7 +121,7 @@ def slice_cases(rng: np.random.Generator):
             del inputs["steps"]
             if axes is None:
                 del inputs["axes"]
-        yield Case("Slice", inputs, id=f"s{i}")
+        yield Case("Slice", inputs, opset=opset, id=f"s{i}-o{opset}")
 
 
 @cases("Gather")
@@ -137,7 +138,7 @@ def gather(rng: np.random.Generator):
         attrs={"axis": 1},
         id="repeats-2d",
     )
-    yield Case("Gather", {"x": x, "i": ints(2, 0, 2, 2)}, id="repeats-axis0")
+    yield Case("Gather", {"x": x, "i": ints(2, 0, 2, 2)}, opset=13, id="repeats-axis0")
 
 
 @cases("Pad")
@@ -145,7 +146,14 @@ def pad(rng: np.random.Generator):
     x = rng.standard_normal((2, 3, 4, 5))
     both = ints(0, 1, 2, 3, 0, 2, 1, 3)
     value = np.asarray(1.5)
-    yield Case("Pad", {"x": x, "pads": both, "v": value}, constants=("v",), id="constant")
+    for opset in (13, 21):
+        yield Case(
+            "Pad",
+            {"x": x, "pads": both, "v": value},
+            constants=("v",),
+            opset=opset,
+            id=f"constant-o{opset}",
+        )
     # Negative pads (crops) are checked against torch in tests/test_rule_edges.py: onnx.reference's
     # Pad rejects them.
     for mode in ("reflect", "edge"):

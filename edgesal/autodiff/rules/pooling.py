@@ -110,7 +110,11 @@ def windows(ctx: GradContext) -> Windows:
                 length -= 1  # the last window may not start inside the end padding
         out.append(length)
     declared = ctx.info.dims(ctx.y[0])
-    if declared is not None and list(declared[2:]) != out:
+    if (
+        declared is not None
+        and all(isinstance(v, int) for v in declared)
+        and list(declared[2:]) != out
+    ):
         raise UnsupportedAttributeError(
             ctx,
             f"onnxruntime and PyTorch compute the output size {out} (with ceil_mode a window may "
@@ -154,8 +158,9 @@ def scatter_windows(ctx: GradContext, parts: dict[tuple[int, ...], str], w: Wind
 def scatter_uniform(ctx: GradContext, g: str, w: Windows) -> str:
     """sum over all offsets k of place(g at k*d + o*s): the transpose of an all-ones window sum.
 
-    The all-ones window is separable, so it is done one spatial axis at a time: sum(k)
-    placements instead of prod(k).
+    With stride 1 it is a window sum itself (:func:`window_sum_stride1`); otherwise the
+    all-ones window is separable and is placed one spatial axis at a time: sum(k) placements
+    instead of prod(k).
     """
     before = [k - 1 - b for k, b in zip(w.k, w.begin, strict=True)]
     after = [n - o + b for n, o, b in zip(w.n, w.out, w.begin, strict=True)]
@@ -185,41 +190,45 @@ def window_sum_stride1(ctx: GradContext, g: str, w: Windows, before, after) -> s
 def max_pool(ctx: GradContext):
     """dx through y = pool_0(pool_1(... pool_last(x))): one 1-D max pool per spatial axis.
 
-    Each stage pads its input with a value below min(x) (padding never equals a maximum, and
-    the padded tensor keeps a sane range for quantization), recomputes its output with a
-    padding-free forward MaxPool (innermost axis first) and is differentiated by
+    Stages run innermost axis first. Each pads its input with a value below min(x) (padding
+    never equals a maximum, and the padded tensor keeps a sane range for quantization, unlike
+    -inf), recomputes its output with a padding-free forward MaxPool and is differentiated by
     :func:`max_pool_axis`.
     """
     w = windows(ctx)
     b = ctx.b
-    lowest = b.ReduceMin(ctx.x[0], keepdims=0)
-    below = b.Sub(lowest, b.Max(b.Abs(lowest), ctx.scalar(1.0, ctx.x[0])))
+    lead = list(ctx.shape(ctx.x[0])[:2])
     lengths = list(w.n)
-    stages = []  # (padded input, 1-D geometry, output) per pooled axis, innermost first
+    geometries = []  # 1-D pools, innermost axis first
+    for axis in reversed(range(len(w.n))):
+        if not w.trivial(axis):
+            geometries.append(w.along(axis, lengths))
+            lengths[axis] = w.out[axis]
+    below = None
+    if any(g.span != g.n for g in geometries):
+        lowest = b.ReduceMin(ctx.x[0], keepdims=0)
+        below = b.Sub(lowest, b.Max(b.Abs(lowest), ctx.scalar(1.0, ctx.x[0])))
+    stages = []  # (padded input, geometry, output)
     source = ctx.x[0]
-    axes = [i for i in reversed(range(len(w.n))) if not w.trivial(i)]
-    for j, axis in enumerate(axes):
-        along = w.along(axis, lengths)
-        lead = list(ctx.shape(ctx.x[0])[:2])
-        padded = place(b, source, lead + along.n, [0, 0] + along.begin, lead + along.span, below)
-        last = j + 1 == len(axes)
-        source = (
-            ctx.y[0]
-            if last
-            else b.MaxPool(padded, kernel_shape=along.k, strides=along.s, dilations=along.d)
-        )
-        stages.append((padded, along, source))
-        lengths[axis] = w.out[axis]
+    for j, g in enumerate(geometries):
+        padded = place(b, source, lead + g.n, [0, 0] + g.begin, lead + g.span, below)
+        if j + 1 == len(geometries):
+            source = ctx.y[0]
+        else:
+            source = b.MaxPool(padded, kernel_shape=g.k, strides=g.s, dilations=g.d)
+        stages.append((padded, g, source))
     grad = ctx.dy[0]
-    for padded, along, output in reversed(stages):
-        grad = max_pool_axis(ctx, padded, output, grad, along)
+    for padded, g, output in reversed(stages):
+        grad = max_pool_axis(ctx, padded, output, grad, g)
     return [grad]
 
 
 def innermost_strided(w: Windows) -> bool:
-    """True for a 1-D pool along the last axis with a stride: strided Slices and interleaves of
-    the innermost axis are slow in onnxruntime (~10x a row copy), so such a pool is run on the
-    transposed data instead (:func:`on_transposed`)."""
+    """Is this a strided 1-D pool along the last of several axes?
+
+    onnxruntime runs strided Slices and interleaves of the innermost axis ~10x slower than row
+    copies, so such a pool is differentiated on transposed data (:func:`on_transposed`).
+    """
     return len(w.n) > 1 and w.s[-1] > 1 and w.k[-2] == w.s[-2] == 1
 
 
@@ -261,15 +270,11 @@ def pool_counts(ctx: GradContext, w: Windows) -> np.ndarray:
     per_axis = []
     for i in range(len(w.n)):
         taps = np.arange(w.out[i])[:, None] * w.s[i] + np.arange(w.k[i])[None, :] * w.d[i]
-        low, high = (
-            (0, w.n[i] + w.begin[i] + w.end[i])
-            if include_pad
-            else (
-                w.begin[i],
-                w.begin[i] + w.n[i],
-            )
-        )
-        per_axis.append(((taps >= low) & (taps < high)).sum(axis=1))
+        if include_pad:
+            inside = taps < w.n[i] + w.begin[i] + w.end[i]
+        else:
+            inside = (taps >= w.begin[i]) & (taps < w.begin[i] + w.n[i])
+        per_axis.append(inside.sum(axis=1))
     counts = per_axis[0]
     for c in per_axis[1:]:
         counts = np.multiply.outer(counts, c)

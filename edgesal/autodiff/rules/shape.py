@@ -128,7 +128,7 @@ def expand(ctx: GradContext):
 def tile(ctx: GradContext):
     """y = x repeated r_i times along axis i: dx = sum over the r_i copies, one axis at a time.
 
-    dy is viewed as (A, r, n, B) for each tiled axis and summed over r, which keeps tensors 4-D.
+    dy is viewed as (A, r, n*B) for each tiled axis and summed over r: tensors stay 3-D.
     """
     shape = list(ctx.shape(ctx.y[0]))
     x_shape = ctx.shape(ctx.x[0])
@@ -137,7 +137,7 @@ def tile(ctx: GradContext):
         repeats = shape[axis] // n if n else 1
         if repeats == 1:
             continue
-        view = [math.prod(shape[:axis]), repeats, n, math.prod(shape[axis + 1 :])]
+        view = [math.prod(shape[:axis]), repeats, n * math.prod(shape[axis + 1 :])]
         grad = ctx.b.ReduceSum(ctx.b.Reshape(grad, ctx.b.ints(view)), ctx.b.ints([1]), keepdims=0)
         shape[axis] = n
         grad = ctx.b.Reshape(grad, ctx.b.ints(shape))
@@ -149,46 +149,38 @@ def concat(ctx: GradContext):
     """dx_i = the slice of dy that input i filled along ``axis``."""
     rank = len(ctx.shape(ctx.y[0]))
     axis = ctx.attr("axis") % rank
+    b = ctx.b
     grads, offset = [], 0
     for name, needed in zip(ctx.x, ctx.needs, strict=True):
-        length = ctx.shape(name)[axis]
-        grads.append(
-            ctx.b.Slice(
-                ctx.dy[0], ctx.b.ints([offset]), ctx.b.ints([offset + length]), ctx.b.ints([axis])
-            )
-            if needed
-            else None
-        )
-        offset += length
+        end = offset + ctx.shape(name)[axis]
+        if needed:
+            grads.append(b.Slice(ctx.dy[0], b.ints([offset]), b.ints([end]), b.ints([axis])))
+        else:
+            grads.append(None)
+        offset = end
     return grads
 
 
 @register("Split")
 def split(ctx: GradContext):
     """dx = Concat(dy_0, ..., dy_k) along ``axis``; outputs with no gradient become zero padding."""
-    shape = ctx.shape(ctx.x[0])
-    axis = ctx.attr("axis", 0) % len(shape)
+    rank = len(ctx.shape(ctx.x[0]))
+    axis = ctx.attr("axis", 0) % rank
     pieces: list[str] = []
     pending = 0  # zero rows waiting to be attached in front of the next piece
     for i, out in enumerate(ctx.y):
         length = ctx.shape(out)[axis]
         if ctx.dy[i] is None:
             if pieces:
-                pieces[-1] = _pad_along(ctx, pieces[-1], axis, 0, length)
+                pieces[-1] = _axis_pad(ctx, pieces[-1], rank, axis, 0, length)
             else:
                 pending += length
             continue
-        pieces.append(_pad_along(ctx, ctx.dy[i], axis, pending, 0) if pending else ctx.dy[i])
+        grad = ctx.dy[i]
+        pieces.append(_axis_pad(ctx, grad, rank, axis, pending, 0) if pending else grad)
         pending = 0
     grad = pieces[0] if len(pieces) == 1 else ctx.b.Concat(*pieces, axis=axis)
     return [grad]
-
-
-def _pad_along(ctx: GradContext, t: str, axis: int, before: int, after: int) -> str:
-    rank = len(ctx.shape(ctx.x[0]))
-    pads = [0] * (2 * rank)
-    pads[axis], pads[rank + axis] = before, after
-    return ctx.b.Pad(t, ctx.b.ints(pads))
 
 
 @register("Slice")
