@@ -32,3 +32,12 @@ class TargetError(EdgesalError):
 
 class ArchiveError(EdgesalError):
     """A weight archive is corrupt or holds something other than tensors."""
+
+
+class UnsupportedAttributeError(EdgesalError):
+    """The operator has a gradient rule, but not for this attribute value or non-constant input."""
+
+    def __init__(self, ctx, detail: str):
+        self.op_type = ctx.node.op_type
+        self.node = ctx.node.name or f"unnamed, output {ctx.node.output[0]}"
+        super().__init__(f"cannot differentiate {self.op_type} node '{self.node}': {detail}")

@@ -22,7 +22,8 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 from edgesal.autodiff.registry import GradContext, register
-from edgesal.autodiff.rules.shape import UnsupportedAttributeError, crop, interleave, place
+from edgesal.autodiff.rules.shape import crop, interleave, place
+from edgesal.errors import UnsupportedAttributeError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgesal.autodiff.registry import GradContext, register
-from edgesal.autodiff.rules.shape import UnsupportedAttributeError
+from edgesal.errors import UnsupportedAttributeError
 
 _COORDINATE_MODES = {
     "half_pixel",

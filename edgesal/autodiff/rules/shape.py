@@ -14,18 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgesal.autodiff.registry import GradContext, register
-from edgesal.errors import EdgesalError
+from edgesal.errors import UnsupportedAttributeError
 
 _BIG = np.iinfo(np.int64).max
-
-
-class UnsupportedAttributeError(EdgesalError):
-    """The operator has a gradient rule, but not for this attribute value or non-constant input."""
-
-    def __init__(self, ctx: GradContext, detail: str):
-        self.op_type = ctx.node.op_type
-        self.node = ctx.node.name or f"unnamed, output {ctx.node.output[0]}"
-        super().__init__(f"cannot differentiate {self.op_type} node '{self.node}': {detail}")
 
 
 def constant_ints(ctx: GradContext, index: int, what: str) -> list[int] | None:
