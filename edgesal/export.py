@@ -12,6 +12,7 @@ from onnx import helper
 from edgesal import __version__, metadata
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
+from edgesal.graph.fold import fold_constants
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import ImageInput, find_image_input, graph_inputs
 from edgesal.methods import METHODS, MethodContext, MethodOptions
@@ -68,6 +69,7 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
     model = upgraded(model)
     fix_input_shape(model, options.input, options.batch, options.input_shape)
+    fold_constants(model)
     info = TensorInfo(model)
     _complete_output_shapes(model, info)
     image = find_image_input(model, info, options.input, options.layout)

@@ -161,3 +161,40 @@ def test_exported_graph_uses_default_domain_only():
     assert {n.domain for n in exported.graph.node} <= {""}
     assert not any(n.op_type == "Gradient" for n in exported.graph.node)
     onnx.checker.check_model(exported, full_check=True)
+
+
+def test_torch_exported_model_with_computed_pads_and_shapes():
+    """torch.onnx emits pads and reshape shapes as small subgraphs; they are folded first."""
+    import io
+
+    import torch
+    import torch.nn.functional as F
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4 * 8 * 8, 5)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))), 2)
+            return self.fc(x.reshape(x.size(0), -1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        net,
+        torch.randn(1, 3, 16, 16),
+        buffer,
+        dynamo=False,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "N"}},
+    )
+    model = onnx.load_from_string(buffer.getvalue())
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    out = net(xt)
+    out[0, out[0].argmax()].backward()
+    np.testing.assert_allclose(_raw_gradient(model, x), xt.grad.numpy(), rtol=1e-4, atol=1e-6)

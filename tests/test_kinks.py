@@ -258,9 +258,7 @@ ZERO_GRAPHS = {  # op: nodes computing a factor s (broadcastable to x) that pass
 
 
 def _zero_rule_ops() -> list[str]:
-    return sorted(
-        op for op, rule in RULES.items() if rule.fn.__qualname__.startswith("register_zero")
-    )
+    return sorted(op for op, rule in RULES.items() if rule.zero)
 
 
 def test_every_zero_rule_has_a_graph():

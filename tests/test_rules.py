@@ -1,5 +1,7 @@
 """Every registered gradient rule is checked against float64 finite differences."""
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -11,13 +13,15 @@ from tests.gradcheck import CASES, check_case
 def _all_cases():
     for op_type in sorted(CASES):
         for i, generator in enumerate(CASES[op_type]):
-            for case in generator(np.random.default_rng(hash(op_type) % 2**32 + i)):
+            for case in generator(np.random.default_rng(zlib.crc32(op_type.encode()) + i)):
                 if case.op_type == op_type:
                     yield pytest.param(case, id=case.label())
 
 
 def test_every_rule_has_cases():
-    missing = sorted(set(RULES) - set(CASES))
+    """Zero-derivative rules (comparisons, Floor, Shape, ...) are checked in tests/test_kinks.py."""
+    zero = {op for op, rule in RULES.items() if rule.zero}
+    missing = sorted(set(RULES) - set(CASES) - zero)
     assert not missing, f"gradient rules without a finite-difference test case: {missing}"
 
 

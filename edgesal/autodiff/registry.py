@@ -83,19 +83,22 @@ class Rule:
     fn: RuleFn
     broadcasting: bool
     module: str
+    zero: bool = False
 
 
 RULES: dict[str, Rule] = {}
 
 
-def register(*op_types: str, broadcasting: bool = False) -> Callable[[RuleFn], RuleFn]:
+def register(
+    *op_types: str, broadcasting: bool = False, zero: bool = False
+) -> Callable[[RuleFn], RuleFn]:
     """Decorator: register ``fn`` as the VJP rule of each of ``op_types``."""
 
     def wrap(fn: RuleFn) -> RuleFn:
         for op_type in op_types:
             if op_type in RULES:
                 raise RuntimeError(f"gradient rule for {op_type} registered twice")
-            RULES[op_type] = Rule(op_type, fn, broadcasting, fn.__module__)
+            RULES[op_type] = Rule(op_type, fn, broadcasting, fn.__module__, zero)
         return fn
 
     return wrap
@@ -108,7 +111,7 @@ def register_zero(*op_types: str) -> None:
         return [None] * len(ctx.node.input)
 
     for op_type in op_types:
-        register(op_type)(zero)
+        register(op_type, zero=True)(zero)
 
 
 def supported_ops() -> list[str]:

@@ -1,0 +1,103 @@
+"""Constant folding before differentiation.
+
+Exporters (torch.onnx, tf2onnx) compute pads, shapes and slice bounds with small subgraphs. Rules
+need those as constants, so every node whose inputs are all constant (including Shape/Size of a
+tensor whose shape is static) is evaluated once with ONNX's reference evaluator and replaced by an
+initializer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from edgesal.graph.info import TensorInfo
+
+_NOT_FOLDED = {
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+    "Bernoulli", "If", "Loop", "Scan",
+}  # fmt: skip
+_MAX_GROWTH = 1 << 22  # elements: larger results (Expand/Tile of constants) stay as nodes
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with constant subgraphs replaced by initializers (in place; returned)."""
+    graph = model.graph
+    info = TensorInfo(model)
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    kept, new_inits = [], []
+    for node in graph.node:
+        results = _evaluate(node, values, info, opset) if _foldable(node, outputs) else None
+        if results is None:
+            kept.append(node)
+            continue
+        for name, value in zip(node.output, results, strict=True):
+            values[name] = value
+            new_inits.append(numpy_helper.from_array(np.asarray(value), name))
+    if new_inits:
+        del graph.node[:]
+        graph.node.extend(kept)
+        graph.initializer.extend(new_inits)
+        _drop_unused_initializers(graph)
+    return model
+
+
+def _foldable(node: onnx.NodeProto, graph_outputs: set[str]) -> bool:
+    return (
+        node.domain in ("", "ai.onnx")
+        and node.op_type not in _NOT_FOLDED
+        and not any(out in graph_outputs for out in node.output)
+        and not any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+            for a in node.attribute
+        )
+    )
+
+
+def _evaluate(node, values, info: TensorInfo, opset: int) -> list[np.ndarray] | None:
+    if node.op_type in ("Shape", "Size"):
+        return _static_shape_op(node, info)
+    inputs = [name for name in node.input if name]
+    if not all(name in values for name in inputs):
+        return None
+    try:
+        graph = helper.make_graph(
+            [node],
+            "fold",
+            [],
+            [
+                helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+                for o in node.output
+            ],
+            [numpy_helper.from_array(np.asarray(values[n]), n) for n in dict.fromkeys(inputs)],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        results = ReferenceEvaluator(model).run(None, {})
+    except Exception:  # an op the reference evaluator lacks: leave the node in place
+        return None
+    if any(np.asarray(r).size > _MAX_GROWTH for r in results):
+        return None
+    return [np.asarray(r) for r in results]
+
+
+def _static_shape_op(node: onnx.NodeProto, info: TensorInfo) -> list[np.ndarray] | None:
+    dims = info.dims(node.input[0])
+    if dims is None or not all(isinstance(d, int) for d in dims):
+        return None
+    if node.op_type == "Size":
+        return [np.asarray(int(np.prod(dims)), dtype=np.int64)]
+    start = next((a.i for a in node.attribute if a.name == "start"), 0)
+    end = next((a.i for a in node.attribute if a.name == "end"), None)
+    return [np.asarray(dims[start:end], dtype=np.int64)]
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = {name for node in graph.node for name in node.input}
+    used |= {o.name for o in graph.output} | {i.name for i in graph.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
