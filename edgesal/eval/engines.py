@@ -14,14 +14,21 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 from tqdm import tqdm
 
-from edgesal.errors import InputError
+from edgesal.errors import EdgesalError, InputError
 from edgesal.eval.store import ResultStore
 from edgesal.eval.tasks import Job, Result, Worker
 
 ENGINES = ("local", "ray")
+
+
+class EngineError(EdgesalError):
+    """The engine lost a worker; finished results are kept in the store."""
+
+
 Done = Iterator[tuple[str, Result]]
 
 
@@ -72,6 +79,12 @@ class LocalEngine:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
+        except BrokenProcessPool as exc:
+            raise EngineError(
+                "a worker process died (killed, out of memory, or a script without an "
+                "'if __name__ == \"__main__\":' guard, which spawned workers need); finished "
+                "tasks are kept, run again to resume"
+            ) from exc
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

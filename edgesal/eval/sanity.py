@@ -179,14 +179,24 @@ def options_summary(options: ExportOptions) -> dict:
     return {"methods": options.method_names(), "target": options.target, **asdict(options.params)}
 
 
-def verdict(final_mean: float, threshold: float, control: bool) -> dict:
-    """Pass when the mean similarity at the end is below ``threshold``; a failure is flagged,
-    and for the control a failure is the expected outcome."""
+NOTES = {  # check -> (passed, control flagged, method flagged)
+    "parameters": (
+        "maps change when the weights change",
+        "control: ignores the weights, flagged as expected",
+        "maps survive randomized weights: they do not explain the model (like an edge detector)",
+    ),
+    "class": (
+        "maps change with the explained class",
+        "control: ignores the class, flagged as expected",
+        "maps barely depend on the explained class",
+    ),
+}
+
+
+def verdict(final_mean: float, threshold: float, control: bool, check: str) -> dict:
+    """Pass when the mean similarity is below ``threshold``; a failure is flagged (for the
+    control, the expected outcome). ``check``: "parameters" or "class" (random logit)."""
     passed = bool(final_mean < threshold)
-    if passed:
-        note = "maps change when the model changes"
-    elif control:
-        note = "control: does not depend on the model, flagged as expected"
-    else:
-        note = "maps stay similar: they do not explain the model (like an edge detector)"
+    ok, control_note, flagged_note = NOTES[check]
+    note = ok if passed else (control_note if control else flagged_note)
     return {"passed": passed, "flagged": not passed, "threshold": threshold, "note": note}

@@ -9,7 +9,6 @@ import numpy as np
 from edgesal.eval.sanity import verdict
 
 CURVE_METRICS = ("deletion_auc", "insertion_auc", "road_morf_mean", "road_lerf_mean")
-LOWER_IS_BETTER = {"deletion_auc", "road_morf_mean", "max_sensitivity"}
 
 
 def stats(values: list[float]) -> dict:
@@ -97,7 +96,7 @@ def _verdicts(report: dict, threshold: float) -> dict:
         means = entry["mean_spearman"]
         below = [i for i, v in enumerate(means) if v < threshold]
         verdicts[method] = {
-            **verdict(means[-1], threshold, control=method == "sobel"),
+            **verdict(means[-1], threshold, method == "sobel", "parameters"),
             "control": method == "sobel",
             "final_spearman": means[-1],
             "final_ssim": entry["mean_ssim"][-1],
@@ -116,7 +115,7 @@ def _random_logit(found: dict, threshold: float) -> dict:
             **sims,
             "mean_ssim": mean_ssim,
             "mean_spearman": float(np.mean(sims["spearman"])),
-            **verdict(mean_ssim, threshold, control=method == "sobel"),
+            **verdict(mean_ssim, threshold, method == "sobel", "class"),
         }
     return {"classes": found["classes"], "methods": methods}
 
