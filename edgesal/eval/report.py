@@ -257,3 +257,86 @@ def write_compare(
         ("Images", per_image + "".join(overlays)),
     ]
     html.write(out / "report.html", f"edgesal compare: {a['where']} vs {b['where']}", sections)
+
+
+def write_records(
+    out: Path,
+    result: dict,
+    crops: dict[str, np.ndarray],
+    maps: dict[str, dict[str, np.ndarray]],
+    overlays: int,
+) -> None:
+    """The records audit folder: identity, what the device decided, and (with the frames) the
+    fidelity and faithfulness of its maps."""
+    _prepare(out)
+    _json(out, result)
+    records, device = result["records"], result["device"]
+    identity = table(
+        ["", ""],
+        [
+            ["records", esc(records["path"])],
+            ["model", esc(result["model"]["where"])],
+            ["sha256", esc(result["model"]["sha256"][:16] + "…")],
+            ["recorded as", esc(", ".join(records["recorded_as"]))],
+            ["torn bytes at the end", str(records["truncated_bytes"])],
+        ],
+    )
+    decided = table(
+        ["", ""],
+        [
+            ["frames", str(device["frames"])],
+            ["maps", str(device["maps"])],
+            ["methods", esc(device["methods"])],
+            ["mean top-1 score", number((device["score"] or {}).get("mean"))],
+            ["self-checks", str(device["selfchecks"])],
+            ["self-check faithful rate", number(device["faithful_rate"])],
+            ["governor events", str(device["events"])],
+            ["most frequent labels", esc(device["labels"])],
+        ],
+    )
+    sections = [("Model identity", identity), ("What the device decided", decided)]
+    if result["images"]:
+        summary = result["summary"]
+        fidelity = table(
+            ["", "Spearman", "SSIM", "top-10% IoU", "top-1 agreement"],
+            [
+                [
+                    "device vs this machine",
+                    *[mean_std(summary["fidelity"][k]) for k in ("spearman", "ssim", "top_k_iou")],
+                    number(summary["top1_agreement"]),
+                ]
+            ],
+        )
+        scores = _summary_table({"methods": summary["methods"], "controls": {}})
+        path = plots.curves(
+            summary["methods"],
+            {},
+            ("deletion", "insertion"),
+            out / "curves_deletion_insertion.png",
+            "device maps vs this machine's maps on the same crops",
+        )
+        sections.append(("Device maps vs this machine", fidelity + scores + html.figure(path, "")))
+        rows = [
+            [
+                esc(i["name"]),
+                str(i["frame"]),
+                esc(i["method"]),
+                number(i["top1_agree"]),
+                number(i["fidelity"]["spearman"]),
+                number(i["methods"]["device"]["deletion_auc"]),
+                number(i["methods"]["workstation"]["deletion_auc"]),
+            ]
+            for i in result["images"]
+        ]
+        header = ["image", "frame", "method", "top-1 agree", "Spearman", "del device", "del here"]
+        strips = [
+            html.figure(
+                plots.overlay_strip(
+                    crops[k], maps[k], out / "overlays" / f"{k.replace(' ', '_')}.png"
+                ),
+                k,
+            )
+            for k in list(crops)[:overlays]
+        ]
+        sections.append(("Frames", table(header, rows, left=3) + "".join(strips)))
+    html.write(out / "report.html", f"edgesal records audit: {records['path']}", sections)

@@ -91,10 +91,11 @@ def road_curves(
     target: int,
     fractions: list[float],
     noise: float,
-    seed: int,
+    seed: list[int],
 ) -> dict[str, np.ndarray]:
     """``{"morf": probs, "lerf": probs}``: class ``target``'s probability after removing each
-    fraction of pixels (most / least relevant first), imputed with noise."""
+    fraction of pixels (most / least relevant first), imputed with noise drawn from ``seed``
+    (a seed sequence)."""
     bad = [f for f in fractions if not 0.0 < f < 1.0]
     if bad or not fractions:
         raise InputError(f"--road-fractions {fractions}: need fractions strictly inside (0, 1)")
@@ -103,7 +104,7 @@ def road_curves(
     curves = {}
     for kind in ORDERS:
         ranked = ranking if kind == "morf" else ranking[::-1]
-        rng = np.random.default_rng([seed, ORDERS.index(kind)])
+        rng = np.random.default_rng([*seed, ORDERS.index(kind)])
         images = []
         for fraction in fractions:
             removed = np.zeros(h * w, bool)

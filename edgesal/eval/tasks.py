@@ -46,24 +46,39 @@ class Job:
 
 @dataclass(frozen=True)
 class ImageTask:
+    """Every metric of every map of one image."""
+
     key: str
     name: str
     crop: np.ndarray  # RGB uint8 on the model's input grid
     boxes: tuple[Box, ...] | None = None  # on the crop; None: no pointing game
 
+    def run(self, worker: Worker) -> Result:
+        return evaluate_image(worker.runner, self, worker.opts)
+
 
 @dataclass(frozen=True)
 class SanityTask:
+    """One step of a sanity check ("original": the reference maps and the random-logit check)."""
+
     key: str
     mode: str  # "original", "cascading" or "independent"
     step: int = 0
 
+    def run(self, worker: Worker) -> Result:
+        return worker.sanity.run(self)
+
 
 @dataclass(frozen=True)
 class CompareTask:
+    """Model B's maps against model A's on one image."""
+
     key: str
     name: str
     crop: np.ndarray
+
+    def run(self, worker: Worker) -> Result:
+        return compare_image(worker.runner, worker.other, self, worker.job.top_k)
 
 
 def seed_for(*parts: int | str) -> list[int]:
@@ -86,16 +101,21 @@ class Worker:
             self._runner = _runner(self.job.model, self.job.where, self.opts)
         return self._runner
 
-    def run(self, task: ImageTask | SanityTask | CompareTask) -> Result:
-        if isinstance(task, ImageTask):
-            return evaluate_image(self.runner, task, self.opts)
-        if isinstance(task, CompareTask):
-            if self._other is None:
-                self._other = _runner(self.job.other, self.job.other_where, self.opts)
-            return compare_image(self.runner, self._other, task, self.job.top_k)
+    @property
+    def other(self) -> Runner:
+        if self._other is None:
+            self._other = _runner(self.job.other, self.job.other_where, self.opts)
+        return self._other
+
+    @property
+    def sanity(self) -> SanityState:
         if self._sanity is None:
             self._sanity = SanityState(self.job, self.runner)
-        return self._sanity.run(task)
+        return self._sanity
+
+    def run(self, task) -> Result:
+        """``task.run(self)``: any task type with that method runs on any engine."""
+        return task.run(self)
 
 
 def _runner(data: bytes | None, where: str, opts: EvalOptions) -> Runner:
@@ -118,7 +138,7 @@ def evaluate_image(runner: Runner, task: ImageTask, opts: EvalOptions) -> Result
         controls["sobel"] = ex.sobel
     scored = {**ex.maps, **controls}
     results = {
-        name: map_scores(runner, pixels, saliency, ex.target, task, opts, name)
+        name: map_scores(runner, pixels, saliency, ex.target, opts, task.name, name, task.boxes)
         for name, saliency in scored.items()
     }
     if opts.sensitivity_samples:
@@ -160,11 +180,12 @@ def map_scores(
     pixels: np.ndarray,
     saliency: np.ndarray,
     target: int,
-    task: ImageTask,
     opts: EvalOptions,
+    image: str,
     name: str,
+    boxes: tuple[Box, ...] | None = None,
 ) -> dict:
-    """Deletion, insertion, ROAD and pointing game of one map."""
+    """Deletion, insertion, ROAD and (with ``boxes``) pointing game of map ``name`` of ``image``."""
     predict = runner.predict
     deletion = perturb.deletion(
         predict, pixels, saliency, target, opts.steps, opts.deletion_baseline
@@ -179,7 +200,7 @@ def map_scores(
         "insertion": insertion.tolist(),
     }
     if opts.road_fractions:
-        seed = seed_for(opts.seed, task.name, name, "road")[0]
+        seed = seed_for(opts.seed, image, name, "road")
         road = road_curves(
             predict, pixels, saliency, target, list(opts.road_fractions), opts.road_noise, seed
         )
@@ -187,8 +208,8 @@ def map_scores(
         scores["road_lerf"] = road["lerf"].tolist()
         scores["road_morf_mean"] = float(road["morf"].mean())
         scores["road_lerf_mean"] = float(road["lerf"].mean())
-    if task.boxes is not None:
-        scores["pointing"] = pointing_hit(saliency, list(task.boxes), opts.tolerance)
+    if boxes is not None:
+        scores["pointing"] = pointing_hit(saliency, list(boxes), opts.tolerance)
     return scores
 
 
