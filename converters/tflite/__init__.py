@@ -1,0 +1,1 @@
+"""ONNX -> TFLite with builtin operators only, written straight from the TFLite schema."""

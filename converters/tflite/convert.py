@@ -1,0 +1,134 @@
+"""ONNX (a saliency export or any static-shape float model) -> TFLite flatbuffer, builtins only.
+
+Stages: load and upgrade, fold constants (weight transposes and flips of the gradient rules
+become plain weights), list every operator without a lowering at once, lower node by node with
+the image input stored NHWC, give the graph outputs their ONNX names in logical layout, drop
+dead tensors, and attach the edgesal metadata (layout rewritten to NHWC) as ``Model.metadata``
+entry ``edgesal``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import onnx
+
+from converters.cleanup.fold import fold_constants
+from converters.errors import ConversionError, UnsupportedOpsError
+from converters.tflite import layout
+from converters.tflite.context import Lowering
+from converters.tflite.ops import LOWERINGS
+from converters.tflite.schema import FlatModel
+from edgesal import metadata
+from edgesal.errors import EdgesalError
+from edgesal.image_input import find_image_input, graph_inputs
+from edgesal.onnx_io import load_model, upgraded
+
+METADATA_NAME = "edgesal"
+
+
+def to_tflite(model: onnx.ModelProto | str | Path) -> bytes:
+    """The TFLite flatbuffer of ``model`` (static shapes; image input stored NHWC)."""
+    model = prepare(model)
+    ctx = Lowering(model)
+    image = _nchw_image_input(model, ctx)
+    for value in graph_inputs(model):
+        perm = layout.NHWC if value.name == image else None
+        ctx.flat.inputs.append(ctx.output(value.name, perm))
+    for node in model.graph.node:
+        ctx.node = node
+        LOWERINGS[node.op_type](ctx, node)
+    ctx.node = None
+    _name_outputs(ctx, [o.name for o in model.graph.output])
+    ctx.flat.metadata[METADATA_NAME] = tflite_metadata(model, image)
+    prune(ctx.flat)
+    return ctx.flat.serialize()
+
+
+def prepare(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
+    """A folded, shape-checked copy; every unsupported operator reported at once."""
+    model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
+    model = upgraded(model)
+    fold_constants(model)
+    missing = [
+        (n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}", n.name)
+        for n in model.graph.node
+        if n.domain not in ("", "ai.onnx") or n.op_type not in LOWERINGS
+    ]
+    if missing:
+        raise UnsupportedOpsError("TFLite builtins", missing, list(LOWERINGS))
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise ConversionError(f"shape inference failed: {str(exc).splitlines()[0]}") from exc
+    return model
+
+
+def _nchw_image_input(model: onnx.ModelProto, ctx: Lowering) -> str | None:
+    """The image input to store NHWC (None when the model already takes NHWC or has none)."""
+    meta = metadata.read(model)
+    try:
+        image = find_image_input(model, ctx.info, meta.get("input"), meta.get("layout"))
+    except EdgesalError:
+        return None
+    return (
+        image.name
+        if image.layout == "NCHW" and image.name == image.tensor
+        else (image.name if image.layout == "NCHW" else None)
+    )
+
+
+def _name_outputs(ctx: Lowering, names: list[str]) -> None:
+    """Each graph output becomes a distinct tensor, stored in logical layout, named as in ONNX."""
+    flat = ctx.flat
+    taken: set[int] = set(flat.inputs)
+    for name in names:
+        if ctx.held(name) is None:
+            raise ConversionError(f"graph output '{name}' is a constant; nothing computes it")
+        index = ctx.tensor(name, layout.identity(len(ctx.shape(name))))
+        if index in taken or flat.tensors[index].data is not None:
+            shape = flat.tensors[index].shape
+            index = ctx.op("RESHAPE", [index, ctx.ints(shape)], shape, flat.tensors[index].dtype)
+        taken.add(index)
+        for t in flat.tensors:
+            if t.name == name:
+                t.name = f"{name}/stored"
+        flat.tensors[index].name = name
+        flat.outputs.append(index)
+
+
+def tflite_metadata(model: onnx.ModelProto, image: str | None) -> bytes:
+    """The ``edgesal.*`` map (string values, as in ONNX metadata_props) with layout NHWC."""
+    props = {p.key: p.value for p in model.metadata_props if p.key.startswith(metadata.PREFIX)}
+    if image is not None:
+        props[metadata.PREFIX + "layout"] = "NHWC"
+        key = metadata.PREFIX + "preprocess"
+        if key in props:
+            pre = json.loads(props[key])
+            pre["layout"] = "NHWC"
+            props[key] = json.dumps(pre)
+    return json.dumps(props, sort_keys=True).encode()
+
+
+def prune(flat: FlatModel) -> None:
+    """Remove operators whose outputs nobody reads, then unreferenced tensors (renumbered)."""
+    needed = set(flat.outputs)
+    kept = []
+    for op in reversed(flat.operators):
+        if any(o in needed for o in op.outputs):
+            kept.append(op)
+            needed.update(i for i in op.inputs if i >= 0)
+    flat.operators = list(reversed(kept))
+    used = set(flat.inputs) | set(flat.outputs)
+    for op in flat.operators:
+        used.update(i for i in op.inputs + op.outputs if i >= 0)
+    order = sorted(used)
+    renumber = {old: new for new, old in enumerate(order)}
+    flat.tensors = [flat.tensors[i] for i in order]
+    for op in flat.operators:
+        op.inputs = [renumber[i] if i >= 0 else -1 for i in op.inputs]
+        op.outputs = [renumber[i] for i in op.outputs]
+    flat.inputs = [renumber[i] for i in flat.inputs]
+    flat.outputs = [renumber[i] for i in flat.outputs]

@@ -1,0 +1,14 @@
+"""TFLite lowerings by op family; importing this package registers them all."""
+
+from converters.tflite.ops import (  # noqa: F401  (registration side effects)
+    conv,
+    elementwise,
+    linear,
+    pool,
+    reduce,
+    resize,
+    shape,
+)
+from converters.tflite.ops.registry import LOWERINGS
+
+__all__ = ["LOWERINGS"]

@@ -1,0 +1,250 @@
+"""Conv -> CONV_2D / DEPTHWISE_CONV_2D; ConvTranspose -> TRANSPOSE_CONV (group 1) or zero
+insertion + a flipped forward conv (grouped, depthwise, dilated); DepthToSpace, SpaceToDepth.
+
+All in NHWC. Weights must be constants (after folding): TFLite filters are [O, kh, kw, I],
+depthwise filters [1, kh, kw, C*multiplier].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from converters.tflite import layout
+from converters.tflite.context import Lowering
+from converters.tflite.ops.registry import attrs, inputs, lowers
+from converters.tflite.ops.spatial import (
+    nhwc_input,
+    onnx_pads,
+    pad_nhwc,
+    spatial_attrs,
+    tflite_padding,
+)
+
+
+def _weight(ctx: Lowering, node) -> np.ndarray:
+    value = ctx.value(node.input[1])
+    if value is None:
+        raise ctx.fail(f"its weight '{node.input[1]}' must be a constant")
+    return np.asarray(value)
+
+
+def _bias(ctx: Lowering, node, channels: int, dtype) -> np.ndarray | str:
+    names = inputs(node)
+    if len(names) < 3 or not names[2]:
+        return np.zeros(channels, dtype=dtype)
+    value = ctx.value(names[2])
+    return names[2] if value is None else np.asarray(value, dtype=dtype)
+
+
+@lowers("Conv")
+def conv(ctx: Lowering, node) -> None:
+    """y = conv(x, w) + b with SAME/VALID or an explicit PAD in front."""
+    a = attrs(node)
+    weight = _weight(ctx, node)
+    strides, dilations = spatial_attrs(ctx, node, a, weight.shape[2:])
+    x = nhwc_input(ctx, node.input[0])
+    pads = onnx_pads(ctx, a, ctx.physical_shape(x)[1:3], weight.shape[2:], strides, dilations)
+    x, padding = tflite_padding(ctx, x, pads, weight.shape[2:], strides, dilations)
+    bias = _bias(ctx, node, weight.shape[0], weight.dtype)
+    out = ctx.output(node.output[0], layout.NHWC)
+    emit_conv(ctx, x, weight, bias, int(a.get("group", 1)), strides, dilations, padding, out)
+
+
+def emit_conv(ctx, x, weight, bias, group, strides, dilations, padding, out) -> None:
+    """CONV_2D, DEPTHWISE_CONV_2D, or one CONV_2D per group joined by CONCATENATION.
+
+    ``weight`` is in ONNX layout [O, I/group, kh, kw]; ``bias`` an array or an ONNX tensor name
+    (added after the conv).
+    """
+    o, ig = weight.shape[:2]
+    channels = ctx.physical_shape(x)[3]
+    late_bias = isinstance(bias, str)
+    b = np.zeros(o, weight.dtype) if late_bias else bias
+    target = ctx.temp(ctx.physical_shape(out), weight.dtype, "conv") if late_bias else out
+    geometry = {
+        "padding": padding,
+        "stride_h": int(strides[0]),
+        "stride_w": int(strides[1]),
+        "dilation_h_factor": int(dilations[0]),
+        "dilation_w_factor": int(dilations[1]),
+        "fused_activation_function": "NONE",
+    }
+    if group == 1:
+        filt = ctx.const(weight.transpose(0, 2, 3, 1))
+        ctx.emit("CONV_2D", [x, filt, ctx.const(b)], [target], "Conv2DOptions", **geometry)
+    elif ig == 1 and group == channels:
+        filt = ctx.const(weight.transpose(1, 2, 3, 0))
+        ctx.emit(
+            "DEPTHWISE_CONV_2D",
+            [x, filt, ctx.const(b)],
+            [target],
+            "DepthwiseConv2DOptions",
+            depth_multiplier=o // channels,
+            **geometry,
+        )
+    else:
+        _grouped(ctx, x, weight, b, group, geometry, target)
+    if late_bias:
+        ctx.emit("ADD", [target, ctx.tensor(bias, [0], 1)], [out])
+
+
+def _grouped(ctx, x, weight, bias, group, geometry, out) -> None:
+    shape = ctx.physical_shape(x)
+    part = [*shape[:3], shape[3] // group]
+    pieces = [ctx.temp(part, weight.dtype, "group") for _ in range(group)]
+    ctx.emit(
+        "SPLIT", [ctx.const(np.asarray(3, np.int32)), x], pieces, "SplitOptions", num_splits=group
+    )
+    og = weight.shape[0] // group
+    out_shape = ctx.physical_shape(out)
+    results = []
+    for g, piece in enumerate(pieces):
+        w = weight[g * og : (g + 1) * og].transpose(0, 2, 3, 1)
+        result = ctx.temp([*out_shape[:3], og], weight.dtype, "group_conv")
+        b = ctx.const(bias[g * og : (g + 1) * og])
+        ctx.emit("CONV_2D", [piece, ctx.const(w), b], [result], "Conv2DOptions", **geometry)
+        results.append(result)
+    ctx.emit(
+        "CONCATENATION",
+        results,
+        [out],
+        "ConcatenationOptions",
+        axis=3,
+        fused_activation_function="NONE",
+    )
+
+
+@lowers("ConvTranspose")
+def conv_transpose(ctx: Lowering, node) -> None:
+    """y[j] = sum_{i,k: j = i*s + k*d - pad} x[i] w[k].
+
+    Group 1 without dilation: TRANSPOSE_CONV over the full output (in-1)*s + k (VALID), then the
+    pads cropped (and output_padding added) by SLICE/PAD. Otherwise: zero insertion (PAD on
+    channels + DEPTH_TO_SPACE) and a stride-1 conv with the flipped, transposed kernel.
+    """
+    a = attrs(node)
+    weight = _weight(ctx, node)
+    kernel = weight.shape[2:]
+    strides, dilations = spatial_attrs(ctx, node, a, kernel)
+    group = int(a.get("group", 1))
+    x = nhwc_input(ctx, node.input[0])
+    n, h, w, c = ctx.physical_shape(x)
+    out_hw = [ctx.shape(node.output[0])[2], ctx.shape(node.output[0])[3]]
+    begins = _transpose_begin_pads(a, (h, w), out_hw, kernel, strides, dilations)
+    o = weight.shape[1] * group
+    bias = _bias(ctx, node, o, weight.dtype)
+    if group == 1 and dilations == [1, 1]:
+        full = [(s - 1) * st + k for s, st, k in zip((h, w), strides, kernel, strict=True)]
+        crops = [(-b, t - f + b) for b, f, t in zip(begins, full, out_hw, strict=True)]
+        grows = any(after > 0 for _, after in crops)
+        shape = [n, *full, o]
+        inputs_ = [ctx.ints(shape), ctx.const(weight.transpose(1, 2, 3, 0)), x]
+        if not isinstance(bias, str) and np.any(bias) and not grows:
+            inputs_.append(ctx.const(bias))
+            bias = None
+        y = ctx.op(
+            "TRANSPOSE_CONV",
+            inputs_,
+            shape,
+            weight.dtype,
+            "TransposeConvOptions",
+            padding="VALID",
+            stride_h=int(strides[0]),
+            stride_w=int(strides[1]),
+            fused_activation_function="NONE",
+        )
+        y = pad_nhwc(ctx, y, crops)
+        if bias is not None and (isinstance(bias, str) or np.any(bias)):
+            b = ctx.tensor(bias, [0], 1) if isinstance(bias, str) else ctx.const(bias)
+            y = ctx.op("ADD", [y, b], ctx.physical_shape(y), weight.dtype)
+        ctx.hold(node.output[0], y, layout.NHWC)
+        return
+    if strides[0] != strides[1]:
+        raise ctx.fail(f"grouped or dilated ConvTranspose with unequal strides {strides}")
+    z = zero_insert(ctx, x, int(strides[0]))
+    span = [(k - 1) * d for k, d in zip(kernel, dilations, strict=True)]
+    pads = [
+        (sp - b, t + b - s * st)
+        for sp, b, t, s, st in zip(span, begins, out_hw, (h, w), strides, strict=True)
+    ]
+    z = pad_nhwc(ctx, z, pads)
+    flipped = _as_forward_conv(weight[:, :, ::-1, ::-1], group)
+    plain = tuple(kernel) == (1, 1) and group == c == o and np.all(flipped == 1)
+    if plain and not isinstance(bias, str) and not np.any(bias):
+        ctx.hold(node.output[0], z, layout.NHWC)  # a pure zero insertion
+        return
+    out = ctx.output(node.output[0], layout.NHWC)
+    emit_conv(ctx, z, flipped, bias, group, [1, 1], dilations, "VALID", out)
+
+
+def _transpose_begin_pads(a, sizes, outs, kernel, strides, dilations) -> list[int]:
+    """Begin pads of a ConvTranspose as onnxruntime resolves auto_pad and output_shape."""
+    auto_pad = a.get("auto_pad", "NOTSET")
+    if auto_pad == "VALID":
+        return [0, 0]
+    if auto_pad == "NOTSET" and not a.get("output_shape"):
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        return [int(pads[0]), int(pads[1])]
+    extra = list(a.get("output_padding", [0, 0]))
+    result = []
+    for i in range(2):
+        span = dilations[i] * (kernel[i] - 1) + 1
+        total = max(0, strides[i] * (sizes[i] - 1) + extra[i] + span - outs[i])
+        result.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
+    return result
+
+
+def _as_forward_conv(weight: np.ndarray, group: int) -> np.ndarray:
+    """ConvTranspose weight [G*Cg, Og, kh, kw] -> Conv weight [G*Og, Cg, kh, kw]."""
+    cin, og = weight.shape[:2]
+    cg = cin // group
+    grouped = weight.reshape(group, cg, og, *weight.shape[2:]).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(grouped.reshape(group * og, cg, *weight.shape[2:]))
+
+
+def zero_insert(ctx: Lowering, x: int, stride: int) -> int:
+    """[N,H,W,C] -> [N,H*s,W*s,C] with x at (h*s, w*s) and zeros elsewhere: PAD the channels to
+    C*s*s, then DEPTH_TO_SPACE (its first channel block lands at offset (0, 0))."""
+    if stride == 1:
+        return x
+    n, h, w, c = ctx.physical_shape(x)
+    dtype = ctx.flat.tensors[x].dtype
+    paddings = np.array([[0, 0], [0, 0], [0, 0], [0, c * (stride * stride - 1)]], np.int32)
+    wide = ctx.op("PAD", [x, ctx.const(paddings)], [n, h, w, c * stride * stride], dtype)
+    return ctx.op(
+        "DEPTH_TO_SPACE",
+        [wide],
+        [n, h * stride, w * stride, c],
+        dtype,
+        "DepthToSpaceOptions",
+        block_size=stride,
+    )
+
+
+@lowers("DepthToSpace")
+def depth_to_space(ctx: Lowering, node) -> None:
+    """DCR is TFLite's order; CRD first permutes the channels with a GATHER."""
+    a = attrs(node)
+    block = int(a["blocksize"])
+    x = nhwc_input(ctx, node.input[0])
+    if a.get("mode", "DCR") == "CRD":
+        c = ctx.physical_shape(x)[3] // (block * block)
+        order = np.arange(c * block * block).reshape(c, block * block).T.ravel()
+        x = ctx.op(
+            "GATHER",
+            [x, ctx.const(order.astype(np.int32))],
+            ctx.physical_shape(x),
+            ctx.flat.tensors[x].dtype,
+            "GatherOptions",
+            axis=3,
+        )
+    out = ctx.output(node.output[0], layout.NHWC)
+    ctx.emit("DEPTH_TO_SPACE", [x], [out], "DepthToSpaceOptions", block_size=block)
+
+
+@lowers("SpaceToDepth")
+def space_to_depth(ctx: Lowering, node) -> None:
+    block = int(attrs(node)["blocksize"])
+    x = nhwc_input(ctx, node.input[0])
+    out = ctx.output(node.output[0], layout.NHWC)
+    ctx.emit("SPACE_TO_DEPTH", [x], [out], "SpaceToDepthOptions", block_size=block)

@@ -1,0 +1,94 @@
+"""0/1 masks from comparisons, kept in float: ``Cast(And(Greater(v, a), Less(v, b)))`` -> float ops.
+
+The gradient rules write activation masks as a Cast of boolean comparisons. TFLite runs its
+boolean kernels outside XNNPACK on one thread (LOGICAL_AND alone costs ~8x a float MUL), so an
+interval test a < v < b on one tensor is rewritten with float operators XNNPACK runs:
+
+    m = min(v - a, b - v)          (v - a and b - v have the sign of the comparison: exact)
+    mask = ceil(min(max(m, 0), 1)) (1 where m > 0, else 0; the max is skipped when v's
+                                    producer (Clip, Relu) already keeps v inside [a, b])
+
+Anything else (other comparisons, masks of different tensors) keeps the boolean kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from converters.tflite import layout
+from converters.tflite.context import Lowering
+from converters.tflite.ops.registry import attrs, inputs
+
+
+def interval(ctx: Lowering, name: str) -> tuple[str, float, float] | None:
+    """(v, a, b) when boolean ``name`` is a < v < b built from Greater/Less/And, else None."""
+    node = ctx.producer(name)
+    if node is None:
+        return None
+    if node.op_type == "And":
+        left, right = interval(ctx, node.input[0]), interval(ctx, node.input[1])
+        if left is None or right is None or left[0] != right[0]:
+            return None
+        return left[0], max(left[1], right[1]), min(left[2], right[2])
+    if node.op_type not in ("Greater", "Less"):
+        return None
+    v, bound = node.input
+    value = ctx.value(bound)
+    if value is None or np.asarray(value).size != 1 or ctx.is_const(v):
+        return None
+    if ctx.shape(v) != ctx.shape(name) or ctx.dtype(v).kind != "f":
+        return None
+    c = float(np.asarray(value).ravel()[0])
+    return (v, c, math.inf) if node.op_type == "Greater" else (v, -math.inf, c)
+
+
+def value_range(ctx: Lowering, name: str) -> tuple[float, float]:
+    """Bounds the producer of ``name`` guarantees (Clip and Relu outputs), else infinite."""
+    node = ctx.producer(name)
+    if node is None:
+        return -math.inf, math.inf
+    if node.op_type == "Relu":
+        return 0.0, math.inf
+    if node.op_type == "Clip":
+        names, a = inputs(node), attrs(node)
+        bounds = []
+        for i, key, default in ((1, "min", -math.inf), (2, "max", math.inf)):
+            if i < len(names) and names[i]:
+                value = ctx.value(names[i])
+                bounds.append(default if value is None else float(np.asarray(value).ravel()[0]))
+            else:
+                bounds.append(float(a.get(key, default)))
+        return bounds[0], bounds[1]
+    return -math.inf, math.inf
+
+
+def float_mask(ctx: Lowering, cond: str, output: str) -> bool:
+    """Lower ``Cast(cond)`` to float ops into ``output``; False when ``cond`` is no interval."""
+    found = interval(ctx, cond)
+    if found is None:
+        return False
+    v, a, b = found
+    if math.isinf(a) and math.isinf(b):
+        return False
+    perm = ctx.perm(v)
+    dtype = ctx.dtype(output)
+    shape = layout.physical(ctx.shape(v), perm)
+
+    def scalar(x: float) -> int:
+        return ctx.const(np.asarray(x, dtype))
+
+    t = ctx.tensor(v)
+    sides = []
+    if not math.isinf(a):
+        sides.append(t if a == 0 else ctx.op("SUB", [t, scalar(a)], shape, dtype))
+    if not math.isinf(b):
+        sides.append(ctx.op("SUB", [scalar(b), t], shape, dtype))
+    m = sides[0] if len(sides) == 1 else ctx.op("MINIMUM", sides, shape, dtype)
+    lo, hi = value_range(ctx, v)
+    if lo < a or hi > b:
+        m = ctx.op("RELU", [m], shape, dtype)
+    m = ctx.op("MINIMUM", [m, scalar(1.0)], shape, dtype)
+    ctx.emit("CEIL", [m], [ctx.output(output, perm)])
+    return True
