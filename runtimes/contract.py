@@ -129,14 +129,25 @@ def _image_input(path: str, meta: dict, inputs: dict[str, tuple[tuple, str]]) ->
 
 
 def _saliency_outputs(path: str, meta: dict, declared: dict, outputs: list[str]) -> dict[str, str]:
-    """method -> output: ``saliency`` (method from metadata) and every ``saliency_<method>``."""
+    """method -> output, in output order: ``outputs.saliency_by_method`` when the metadata has
+    it, else every ``saliency_<method>`` output and ``saliency`` (method from ``edgesal.method``).
+    """
+    by_method = declared.get("saliency_by_method")
+    if isinstance(by_method, dict) and by_method:
+        missing = {m: o for m, o in by_method.items() if o not in outputs}
+        if missing:
+            raise ModelError(f"{path}: metadata names saliency outputs {missing} not in {outputs}")
+        return {
+            str(m): str(o)
+            for m, o in sorted(by_method.items(), key=lambda mo: outputs.index(mo[1]))
+        }
     main = str(declared.get("saliency") or SALIENCY)
     found: dict[str, str] = {}
-    if main in outputs:
-        found[str(meta.get("method") or "unknown")] = main
     for name in outputs:
-        if name.startswith(SALIENCY + "_") and name != main:
+        if name.startswith(SALIENCY + "_"):
             found[name[len(SALIENCY) + 1 :]] = name
+        elif name == main:
+            found[str(meta.get("method") or "unknown")] = name
     if not found:
         raise ModelError(
             f"{path}: model has no saliency output (expected '{SALIENCY}' or "
