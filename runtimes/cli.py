@@ -376,7 +376,13 @@ def build_runner(args: argparse.Namespace):
         ProgressBar(source.total) if source.total and not (source.live or args.loop) else None
     )
     runner = Runner(pipeline, source, sinks, args.realtime, args.max_frames, progress)
-    if args.display == "yes" or (args.display == "auto" and display_available()):
+    has_display = args.display != "no" and display_available()
+    if args.display == "yes" and not has_display:
+        raise DeviceError(
+            "--display yes: no display (DISPLAY/WAYLAND_DISPLAY unset) or this "
+            "OpenCV build has no GUI (opencv-python-headless); use --serve"
+        )
+    if has_display:
         sinks.append(WindowSink(lambda: runner.stop("window closed")))
     if args.serve:
         server = StatusServer(args.serve, board, runner.status)

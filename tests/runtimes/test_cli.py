@@ -121,9 +121,14 @@ def test_bad_inputs_exit_2_with_clear_messages(models, video, tmp_path):
             "unknown video suffix",
         ),
         (["records", "inspect", str(video)], "not a .salrec file"),
+        (
+            ["run", str(models["vanilla"]), "--source", str(video), "--display", "yes"],
+            "--display yes: no display",
+        ),
     ]
     for args, message in cases:
-        proc = run(*args, "--display", "no") if args[0] == "run" else run(*args)
+        extra = ["--display", "no"] if args[0] == "run" and "--display" not in args else []
+        proc = run(*args, *extra)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr, (message, proc.stderr)
         assert "Traceback" not in proc.stderr
