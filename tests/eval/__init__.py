@@ -1,0 +1,1 @@
+"""Tests of edgesal.eval: metrics, sanity checks, engines, report, CLI."""
