@@ -1,1 +1,35 @@
-"""Graph cleanup passes run after conversion: fewer, simpler ops for the gradient engine."""
+"""Graph cleanup after conversion: fewer, simpler operators for the gradient engine.
+
+:func:`clean` runs constant folding, Identity/Dropout removal, BatchNormalization and bias-Add
+folding into Conv, and Transpose merging/cancelling, then re-checks the model.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from converters.cleanup.fold import fold_constants
+from converters.cleanup.passes import (
+    fold_batchnorm,
+    fold_bias_add,
+    merge_transposes,
+    remove_identities,
+)
+from edgesal.onnx_io import check
+
+PASSES = (fold_constants, remove_identities, fold_batchnorm, fold_bias_add, merge_transposes)
+
+
+def clean(model: onnx.ModelProto, where: str = "converted model") -> dict[str, int]:
+    """Run every pass in place until none changes anything; returns nodes removed per pass."""
+    removed = {p.__name__: 0 for p in PASSES}
+    changed = True
+    while changed:
+        changed = False
+        for cleanup_pass in PASSES:
+            count = cleanup_pass(model)
+            removed[cleanup_pass.__name__] += count
+            changed |= bool(count) and cleanup_pass is not fold_constants
+    del model.graph.value_info[:]
+    check(model, where)
+    return removed

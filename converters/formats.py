@@ -1,0 +1,107 @@
+"""What a model path holds, and TFLite files checked before anything parses them for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from converters.errors import ConversionError
+from edgesal.errors import ModelLoadError
+
+FORMATS = ("onnx", "tflite", "savedmodel", "keras")
+_CUSTOM = "CUSTOM"
+
+
+def detect_format(path: str | Path) -> str:
+    """``onnx``, ``tflite``, ``savedmodel`` (a folder with saved_model.pb) or ``keras``."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+            return "savedmodel"
+        raise ModelLoadError(
+            f"{path}: a folder that is not a TensorFlow SavedModel (no saved_model.pb)"
+        )
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such file or folder")
+    head = path.read_bytes()[:8]
+    if head[4:8] == b"TFL3" or path.suffix == ".tflite":
+        return "tflite"
+    if path.suffix == ".keras" or head[:2] == b"PK":
+        return "keras"
+    if path.suffix in (".h5", ".hdf5"):
+        raise ModelLoadError(f"{path}: legacy HDF5 Keras files are not supported; save as .keras")
+    return "onnx"
+
+
+def builtin_names() -> dict[int, str]:
+    import tflite
+
+    return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def read_tflite(path: str | Path):
+    """The parsed ``tflite.Model``; a truncated or corrupt file raises ModelLoadError.
+
+    Every table the converter reads (subgraphs, tensors, operators, buffers) is walked once, so
+    a file cut short fails here with its name instead of deep inside TensorFlow.
+    """
+    import tflite
+
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelLoadError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        model = tflite.Model.GetRootAs(data, 0)
+        for i in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(i)
+            for t in range(graph.TensorsLength()):
+                tensor = graph.Tensors(t)
+                tensor.ShapeAsNumpy(), tensor.Name(), tensor.Buffer()
+            for o in range(graph.OperatorsLength()):
+                op = graph.Operators(o)
+                op.InputsAsNumpy(), op.OutputsAsNumpy(), op.OpcodeIndex()
+        for b in range(model.BuffersLength()):
+            buffer = model.Buffers(b)
+            if buffer.DataLength():
+                buffer.DataAsNumpy()
+            if buffer.Offset() and buffer.Offset() + buffer.Size() > len(data):
+                raise IndexError("buffer beyond the end of the file")
+        for c in range(model.OperatorCodesLength()):
+            model.OperatorCodes(c).BuiltinCode(), model.OperatorCodes(c).CustomCode()
+        if model.SubgraphsLength() == 0:
+            raise IndexError("no subgraph")
+    except Exception as exc:  # reads past the end raise struct.error, IndexError, ValueError
+        raise ModelLoadError(f"{path}: truncated or corrupt TFLite file ({exc})") from exc
+    return model
+
+
+def tflite_operators(model) -> list[tuple[str, str]]:
+    """(op name, first output tensor name) of every operator of the main subgraph; custom and
+    Flex (Select TF) ops are named ``CUSTOM:<code>``."""
+    names = builtin_names()
+    graph = model.Subgraphs(0)
+    result = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        value = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(value, str(value))
+        if name == _CUSTOM:
+            name = f"{_CUSTOM}:{(code.CustomCode() or b'?').decode(errors='replace')}"
+        out = (
+            graph.Tensors(op.Outputs(0)).Name().decode(errors="replace")
+            if op.OutputsLength()
+            else ""
+        )
+        result.append((name, out))
+    return result
+
+
+def refuse_custom_ops(path: str | Path, model) -> None:
+    """Custom and Flex ops have no ONNX equivalent: name them all."""
+    custom = [(name, out) for name, out in tflite_operators(model) if name.startswith(_CUSTOM)]
+    if custom:
+        listed = ", ".join(f"{name} (output '{out}')" for name, out in custom)
+        raise ConversionError(
+            f"{path}: uses custom TFLite operators that cannot be converted: {listed}"
+        )

@@ -1,0 +1,77 @@
+"""``convert``: any supported model format -> a cleaned, checked ONNX model.
+
+ONNX passes through (checked, upgraded to opset >= 13, cleaned); TFLite, SavedModel and Keras
+go through tf2onnx; a PyTorch module through ``torch.onnx.export``. The result records where it
+came from in the ``edgesal.source`` metadata entry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from converters.cleanup import clean
+from converters.formats import detect_format
+from edgesal import metadata
+from edgesal.onnx_io import check, load_model, upgraded
+
+OPSET = 17
+
+
+def convert(
+    source,
+    example_input=None,
+    opset: int = OPSET,
+    cleanup: bool = True,
+) -> onnx.ModelProto:
+    """ONNX model of ``source``: a path (.onnx, .tflite, SavedModel folder, .keras), an ONNX
+    ModelProto, or a torch ``nn.Module`` with ``example_input``."""
+    if isinstance(source, onnx.ModelProto):
+        model, origin = upgraded(source), "onnx"
+        check(model, "ONNX model")
+    elif isinstance(source, str | Path):
+        model, origin = _from_path(Path(source), opset)
+    else:
+        from converters.torch import from_torch
+
+        if example_input is None:
+            raise TypeError("converting a torch module needs example_input")
+        model, origin = from_torch(source, example_input, opset), f"torch:{type(source).__name__}"
+    if cleanup:
+        clean(model, str(source) if isinstance(source, str | Path) else "converted model")
+    if origin != "onnx":
+        metadata.write(model, {"source": origin})
+    return model
+
+
+def _from_path(path: Path, opset: int) -> tuple[onnx.ModelProto, str]:
+    kind = detect_format(path)
+    if kind == "onnx":
+        model = upgraded(load_model(path))
+        return model, "onnx"
+    from converters import tensorflow
+
+    convert_fn = {
+        "tflite": tensorflow.from_tflite,
+        "savedmodel": tensorflow.from_saved_model,
+        "keras": tensorflow.from_keras,
+    }[kind]
+    model = convert_fn(path, opset)
+    _refuse_unknown_ops(model, path)
+    return model, f"{kind}:{path.name}"
+
+
+def _refuse_unknown_ops(model: onnx.ModelProto, path: Path) -> None:
+    """tf2onnx keeps ops it cannot translate under their TensorFlow names: list them all."""
+    from converters.errors import ConversionError
+
+    unknown = []
+    for node in model.graph.node:
+        domain = node.domain or ""
+        if domain not in ("", "ai.onnx") or not onnx.defs.has(node.op_type, domain):
+            unknown.append(f"{node.op_type} (node '{node.name}')")
+    if unknown:
+        raise ConversionError(
+            f"{path}: these operators have no ONNX equivalent: {', '.join(unknown)}"
+        )

@@ -1,0 +1,113 @@
+"""TensorFlow formats -> ONNX through tf2onnx: .tflite files, SavedModel folders, .keras files.
+
+TensorFlow and tf2onnx are imported here only (extra ``tf``), so ``import converters`` stays
+light. Models keep their NHWC input; ``edgesal export`` detects the layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import onnx
+
+from converters.errors import ConversionError
+from converters.formats import read_tflite, refuse_custom_ops
+from edgesal.errors import ModelLoadError
+
+SERVING = "serving_default"
+
+
+def _import_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as exc:
+        raise ConversionError(
+            f"converting TensorFlow formats needs tensorflow and tf2onnx ({exc.name} is "
+            "missing): pip install 'edgesal[tf]'"
+        ) from exc
+    return tf, tf2onnx
+
+
+def _quiet():
+    """tf2onnx logs every rewrite; keep stdout/stderr for errors only."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def from_tflite(path: str | Path, opset: int) -> onnx.ModelProto:
+    """A .tflite file (checked first: truncation, custom ops) converted by tf2onnx."""
+    path = Path(path)
+    refuse_custom_ops(path, read_tflite(path))
+    _, tf2onnx = _import_tf()
+    with _quiet():
+        try:
+            proto, _ = tf2onnx.convert.from_tflite(str(path), opset=opset)
+        except Exception as exc:
+            raise ConversionError(f"{path}: tf2onnx could not convert the model: {exc}") from exc
+    return proto
+
+
+def from_saved_model(path: str | Path, opset: int, signature: str = SERVING) -> onnx.ModelProto:
+    """The ``signature`` function of a SavedModel folder, inputs named after its arguments."""
+    path = Path(path)
+    tf, tf2onnx = _import_tf()
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: TensorFlow cannot load the SavedModel: {exc}") from exc
+    signatures = dict(loaded.signatures)
+    if signature not in signatures:
+        found = ", ".join(signatures) or "none"
+        raise ConversionError(
+            f"{path}: the SavedModel has no '{signature}' signature (signatures: {found}); "
+            "save it with signatures={'serving_default': fn.get_concrete_function(spec)}"
+        )
+    function = signatures[signature]
+    _, kwargs = function.structured_input_signature
+    names = sorted(kwargs)
+    specs = [tf.TensorSpec(kwargs[n].shape, kwargs[n].dtype, name=n) for n in names]
+
+    @tf.function(input_signature=specs)
+    def call(*args):
+        return function(**dict(zip(names, args, strict=True)))
+
+    return _from_function(tf2onnx, call, specs, opset, path)
+
+
+def from_keras(path: str | Path, opset: int) -> onnx.ModelProto:
+    """A .keras file: the model's call with its declared input shapes."""
+    path = Path(path)
+    tf, tf2onnx = _import_tf()
+    try:
+        model = tf.keras.models.load_model(str(path), compile=False)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: Keras cannot load the model: {exc}") from exc
+    return keras_to_onnx(model, opset, str(path))
+
+
+def keras_to_onnx(model, opset: int, where: str = "keras model") -> onnx.ModelProto:
+    """An in-memory Keras model through a tf.function over its inputs."""
+    tf, tf2onnx = _import_tf()
+    specs = [
+        tf.TensorSpec(t.shape, t.dtype, name=(t.name.split(":")[0] or f"input_{i}"))
+        for i, t in enumerate(model.inputs)
+    ]
+
+    @tf.function(input_signature=specs)
+    def call(*args):
+        return model(list(args) if len(args) > 1 else args[0], training=False)
+
+    return _from_function(tf2onnx, call, specs, opset, where)
+
+
+def _from_function(tf2onnx, function, specs, opset: int, where) -> onnx.ModelProto:
+    with _quiet():
+        try:
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
+        except Exception as exc:
+            raise ConversionError(f"{where}: tf2onnx could not convert the model: {exc}") from exc
+    return proto
