@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ class ResultStore:
             with np.load(path, allow_pickle=False) as data:
                 record = json.loads(data[NUMBERS].tobytes())
                 arrays = {k: data[k] for k in data.files if k != NUMBERS}
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None
         if record.get("key") != key:
             return None

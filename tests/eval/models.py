@@ -20,14 +20,14 @@ def _model(nodes, inputs, outputs, weights: dict[str, np.ndarray]) -> onnx.Model
     return model
 
 
-def region_classifier(seed: int = 0) -> onnx.ModelProto:
+def region_classifier(seed: int = 0, size: int = SIZE) -> onnx.ModelProto:
     """Two classes; logit_1 = 40 * sum_c mean(ReLU(conv3x3(x))_c * M) - 4, logit_0 = 0, where the
     mask M is 1 on :data:`REGION` only. Pixels in [0, 1] (the default preprocessing) light up the
     positive conv, so a natural image is class 1 because of what is inside the region, and only
     the region (plus the conv's 1-pixel reach) has any gradient."""
     rng = np.random.default_rng(seed)
     x0, y0, x1, y1 = REGION
-    mask = np.zeros((1, 1, SIZE, SIZE), np.float32)
+    mask = np.zeros((1, 1, size, size), np.float32)
     mask[..., y0:y1, x0:x1] = 1.0
     head = np.zeros((2, 4), np.float32)
     head[1] = 40.0
@@ -46,15 +46,24 @@ def region_classifier(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "head.w", "head.b"], ["logits"], transB=1),
     ]
-    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, SIZE, SIZE])
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, size, size])
     logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])
     return _model(nodes, [image], [logits], weights)
 
 
-def region_images(count: int, seed: int = 0) -> dict[str, np.ndarray]:
+def region_images(count: int, seed: int = 0, size: int = SIZE) -> dict[str, np.ndarray]:
     """Uniform noise photos: whatever is outside the region cannot matter."""
     rng = np.random.default_rng(seed)
-    return {f"noise{i}.png": rng.integers(0, 256, (SIZE, SIZE, 3), np.uint8) for i in range(count)}
+    return {f"noise{i}.png": rng.integers(0, 256, (size, size, 3), np.uint8) for i in range(count)}
+
+
+def write_images(folder, images: dict[str, np.ndarray]) -> None:
+    """Save RGB images as PNG files."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rgb in images.items():
+        cv2.imwrite(str(folder / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def torch_net(seed: int = 0):
