@@ -89,7 +89,7 @@ class Lowering:
 
     def const(self, array, dtype=None, hint: str = "const") -> int:
         """A constant tensor (deduplicated by content)."""
-        array = np.ascontiguousarray(np.asarray(array, dtype=dtype))
+        array = np.array(array, dtype=dtype, order="C")  # ascontiguousarray would make 0-d 1-d
         key = (array.dtype.str, array.shape, array.tobytes())
         if key not in self._consts:
             self._consts[key] = self._add(hint, array.shape, array.dtype, array)

@@ -167,7 +167,8 @@ class _Writer:
         b.StartVector(1, len(data), 16)  # XNNPACK and mmap readers want aligned weights
         b.head -= len(data)
         b.Bytes[b.head : b.head + len(data)] = data
-        return self._table("Buffer", data=b.EndVector(len(data)))
+        b.vectorNumElems = len(data)
+        return self._table("Buffer", data=b.EndVector())
 
     def _opcode(self, code: str, version: int) -> int:
         value = enum_value("BuiltinOperator", code)

@@ -169,5 +169,5 @@ def tflite_feeds(details: list[dict], feeds: dict[str, np.ndarray]) -> dict[str,
         want = tuple(int(x) for x in d["shape"])
         if value.shape != want and value.ndim == 4:
             value = value.transpose(0, 2, 3, 1)
-        result[d["name"]] = np.ascontiguousarray(value.astype(d["dtype"], copy=False))
+        result[d["name"]] = np.array(value, dtype=d["dtype"], order="C")
     return result

@@ -1,0 +1,472 @@
+"""One small graph per ONNX operator lowering (and per tricky attribute), TFLite vs onnxruntime.
+
+A lowering with no case here fails :func:`test_every_lowering_has_a_case`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from converters.tflite.ops import LOWERINGS
+from tests.converters.tflite_harness import Graph, check_graph
+
+rng = np.random.default_rng(0)
+make = helper.make_node
+
+
+def f32(*shape, low=-1.0, high=1.0) -> np.ndarray:
+    return rng.uniform(low, high, shape).astype(np.float32)
+
+
+def i64(*values) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+def one(op, x, consts=None, id="", tol=1e-5, extra_inputs=None, n_out=1, **attrs) -> Graph:
+    """Graph of one node over run-time input x (and named constants)."""
+    consts = consts or {}
+    names = ["x", *(extra_inputs or {}), *consts]
+    outs = [f"y{i}" for i in range(n_out)]
+    node = make(op, names, outs, **attrs)
+    inputs = {"x": x, **(extra_inputs or {})}
+    return Graph([node], inputs, outs, consts, id=id or op, tol=tol)
+
+
+def cases() -> list[Graph]:
+    image = f32(1, 3, 9, 10)
+    wide = f32(1, 8, 9, 10)
+    c = []
+    # --- convolutions
+    c.append(
+        one("Conv", image, {"w": f32(4, 3, 3, 3), "b": f32(4)}, "Conv-same", pads=[1, 1, 1, 1])
+    )
+    c.append(
+        one(
+            "Conv", image, {"w": f32(4, 3, 3, 3)}, "Conv-s2-asym", strides=[2, 2], pads=[0, 1, 1, 0]
+        )
+    )
+    c.append(one("Conv", image, {"w": f32(5, 3, 3, 2)}, "Conv-dilated", dilations=[2, 1]))
+    c.append(
+        one("Conv", wide, {"w": f32(8, 1, 3, 3)}, "Conv-depthwise", group=8, pads=[1, 1, 1, 1])
+    )
+    c.append(
+        one(
+            "Conv",
+            wide,
+            {"w": f32(16, 1, 3, 3)},
+            "Conv-depthwise-x2",
+            group=8,
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        )
+    )
+    c.append(one("Conv", wide, {"w": f32(6, 4, 1, 1)}, "Conv-grouped", group=2))
+    c.append(
+        one(
+            "Conv",
+            image,
+            {"w": f32(4, 3, 3, 3)},
+            "Conv-auto",
+            auto_pad="SAME_UPPER",
+            strides=[2, 2],
+        )
+    )
+    c.append(
+        one(
+            "ConvTranspose",
+            wide,
+            {"w": f32(8, 3, 3, 3), "b": f32(3)},
+            "ConvTranspose-s2",
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+            output_padding=[1, 1],
+        )
+    )
+    c.append(
+        one("ConvTranspose", wide, {"w": f32(8, 3, 3, 3)}, "ConvTranspose-s1", pads=[1, 0, 0, 1])
+    )
+    c.append(
+        one(
+            "ConvTranspose",
+            wide,
+            {"w": np.ones((8, 1, 1, 1), np.float32)},
+            "ConvTranspose-zero-insert",
+            group=8,
+            strides=[2, 2],
+        )
+    )
+    c.append(
+        one(
+            "ConvTranspose",
+            wide,
+            {"w": f32(8, 2, 3, 3)},
+            "ConvTranspose-depthwise",
+            group=8,
+            strides=[2, 2],
+            pads=[1, 1, 0, 0],
+        )
+    )
+    c.append(
+        one(
+            "ConvTranspose", wide, {"w": f32(8, 2, 3, 3)}, "ConvTranspose-dilated", dilations=[2, 2]
+        )
+    )
+    c.append(one("DepthToSpace", wide, id="DepthToSpace-DCR", blocksize=2, mode="DCR"))
+    c.append(one("DepthToSpace", wide, id="DepthToSpace-CRD", blocksize=2, mode="CRD"))
+    c.append(one("SpaceToDepth", f32(1, 2, 8, 6), blocksize=2))
+    # --- pooling
+    c.append(
+        one(
+            "MaxPool",
+            wide,
+            id="MaxPool-pads",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        )
+    )
+    c.append(
+        one("MaxPool", wide, id="MaxPool-ceil", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+    )
+    c.append(one("AveragePool", wide, id="AveragePool-valid", kernel_shape=[2, 2], strides=[2, 2]))
+    c.append(
+        one(
+            "AveragePool",
+            wide,
+            id="AveragePool-include-pad",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            count_include_pad=1,
+        )
+    )
+    c.append(
+        one(
+            "AveragePool",
+            wide,
+            id="AveragePool-exclude-pad",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[0, 0, 1, 1],
+        )
+    )
+    c.append(
+        one(
+            "AveragePool",
+            wide,
+            id="AveragePool-ceil",
+            kernel_shape=[2, 2],
+            strides=[2, 2],
+            ceil_mode=1,
+        )
+    )
+    c.append(one("GlobalAveragePool", wide))
+    c.append(one("GlobalMaxPool", wide))
+    # --- elementwise
+    for op in ("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "PRelu"):
+        c.append(one(op, wide, {"c": f32(8, 1, 1, low=0.5, high=2)}, f"{op}-broadcast"))
+    c.append(
+        Graph(
+            [make("Add", ["a", "b"], ["y"])],
+            {"a": wide, "b": f32(10)},
+            ["y"],
+            id="Add-runtime-lowrank",
+        )
+    )
+    c.append(
+        one("Pow", f32(2, 5, low=0.5, high=2), {"e": np.asarray(2.0, np.float32)}, "Pow-square")
+    )
+    c.append(
+        one("Pow", f32(2, 5, low=0.5, high=2), {"e": np.asarray(1.5, np.float32)}, "Pow-general")
+    )
+    for op in (
+        "Relu",
+        "Sigmoid",
+        "Tanh",
+        "Exp",
+        "Abs",
+        "Neg",
+        "Floor",
+        "Ceil",
+        "Round",
+        "Sign",
+        "Sin",
+        "Cos",
+        "HardSwish",
+        "Reciprocal",
+    ):
+        c.append(one(op, wide * 3))
+    for op in ("Log", "Sqrt"):
+        c.append(one(op, f32(2, 3, 4, low=0.1, high=3)))
+    c.append(one("LeakyRelu", wide, alpha=0.2))
+    c.append(one("HardSigmoid", wide * 4, alpha=0.3, beta=0.4))
+    c.append(one("Clip", wide * 8, {"lo": np.float32(0), "hi": np.float32(6)}, "Clip-relu6"))
+    c.append(one("Clip", wide * 2, {"lo": np.float32(-1), "hi": np.float32(1)}, "Clip-n1-1"))
+    c.append(one("Clip", wide * 4, {"lo": np.float32(-0.5), "hi": np.float32(2)}, "Clip-general"))
+    c.append(
+        Graph(
+            [make("Clip", ["x", "", "hi"], ["y"])],
+            {"x": wide * 4},
+            ["y"],
+            {"hi": np.float32(0.5)},
+            id="Clip-max-only",
+        )
+    )
+    c.append(
+        Graph(
+            [make("Clip", ["x", "lo"], ["y"])],
+            {"x": wide * 4},
+            ["y"],
+            {"lo": np.float32(0)},
+            id="Clip-relu",
+        )
+    )
+    for op in ("Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual"):
+        c.append(one(op, np.round(wide * 2), {"c": np.float32(1)}, f"{op}-scalar"))
+    a, b = rng.random((3, 4)) > 0.5, rng.random((3, 4)) > 0.5
+    for op in ("And", "Or", "Xor"):
+        c.append(Graph([make(op, ["a", "b"], ["y"])], {"a": a, "b": b}, ["y"], id=op))
+    c.append(Graph([make("Not", ["a"], ["y"])], {"a": a}, ["y"], id="Not"))
+    c.append(
+        Graph(
+            [make("Where", ["a", "x", "z"], ["y"])],
+            {"a": a, "x": f32(3, 4), "z": f32(4)},
+            ["y"],
+            id="Where",
+        )
+    )
+    c.append(one("Cast", wide, id="Cast-int", to=6))
+    c.append(Graph([make("Cast", ["a"], ["y"], to=1)], {"a": a}, ["y"], id="Cast-bool"))
+    c.append(one("Identity", wide))
+    c.append(one("Dropout", wide))
+    bn = {"s": f32(8, low=0.5, high=2), "bb": f32(8), "m": f32(8), "v": f32(8, low=0.5, high=2)}
+    c.append(one("BatchNormalization", wide, bn, epsilon=1e-3))
+    # masks as the gradient rules write them: Cast(And(Greater, Less)) on a Clip output
+    clip_mask = [
+        make("Clip", ["x", "lo", "hi"], ["act"]),
+        make("Greater", ["act", "lo"], ["above"]),
+        make("Less", ["act", "hi"], ["below"]),
+        make("And", ["above", "below"], ["inside"]),
+        make("Cast", ["inside"], ["mask"], to=1),
+        make("Mul", ["d", "mask"], ["y"]),
+    ]
+    x = np.concatenate(
+        [wide * 8, np.zeros((1, 8, 9, 10), np.float32), np.full((1, 8, 9, 10), 6, np.float32)], 1
+    )
+    c.append(
+        Graph(
+            clip_mask,
+            {"x": x, "d": f32(*x.shape)},
+            ["y", "mask"],
+            {"lo": np.float32(0), "hi": np.float32(6)},
+            id="mask-clip",
+        )
+    )
+    relu_mask = [make("Greater", ["x", "t"], ["g"]), make("Cast", ["g"], ["y"], to=1)]
+    c.append(
+        Graph(
+            relu_mask, {"x": np.round(wide * 3)}, ["y"], {"t": np.float32(1)}, id="mask-unbounded"
+        )
+    )
+    # --- data movement
+    c.append(one("Reshape", wide, {"s": i64(1, 8, 90)}))
+    c.append(one("Flatten", wide, axis=2))
+    c.append(one("Squeeze", f32(1, 8, 1, 5), {"a": i64(2)}))
+    c.append(one("Unsqueeze", f32(8, 5), {"a": i64(0, 3)}))
+    c.append(one("Transpose", wide, perm=[0, 2, 3, 1]))
+    c.append(
+        Graph(
+            [make("Concat", ["a", "b"], ["y"], axis=1)],
+            {"a": wide, "b": f32(1, 3, 9, 10)},
+            ["y"],
+            id="Concat",
+        )
+    )
+    c.append(one("Split", wide, {"s": i64(3, 5)}, "Split-uneven", n_out=2, axis=1))
+    c.append(one("Split", wide, {"s": i64(5, 5)}, "Split-even", n_out=2, axis=3))
+    c.append(one("Slice", wide, {"s": i64(1, 2), "e": i64(7, 9), "a": i64(1, 3)}, "Slice-unit"))
+    c.append(
+        one(
+            "Slice",
+            wide,
+            {"s": i64(-1, 8), "e": i64(-100, 0), "a": i64(2, 3), "st": i64(-1, -2)},
+            "Slice-negative",
+        )
+    )
+    c.append(one("Pad", wide, {"p": i64(0, 0, 1, 2, 0, 1, 0, 1)}, "Pad-zeros"))
+    c.append(
+        one(
+            "Pad",
+            wide,
+            {"p": i64(0, 0, 1, -2, 0, 1, -1, 1), "v": np.float32(0.5)},
+            "Pad-value-crop",
+        )
+    )
+    c.append(one("Pad", wide, {"p": i64(0, 0, 2, 1, 0, 0, 1, 2)}, "Pad-reflect", mode="reflect"))
+    c.append(one("Expand", f32(8, 1, 1), {"s": i64(1, 8, 9, 10)}))
+    c.append(one("Tile", wide, {"r": i64(1, 2, 1, 3)}))
+    c.append(one("Gather", wide, {"i": i64(2, 0, 5)}, "Gather-axis1", axis=1))
+    c.append(one("Gather", wide, {"i": np.asarray(-1, np.int64)}, "Gather-scalar", axis=3))
+    c.append(
+        Graph(
+            [
+                make(
+                    "ConstantOfShape", ["s"], ["z"], value=helper.make_tensor("v", 1, [1], [0.25])
+                ),
+                make("Add", ["x", "z"], ["y"]),
+            ],
+            {"x": f32(300, 300)},
+            ["y"],
+            {"s": i64(300, 300)},
+            id="ConstantOfShape",
+        )
+    )
+    # --- reductions
+    for op in (
+        "ReduceSum",
+        "ReduceMean",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceProd",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceSumSquare",
+        "ReduceLogSumExp",
+    ):
+        axes = {"axes": i64(1)} if op == "ReduceSum" else {}
+        attrs = {} if op == "ReduceSum" else {"axes": [1]}
+        c.append(one(op, wide, axes, keepdims=0, **attrs))
+    c.append(one("ReduceMean", wide, id="ReduceMean-keep", axes=[2, 3], keepdims=1))
+    c.append(one("ArgMax", wide, id="ArgMax-keep", axis=1, keepdims=1))
+    c.append(one("ArgMin", f32(2, 7), axis=1, keepdims=0))
+    c.append(one("TopK", f32(2, 3, 7), {"k": i64(3)}, n_out=2))
+    c.append(one("TopK", f32(2, 7, 3), {"k": i64(2)}, "TopK-smallest", n_out=2, axis=1, largest=0))
+    c.append(one("Softmax", wide, axis=1))
+    c.append(one("LogSoftmax", f32(2, 7)))
+    # --- linear algebra
+    c.append(
+        one(
+            "Gemm",
+            f32(2, 6),
+            {"w": f32(5, 6), "b": f32(5)},
+            "Gemm-fc",
+            transB=1,
+            alpha=0.5,
+            beta=2.0,
+        )
+    )
+    c.append(
+        Graph(
+            [make("Gemm", ["a", "x"], ["y"], transA=1)],
+            {"x": f32(6, 5)},
+            ["y"],
+            {"a": f32(6, 2)},
+            id="Gemm-const-lhs",
+        )
+    )
+    c.append(
+        Graph(
+            [make("Gemm", ["x", "z", "c"], ["y"])],
+            {"x": f32(2, 6), "z": f32(6, 5)},
+            ["y"],
+            {"c": f32(2, 5)},
+            id="Gemm-runtime",
+        )
+    )
+    c.append(one("MatMul", f32(2, 3, 6), {"w": f32(6, 4)}, "MatMul-const-rhs"))
+    c.append(
+        Graph(
+            [make("MatMul", ["m", "x"], ["y"])],
+            {"x": f32(2, 6, 4)},
+            ["y"],
+            {"m": f32(5, 6)},
+            id="MatMul-const-lhs",
+        )
+    )
+    c.append(
+        Graph(
+            [make("MatMul", ["x", "z"], ["y"])],
+            {"x": f32(2, 3, 6), "z": f32(2, 6, 4)},
+            ["y"],
+            id="MatMul-batched",
+        )
+    )
+    oh = [
+        make("ArgMax", ["x"], ["i"], axis=1, keepdims=0),
+        make("OneHot", ["i", "d", "v"], ["y"], axis=-1),
+    ]
+    c.append(
+        Graph(
+            oh,
+            {"x": f32(2, 7)},
+            ["y"],
+            {"d": i64(7), "v": np.asarray([0, 1], np.float32)},
+            id="OneHot",
+        )
+    )
+    # --- resize
+    sizes = lambda *s: {"r": np.zeros(0, np.float32), "sc": np.zeros(0, np.float32), "sz": i64(*s)}  # noqa: E731
+    c.append(one("Resize", wide, sizes(1, 8, 18, 20), "Resize-bilinear", mode="linear"))
+    c.append(
+        one(
+            "Resize",
+            wide,
+            sizes(1, 8, 18, 25),
+            "Resize-align",
+            mode="linear",
+            coordinate_transformation_mode="align_corners",
+        )
+    )
+    c.append(
+        one(
+            "Resize",
+            wide,
+            sizes(1, 8, 5, 7),
+            "Resize-down-asymmetric",
+            mode="linear",
+            coordinate_transformation_mode="asymmetric",
+        )
+    )
+    c.append(one("Resize", wide, sizes(1, 8, 18, 30), "Resize-nearest", mode="nearest"))
+    c.append(one("Resize", wide, sizes(1, 8, 14, 13), "Resize-cubic", mode="cubic", tol=1e-4))
+    return c
+
+
+CASES = cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_lowering_matches_onnxruntime(case: Graph):
+    check_graph(case)
+
+
+def test_every_lowering_has_a_case():
+    covered = {n.op_type for case in CASES for n in case.nodes}
+    assert sorted(set(LOWERINGS) - covered) == []
+
+
+def test_mask_uses_float_ops_only():
+    """The Clip gradient mask runs on XNNPACK float kernels: no boolean operator survives."""
+    case = next(c for c in CASES if c.id == "mask-clip")
+    ops = check_graph(case)
+    assert not {"GREATER", "LESS", "LOGICAL_AND", "CAST"} & set(ops), ops
+    assert "CEIL" in ops
+
+
+def test_transpose_is_free_and_convs_stay_nhwc():
+    """NCHW Conv -> Relu -> Conv lowers without a single TRANSPOSE."""
+    nodes = [
+        make("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+        make("Relu", ["a"], ["r"]),
+        make("Conv", ["r", "w2"], ["y"]),
+    ]
+    case = Graph(
+        nodes,
+        {"x": f32(1, 3, 16, 16)},
+        ["y"],
+        {"w1": f32(8, 3, 3, 3), "w2": f32(4, 8, 1, 1)},
+        id="chain",
+    )
+    ops = check_graph(case)
+    assert "TRANSPOSE" not in ops[:-1], ops  # only the output may be moved back to NCHW
