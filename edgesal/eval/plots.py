@@ -56,7 +56,7 @@ def curves(methods: dict, controls: dict, names: tuple[str, str], path: Path, ti
 
 def histograms(images: list[dict], metrics: list[str], path: Path) -> Path:
     """Per-image score histograms: one panel per metric, one series per method and control."""
-    fig, axes = _figure(4 * (len(metrics) + 1), 3.4, 1, len(metrics) + 1)
+    fig, axes = _figure(min(11, 3.6 * (len(metrics) + 1)), 3.4, 1, len(metrics) + 1)
     for ax, metric in zip(axes[0], metrics, strict=False):
         for group in ("methods", "controls"):
             names = sorted({n for image in images for n in image[group]})
