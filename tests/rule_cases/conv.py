@@ -31,6 +31,17 @@ def conv_stride_one(rng: np.random.Generator):
     yield _conv(rng, "Conv", (1, 3, 6, 5), (3, 1, 4, 3), group=3, auto_pad="SAME_LOWER")
     yield _conv(rng, "Conv", (1, 3, 5, 5), (2, 3, 1, 1), kernel_shape=[1, 1])
     yield _conv(rng, "Conv", (1, 2, 6, 6), (2, 2, 3, 3), const=False, pads=[1, 1, 1, 1])
+    yield Case(
+        "Conv",
+        {
+            "x": rng.standard_normal((1, 2, 5, 5)),
+            "w": rng.standard_normal((3, 2, 3, 3)),
+            "b": rng.standard_normal(3),
+        },
+        attrs={"pads": [1, 1, 1, 1]},
+        constants=("w", "b"),
+        id="with-bias",
+    )
 
 
 @cases("Conv")
