@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from edgesal import __version__, metadata
+from edgesal import __version__, metadata, roi
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import fold_constants
@@ -39,6 +39,9 @@ class ExportOptions:
     output_name: str = SALIENCY
     methods: list[str] | None = None  # several maps sharing one forward: saliency_<method>
     params: MethodOptions = field(default_factory=MethodOptions)
+    roi: tuple[int, int, int, int] | None = None  # fixed window x0,y0,x1,y1 (edgesal/roi.py)
+    roi_size: tuple[int, int] | None = None  # W,H of a window placed at run time (input 'roi')
+    roi_split: str | None = None  # split tensor of the ROI crop (default: by estimated cost)
 
     def method_names(self) -> list[str]:
         return list(self.methods) if self.methods else [self.method]
@@ -80,11 +83,13 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     b = Builder(model.graph, _opset(model), prefix="edgesal")
     scored, seed = build_seed(target, model, info, b)
     ctx = MethodContext(model, info, b, image, {scored: seed}, options.params, metadata.read(model))
+    if options.roi is not None or options.roi_size is not None:
+        ctx.roi = _roi_plan(model, info, image, ctx.seeds, options)
     dtype = info.np_dtype(image.tensor)
     for name, output in outputs.items():
         attribution = _attribution(ctx, name)
         saliency, shape = _postprocess(
-            b, attribution, ctx.shape(attribution), image, options, dtype
+            b, attribution, ctx.shape(attribution), image, options, dtype, ctx.roi
         )
         model.graph.node.append(
             helper.make_node("Identity", [saliency], [output], name=f"edgesal/{output}")
@@ -92,7 +97,9 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
         model.graph.output.append(
             helper.make_tensor_value_info(output, info.dtype(image.tensor), list(shape))
         )
-    _write_metadata(model, options, target, image, outputs)
+    if ctx.roi is not None and ctx.roi.runtime:
+        ctx.roi.add_output(b, model)
+    _write_metadata(model, options, target, image, outputs, ctx.roi)
     check(model, "exported saliency model")
     onnx.shape_inference.infer_shapes(model, strict_mode=True)
     return model
@@ -112,7 +119,23 @@ def _attribution(ctx: MethodContext, name: str) -> str:
     return METHODS[name].build(ctx, ctx.image.tensor, 1)
 
 
-def _postprocess(b: Builder, attribution: str, shape, image: ImageInput, options, dtype):
+def _roi_plan(model, info, image, seeds, options: ExportOptions) -> roi.RoiPlan:
+    """The region-of-interest plan; a runtime window adds the ``roi`` input first."""
+    plan = roi.plan(model, info, image, seeds, options.roi, options.roi_size, options.roi_split)
+    if plan.runtime:
+        names = {i.name for i in model.graph.input} | {o.name for o in model.graph.output}
+        if {roi.ROI_INPUT, roi.ROI_USED} & (names | set(_output_names(options).values())):
+            raise InputError(
+                f"--roi-size: the model already has a tensor named '{roi.ROI_INPUT}' or "
+                f"'{roi.ROI_USED}'"
+            )
+        plan.add_input(model)
+    return plan
+
+
+def _postprocess(b: Builder, attribution: str, shape, image: ImageInput, options, dtype, window):
+    if window is not None:  # the region of interest: the map covers the window only
+        attribution, shape = window.region(b, attribution, shape)
     reduced, shape, signed = reduce_channels(b, attribution, shape, image.layout, options.reduce)
     return normalize(b, reduced, shape, options.normalize, signed, dtype), shape
 
@@ -178,6 +201,7 @@ def _write_metadata(
     target: Target,
     image: ImageInput,
     saliency_outputs: dict[str, str],
+    window: roi.RoiPlan | None = None,
 ) -> None:
     existing = metadata.read(model)
     outputs = dict(existing.get("outputs") or {})
@@ -185,9 +209,15 @@ def _write_metadata(
     outputs["saliency"] = next(iter(saliency_outputs.values()))
     if len(saliency_outputs) > 1:
         outputs["saliency_by_method"] = saliency_outputs
+    extra = {}
+    if window is not None:
+        extra["roi"] = window.describe()
+        if window.runtime:
+            outputs["roi_used"] = roi.ROI_USED
     metadata.write(
         model,
         {
+            **extra,
             "version": __version__,
             "method": ",".join(saliency_outputs),
             "params": asdict(options.params),

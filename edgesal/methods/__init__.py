@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import onnx
 
@@ -20,6 +21,9 @@ from edgesal.graph.batched import batched_info, forward_copy
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import ImageInput
+
+if TYPE_CHECKING:
+    from edgesal.roi import RoiPlan
 
 
 @dataclass
@@ -48,6 +52,7 @@ class MethodContext:
     seeds: dict[str, str]
     options: MethodOptions = field(default_factory=MethodOptions)
     metadata: dict = field(default_factory=dict)
+    roi: RoiPlan | None = None  # region of interest: gradients on a window (edgesal/roi.py)
     _cache: dict = field(default_factory=dict)
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -64,9 +69,16 @@ class MethodContext:
         return self.info
 
     def gradient(self, at: str | None = None, copies: int = 1, mode: str = "vanilla") -> str:
-        """dS/d(at) for samples ``at`` ([N * copies, ...]; default: the image tensor itself)."""
+        """dS/d(at) for samples ``at`` ([N * copies, ...]; default: the image tensor itself).
+
+        With a region of interest split at a tensor, only the window's values are computed (the
+        early layers on a crop) and the rest is zero.
+        """
         at = at or self.image.tensor
         key = ("input", at, copies, mode)
+        if key not in self._cache and self.roi is not None and self.roi.split is not None:
+            mapping, seeds = self._forward_mapping(at, copies)
+            self._cache[key] = self.roi.gradient(self, at, mapping, seeds, copies, mode)
         if key not in self._cache:
             graph_in, seeds = self._forward_for(at, copies)
             self._cache[key] = input_gradient(
