@@ -42,6 +42,7 @@ CONV_TRANSPOSE = [
     ((1, 4, 3, 3), (4, 1, 3, 3), {"group": 2, "strides": [2, 1], "output_padding": [1, 0]}),
     ((1, 2, 4, 4), (2, 3, 3, 3), {"strides": [2, 2], "output_shape": [8, 7]}),
     ((1, 2, 4, 4), (2, 3, 3, 3), {"strides": [2, 2], "output_shape": [10, 10]}),
+    ((1, 2, 4), (2, 1, 3), {"strides": [2], "auto_pad": "VALID", "output_shape": [8]}),
     ((1, 2, 3, 4), (2, 2, 4, 3), {"strides": [3, 2], "auto_pad": "SAME_UPPER"}),
     ((1, 2, 5), (2, 3, 3), {"strides": [2], "dilations": [3], "auto_pad": "SAME_LOWER"}),
 ]

@@ -229,16 +229,14 @@ def conv_axes(ctx: GradContext, strided: str, other: str) -> tuple[Axis, ...]:
 
 
 def _begin_pads(ctx: GradContext, kernel, strides, dilations) -> list[int]:
-    """Begin pads as onnxruntime resolves them (auto_pad, and ConvTranspose's output_shape)."""
+    """Begin pads as onnxruntime resolves them (auto_pad; ConvTranspose's output_shape wins)."""
     auto_pad = ctx.attr("auto_pad", "NOTSET")
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise InputError(f"{_node(ctx)}: unknown auto_pad {auto_pad}")
     transposed = ctx.node.op_type == "ConvTranspose"
     nd = len(kernel)
-    if auto_pad == "VALID":
-        return [0] * nd
-    if auto_pad == "NOTSET" and not (transposed and ctx.attr("output_shape")):
-        return list(ctx.attr("pads", [0] * 2 * nd))[:nd]
-    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER"):
-        raise InputError(f"{_node(ctx)}: unknown auto_pad {auto_pad}")
+    if not (auto_pad.startswith("SAME") or (transposed and ctx.attr("output_shape"))):
+        return [0] * nd if auto_pad == "VALID" else list(ctx.attr("pads", [0] * 2 * nd))[:nd]
     pads = []
     for i in range(nd):
         span = dilations[i] * (kernel[i] - 1) + 1
