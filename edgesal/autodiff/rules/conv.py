@@ -1,8 +1,9 @@
 """Conv and ConvTranspose input gradients, emitted as the operators onnxruntime runs fastest.
 
 The input gradient of a convolution is a transposed convolution, but onnxruntime's ConvTranspose
-is 2-6x slower than Conv on stride-1 and depthwise layers (benchmarks/bench_rules.py,
-docs/rules_conv.md). So a Conv's gradient is, by layer kind (:func:`choose_strategy`):
+takes 2-4x the kernel time of the equivalent Conv on stride-1 layers and 1.6-3.6x that of zero
+insertion + Conv on strided depthwise ones (benchmarks/bench_rules.py, docs/rules_conv.md). So a
+Conv's gradient is, by layer kind (:func:`choose_strategy`):
 
 - stride 1: a Conv with the kernel flipped, in/out channels swapped per group and mirrored pads;
 - strided depthwise: dy with s-1 zeros inserted between elements, then that stride-1 Conv;
@@ -80,7 +81,7 @@ def conv(ctx: GradContext):
         return [None, *extra]
     x, w = ctx.x[:2]
     group = ctx.attr("group", 1)
-    spec = ConvSpec(w, ctx.shape(w), group, conv_axes(ctx, x, ctx.y[0]), ctx.dtype(x))
+    spec = ConvSpec(w, ctx.shape(w), group, _conv_axes(ctx, x, ctx.y[0]), ctx.dtype(x))
     return [conv_input_gradient(ctx.b, ctx.dy[0], spec, choose_strategy(spec)), *extra]
 
 
@@ -96,7 +97,7 @@ def conv_transpose(ctx: GradContext):
     if not ctx.needs[0]:
         return [None, *extra]
     x, w = ctx.x[:2]
-    axes = conv_axes(ctx, ctx.y[0], x)
+    axes = _conv_axes(ctx, ctx.y[0], x)
     ends = [a.stride * (a.out - 1) + a.span - a.size - a.pad for a in axes]
     dy = _crop(ctx.b, ctx.dy[0], [0] * len(axes), [min(e, 0) for e in ends], [a.size for a in axes])
     dx = ctx.b.Conv(
@@ -137,7 +138,7 @@ def _flipped(b: Builder, dy: str, spec: ConvSpec) -> str:
     begin = [a.span - 1 - a.pad for a in axes]
     end = [a.size - a.out + a.pad for a in axes]  # output length = out + begin + end - span + 1
     dy = _crop(b, dy, [max(-p, 0) for p in begin], [min(p, 0) for p in end], [a.out for a in axes])
-    w = _flip(b, swap_group_channels(b, spec.weight, spec.weight_shape, spec.group), axes)
+    w = _flip(b, _swap_group_channels(b, spec.weight, spec.weight_shape, spec.group), axes)
     return b.Conv(
         dy,
         w,
@@ -169,7 +170,7 @@ def _transposed(b: Builder, dy: str, spec: ConvSpec) -> str:
     )
 
 
-def swap_group_channels(b: Builder, w: str, shape: tuple[int, ...], group: int) -> str:
+def _swap_group_channels(b: Builder, w: str, shape: tuple[int, ...], group: int) -> str:
     """[G*Mg, Cg, k...] -> [G*Cg, Mg, k...]: a Conv weight read in the reverse direction."""
     m, cg, *kernel = shape
     mg, nd = m // group, len(kernel)
@@ -209,7 +210,7 @@ def _crop(b: Builder, t: str, lo: list[int], hi: list[int], sizes: list[int]) ->
     )
 
 
-def conv_axes(ctx: GradContext, strided: str, other: str) -> tuple[Axis, ...]:
+def _conv_axes(ctx: GradContext, strided: str, other: str) -> tuple[Axis, ...]:
     """Per-axis geometry of the node in ``ctx``; ``strided`` is the tensor on the Axis.size side."""
     w_shape = ctx.shape(ctx.x[1])
     sizes, outs = ctx.shape(strided)[2:], ctx.shape(other)[2:]
