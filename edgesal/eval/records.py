@@ -82,7 +82,9 @@ def check_identity(headers: list[dict], sha: str, loaded: Loaded, path: str) -> 
     mine = [str(m.get("model")) for m in recorded if m.get("sha256") == sha]
     if not mine:
         listed = ", ".join(
-            f"{m.get('model')} (sha256 {str(m.get('sha256'))[:12]}…)" for m in recorded
+            dict.fromkeys(
+                f"{m.get('model')} (sha256 {str(m.get('sha256'))[:12]}…)" for m in recorded
+            )
         )
         raise InputError(
             f"--records {path} was recorded with {listed or 'an unnamed model'}, not with "
