@@ -89,7 +89,27 @@ def _add_export(sub) -> None:
     p.add_argument("--batch", type=_positive_int, help="fix a symbolic batch dim (default 1)")
     p.add_argument("--input-shape", type=_shape, help="fix symbolic input dims, e.g. 1,3,224,224")
     _add_method_params(p)
+    _add_roi_flags(p)
     p.set_defaults(func=_run_export)
+
+
+def _add_roi_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("region of interest (docs/roi.md)")
+    g.add_argument(
+        "--roi",
+        type=lambda t: _ints(t, 4, "x0,y0,x1,y1"),
+        metavar="X0,Y0,X1,Y1",
+        help="map only this window of the input grid (half-open pixels); early layers run on a "
+        "crop around it",
+    )
+    g.add_argument(
+        "--roi-size",
+        type=lambda t: _ints(t, 2, "W,H"),
+        metavar="W,H",
+        help="window of this size placed at run time: extra int64 input 'roi' [N,2] (x0,y0), "
+        "clamped into the image; output 'roi_used' says where it went",
+    )
+    g.add_argument("--roi-split", help="tensor to split the ROI computation at (default: cheapest)")
 
 
 def _add_method_params(p: argparse.ArgumentParser) -> None:
@@ -157,6 +177,7 @@ def _run_export(args) -> int:
 
 
 def _export_one(args, method: str, params, output) -> None:
+    from edgesal import metadata
     from edgesal.export import ExportOptions, export_saliency, save
 
     options = ExportOptions(
@@ -170,12 +191,23 @@ def _export_one(args, method: str, params, output) -> None:
         layout=args.layout,
         batch=args.batch,
         input_shape=args.input_shape,
+        roi=args.roi,
+        roi_size=args.roi_size,
+        roi_split=args.roi_split,
     )
     model = export_saliency(args.model, options)
     save(model, output)
     outputs = ", ".join(o.name for o in model.graph.output)
     what = ",".join(options.method_names())
     print(f"wrote {output} (method {what}, target {args.target}; outputs: {outputs})")
+    roi = metadata.read(model).get("roi")
+    if roi:
+        window = f"roi: window {roi['window'][0]}x{roi['window'][1]}"
+        if roi["split"]:
+            window += (
+                f", early layers on a {roi['crop'][0]}x{roi['crop'][1]} crop up to '{roi['split']}'"
+            )
+        print(f"{window} ({roi['reason']})")
 
 
 def _add_zoo(sub) -> None:
@@ -331,6 +363,16 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be > 0")
     return value
+
+
+def _ints(text: str, count: int, form: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers {form}") from None
+    if len(values) != count:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {count} integers {form}")
+    return values
 
 
 def _shape(text: str) -> tuple[int, ...]:

@@ -29,11 +29,13 @@ POINTWISE = {
     "Reciprocal", "Identity", "Cast", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean",
     "Pow", "BatchNormalization",
 }  # fmt: skip
-# Cost weights (onnxruntime CPU, docs/FACTS.md): a tensor element moved costs ~32 MACs; backward
-# passes cost ~1.5x their forward, strided convolutions ~3x (zero insertion / ConvTranspose).
+# Cost weights (onnxruntime CPU, docs/FACTS.md and a per-node profile of MobileNetV2's saliency
+# graph): a tensor element moved costs ~32 MACs; a backward pass costs, relative to its forward:
+# convolutions 1x (stride 1), 2x (strided dense: ConvTranspose), 4x (strided depthwise: zero
+# insertion then a full-size Conv); activations 3x (comparison masks, Cast, Mul); Add/Sub 0.5x.
 ELEMENT_COST = 32.0
-BACKWARD = 1.5
-BACKWARD_STRIDED = 3.0
+BACKWARD = {"Add": 0.5, "Sub": 0.5, "Identity": 0.5, "BatchNormalization": 1.0, "Pad": 1.0}
+BACKWARD_ACTIVATION = 3.0
 
 
 @dataclass(frozen=True)
@@ -202,8 +204,7 @@ class Prefix:
                 kernel = link.steps[0].kernel * link.steps[1].kernel
                 channels = self._channels_in(link) if link.node.op_type == "Conv" else 1
                 work += self._elements(link.out, sizes) * kernel * channels
-            strided = any(s.stride > 1 for s in link.steps)
-            total += work * ((BACKWARD_STRIDED if strided else BACKWARD) if backward else 1.0)
+            total += work * (_backward_factor(link, self.shapes) if backward else 1.0)
         return total
 
     def _elements(self, name: str, sizes) -> int:
@@ -213,6 +214,17 @@ class Prefix:
     def _channels_in(self, link: Link) -> int:
         group = next((a.i for a in link.node.attribute if a.name == "group"), 1)
         return self.shapes[link.ins[0]][1] // group
+
+
+def _backward_factor(link: Link, shapes: dict[str, tuple[int, ...]]) -> float:
+    """Backward cost over forward cost of one prefix op (see the weights above)."""
+    op = link.node.op_type
+    if op not in WINDOWED:
+        return BACKWARD.get(op, BACKWARD_ACTIVATION)
+    if all(s.stride == 1 for s in link.steps):
+        return 1.0
+    group = next((a.i for a in link.node.attribute if a.name == "group"), 1)
+    return 4.0 if group > 1 and group == shapes[link.ins[0]][1] else 2.0
 
 
 def _clip(span: tuple[int, int], size: int, offset: int = 0) -> tuple[int, int]:

@@ -83,6 +83,7 @@ class RoiPlan:
         y, x = self.axes
         info = {"window": [x.window, y.window], "crop": [x.crop, y.crop], "split": self.split}
         info.update({"estimated_saving": round(self.saving, 3), "reason": self.reason})
+        info["cropped"] = bool(self._copies)  # false when no method took a gradient (Grad-CAM)
         if self.runtime:
             info.update({"input": ROI_INPUT, "used": ROI_USED})
         else:
@@ -265,9 +266,10 @@ def plan(
         t for t in prefix.fields if t != image.tensor and _is_cut(model.graph, prefix, t, active)
     ]
     if split is not None and split not in cuts:
+        listed = ", ".join(cuts[:12]) + (f" and {len(cuts) - 12} more" if len(cuts) > 12 else "")
         raise InputError(
             f"--roi-split {split}: not a tensor of the spatially local prefix that every path "
-            f"from the image to the target goes through (candidates: {', '.join(cuts) or 'none'})"
+            f"from the image to the target goes through (candidates: {listed or 'none'})"
         )
     best = None
     for tensor in [split] if split else cuts:
