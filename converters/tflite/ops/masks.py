@@ -4,9 +4,11 @@ The gradient rules write activation masks as a Cast of boolean comparisons. TFLi
 boolean kernels outside XNNPACK on one thread (LOGICAL_AND alone costs ~8x a float MUL), so an
 interval test a < v < b on one tensor is rewritten with float operators XNNPACK runs:
 
-    m = min(v - a, b - v)          (v - a and b - v have the sign of the comparison: exact)
-    mask = ceil(min(max(m, 0), 1)) (1 where m > 0, else 0; the max is skipped when v's
-                                    producer (Clip, Relu) already keeps v inside [a, b])
+    m = min(v - a, b - v)    (v - a and b - v have the sign of the comparison: exact)
+    mask = sign(max(m, 0))   (1 where m > 0, else 0; the max is skipped when v's producer
+                              (Clip, Relu) already keeps v inside [a, b])
+
+so a ReLU6 mask is SUB, MINIMUM, SIGN and a ReLU mask a single SIGN of the output.
 
 Anything else (other comparisons, masks of different tensors) keeps the boolean kernels.
 """
@@ -89,6 +91,5 @@ def float_mask(ctx: Lowering, cond: str, output: str) -> bool:
     lo, hi = value_range(ctx, v)
     if lo < a or hi > b:
         m = ctx.op("RELU", [m], shape, dtype)
-    m = ctx.op("MINIMUM", [m, scalar(1.0)], shape, dtype)
-    ctx.emit("CEIL", [m], [ctx.output(output, perm)])
+    ctx.emit("SIGN", [m], [ctx.output(output, perm)])
     return True
