@@ -48,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_export(sub) -> None:
-    from edgesal.methods import METHODS
-    from edgesal.postprocess import NORMALIZATIONS, REDUCTIONS
+    from edgesal.options import METHOD_NAMES, NORMALIZATIONS, REDUCTIONS
 
     p = sub.add_parser(
         "export",
@@ -68,7 +67,7 @@ def _add_export(sub) -> None:
     p.add_argument(
         "--method",
         default="vanilla",
-        choices=[*sorted(METHODS), "all"],
+        choices=[*METHOD_NAMES, "all"],
         help="default: vanilla; 'all' writes one model per method",
     )
     p.add_argument(
@@ -113,8 +112,7 @@ def _add_roi_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_method_params(p: argparse.ArgumentParser) -> None:
-    from edgesal.methods import MethodOptions
-    from edgesal.methods.integrated import INTEGRATIONS
+    from edgesal.options import INTEGRATIONS, MethodOptions
 
     d = MethodOptions()
     g = p.add_argument_group("method parameters")
@@ -153,7 +151,7 @@ def _add_method_params(p: argparse.ArgumentParser) -> None:
 def _run_export(args) -> int:
     from pathlib import Path
 
-    from edgesal.methods import METHODS, MethodOptions
+    from edgesal.options import METHOD_NAMES, MethodOptions
 
     params = MethodOptions(
         steps=args.steps,
@@ -168,7 +166,7 @@ def _run_export(args) -> int:
     )
     if args.method == "all":
         out = Path(args.output)
-        for name in METHODS:
+        for name in METHOD_NAMES:
             path = out.with_name(f"{out.stem}.{name}{out.suffix or '.onnx'}")
             _export_one(args, name, params, path)
         return 0

@@ -13,9 +13,8 @@ import numpy as np
 
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
+from edgesal.options import NORMALIZATIONS, REDUCTIONS
 
-REDUCTIONS = ("absmax", "abssum", "l2", "none")
-NORMALIZATIONS = ("max", "percentile", "none")
 PERCENTILE = 99.0
 _EPS = 1e-12
 

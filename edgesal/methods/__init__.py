@@ -21,24 +21,10 @@ from edgesal.graph.batched import batched_info, forward_copy
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import ImageInput
+from edgesal.options import MethodOptions
 
 if TYPE_CHECKING:
     from edgesal.roi import RoiPlan
-
-
-@dataclass
-class MethodOptions:
-    """Method parameters; the CLI flags map one to one onto these fields."""
-
-    steps: int = 16
-    integration: str = "gausslegendre"  # or "trapezoid" (textbook: weights sum to 1)
-    baseline: str = "zeros"  # zeros | blur | a number | an image path
-    samples: int = 8  # noisy samples of the smoothgrad method
-    smooth: int = 0  # SmoothGrad samples wrapped around any other method (0: off)
-    sigma: float = 0.15  # SmoothGrad noise, as a fraction of each image's value range
-    squared: bool = False  # SmoothGrad-squared: average the squared maps
-    seed: int = 0  # noise seed (the noise is stored in the graph)
-    layer: str | None = None  # Grad-CAM layer: tensor or node name (default: auto)
 
 
 @dataclass

@@ -11,8 +11,7 @@ import numpy as np
 
 from edgesal.errors import InputError
 from edgesal.methods import METHODS, MethodContext, method, split_items
-
-INTEGRATIONS = ("trapezoid", "gausslegendre")
+from edgesal.options import INTEGRATIONS
 
 
 def path_points(steps: int, integration: str) -> tuple[np.ndarray, np.ndarray]:
