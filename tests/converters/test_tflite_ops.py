@@ -116,6 +116,19 @@ def cases() -> list[Graph]:
     c.append(one("DepthToSpace", wide, id="DepthToSpace-DCR", blocksize=2, mode="DCR"))
     c.append(one("DepthToSpace", wide, id="DepthToSpace-CRD", blocksize=2, mode="CRD"))
     c.append(one("SpaceToDepth", f32(1, 2, 8, 6), blocksize=2))
+    c.append(
+        one(
+            "ConvTranspose",
+            wide,
+            {"w": f32(8, 3, 3, 3), "b": f32(3)},
+            "ConvTranspose-unequal-strides",
+            strides=[2, 1],
+            pads=[0, 1, 1, 0],
+        )
+    )
+    c.append(
+        one("ConvTranspose", image, {"w": f32(3, 4, 4, 4)}, "ConvTranspose-s3", strides=[3, 3])
+    )
     # --- pooling
     c.append(
         one(

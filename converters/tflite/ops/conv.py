@@ -7,6 +7,8 @@ depthwise filters [1, kh, kw, C*multiplier].
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from converters.tflite import layout
@@ -118,9 +120,11 @@ def _grouped(ctx, x, weight, bias, group, geometry, out) -> None:
 def conv_transpose(ctx: Lowering, node) -> None:
     """y[j] = sum_{i,k: j = i*s + k*d - pad} x[i] w[k].
 
-    Group 1 without dilation: TRANSPOSE_CONV over the full output (in-1)*s + k (VALID), then the
-    pads cropped (and output_padding added) by SLICE/PAD. Otherwise: zero insertion (PAD on
-    channels + DEPTH_TO_SPACE) and a stride-1 conv with the flipped, transposed kernel.
+    Group 1 without dilation, equal strides: the sub-pixel form (:func:`_sub_pixel`), one
+    CONV_2D and a DEPTH_TO_SPACE (XNNPACK's TRANSPOSE_CONV takes ~10x longer on a 3-channel stem
+    gradient). Unequal strides: TRANSPOSE_CONV over the full output (in-1)*s + k. Both are then
+    cropped to the pads (and output_padding added) by SLICE/PAD. Grouped or dilated: zero
+    insertion (PAD on channels + DEPTH_TO_SPACE) and a stride-1 conv with the flipped kernel.
     """
     a = attrs(node)
     weight = _weight(ctx, node)
@@ -133,6 +137,15 @@ def conv_transpose(ctx: Lowering, node) -> None:
     begins = _transpose_begin_pads(a, (h, w), out_hw, kernel, strides, dilations)
     o = weight.shape[1] * group
     bias = _bias(ctx, node, o, weight.dtype)
+    if group == 1 and dilations == [1, 1] and strides[0] == strides[1]:
+        y, full = _sub_pixel(ctx, x, weight, int(strides[0]))
+        crops = [(-b, t - f + b) for b, f, t in zip(begins, full, out_hw, strict=True)]
+        y = pad_nhwc(ctx, y, crops)
+        if isinstance(bias, str) or np.any(bias):
+            b = ctx.tensor(bias, [0], 1) if isinstance(bias, str) else ctx.const(bias)
+            y = ctx.op("ADD", [y, b], ctx.physical_shape(y), weight.dtype)
+        ctx.hold(node.output[0], y, layout.NHWC)
+        return
     if group == 1 and dilations == [1, 1]:
         full = [(s - 1) * st + k for s, st, k in zip((h, w), strides, kernel, strict=True)]
         crops = [(-b, t - f + b) for b, f, t in zip(begins, full, out_hw, strict=True)]
@@ -175,6 +188,51 @@ def conv_transpose(ctx: Lowering, node) -> None:
         return
     out = ctx.output(node.output[0], layout.NHWC)
     emit_conv(ctx, z, flipped, bias, group, [1, 1], dilations, "VALID", out)
+
+
+def _sub_pixel(ctx: Lowering, x: int, weight: np.ndarray, s: int) -> tuple[int, list[int]]:
+    """ConvTranspose (group 1, stride s, no pads) as a stride-1 conv + DEPTH_TO_SPACE.
+
+    Output j = q*s + r takes the taps k = m*s + r (m = q - i >= 0), so phase r is a correlation
+    of x with the sub-kernel w[(M-1-m')*s + r], m' < M = ceil(K/s), over x padded by M-1 on both
+    sides; the s*s phases are the conv's output channel blocks (r_h*s + r_w)*C_out + c, which
+    DEPTH_TO_SPACE (DCR order) interleaves. Returns the NHWC tensor and its spatial lengths
+    s*(in + M - 1) (>= the full output (in-1)*s + K).
+    """
+    cin, cout, kh, kw = weight.shape
+    m = [-(-kh // s), -(-kw // s)]
+    sub = np.zeros((s, s, cout, m[0], m[1], cin), weight.dtype)
+    for rh, rw, a, b in itertools.product(range(s), range(s), range(m[0]), range(m[1])):
+        th, tw = (m[0] - 1 - a) * s + rh, (m[1] - 1 - b) * s + rw
+        if th < kh and tw < kw:
+            sub[rh, rw, :, a, b, :] = weight[:, :, th, tw].T
+    filt = sub.reshape(s * s * cout, m[0], m[1], cin)
+    n, h, w, _ = ctx.physical_shape(x)
+    padded = pad_nhwc(ctx, x, [(m[0] - 1, m[0] - 1), (m[1] - 1, m[1] - 1)])
+    lengths = [h + m[0] - 1, w + m[1] - 1]
+    y = ctx.op(
+        "CONV_2D",
+        [padded, ctx.const(filt), ctx.const(np.zeros(s * s * cout, weight.dtype))],
+        [n, *lengths, s * s * cout],
+        weight.dtype,
+        "Conv2DOptions",
+        padding="VALID",
+        stride_h=1,
+        stride_w=1,
+        dilation_h_factor=1,
+        dilation_w_factor=1,
+        fused_activation_function="NONE",
+    )
+    if s > 1:
+        y = ctx.op(
+            "DEPTH_TO_SPACE",
+            [y],
+            [n, lengths[0] * s, lengths[1] * s, cout],
+            weight.dtype,
+            "DepthToSpaceOptions",
+            block_size=s,
+        )
+    return y, [lengths[0] * s, lengths[1] * s]
 
 
 def _transpose_begin_pads(a, sizes, outs, kernel, strides, dilations) -> list[int]:
