@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test lint format bench clean venv dev-venv
+.PHONY: demo test lint format bench clean venv dev-venv chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ dev-venv: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(BIN)/edgesal demo --out out/demo
 
-test: $(VENV)/.installed-dev
+# The web-view and report tests drive a real headless browser (Debian's chromium).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from edgesal.errors import EdgesalError
 
+_TOOLKIT_MODULES = {"onnx", "onnxruntime", "tqdm", "platformdirs", "skimage", "sklearn"}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; EdgesalError becomes a one-line message and exit status 2."""
@@ -25,6 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgesal: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in _TOOLKIT_MODULES:
+            print(
+                f"edgesal: error: this command needs the toolkit ('{exc.name}' is not installed): "
+                "pip install 'edgesal[export]'",
+                file=sys.stderr,
+            )
+            return 2
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
