@@ -56,9 +56,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _add_eval(sub) -> None:
-    from edgesal.eval.controls import CONTROLS
-    from edgesal.eval.options import EvalOptions
-    from edgesal.eval.perturb import BASELINES
+    from edgesal.eval.options import BASELINES, CONTROLS, EvalOptions
 
     d = EvalOptions()
     p = sub.add_parser(
@@ -271,7 +269,10 @@ def _print_summary(result: dict) -> None:
     sanity = result.get("sanity") or {}
     for name, v in sanity.get("verdicts", {}).items():
         state = "pass" if v["passed"] else "FLAGGED"
-        print(f"sanity {name}: {state} (Spearman {v['final_spearman']:.3f} < {v['threshold']}?)")
+        print(
+            f"sanity {name}: {state}, Spearman after the full cascade {v['final_spearman']:.3f} "
+            f"(threshold {v['threshold']})"
+        )
 
 
 def _add_compare(sub) -> None:

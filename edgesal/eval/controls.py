@@ -18,7 +18,6 @@ from edgesal.graph.builder import Builder
 from edgesal.onnx_io import default_opset
 
 SOBEL_OUTPUT = "edgesal_control_sobel"
-CONTROLS = ("random", "sobel")
 _SOBEL = np.array(
     [[[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]], [[[-1, -2, -1], [0, 0, 0], [1, 2, 1]]]], np.float32
 )

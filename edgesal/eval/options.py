@@ -1,13 +1,17 @@
-"""The settings of an audit; the CLI flags map one to one onto these fields."""
+"""The settings of an audit; the CLI flags map one to one onto these fields.
+
+Importable without onnx, onnxruntime or OpenCV, so the CLI parser builds on device-only installs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from edgesal.errors import InputError
-from edgesal.eval.controls import CONTROLS
-from edgesal.eval.perturb import BASELINES
-from edgesal.eval.sanity import MODES
+
+BASELINES = ("zeros", "blur", "mean")  # what deleted pixels become / the insertion canvas
+CONTROLS = ("random", "sobel")  # control maps scored like methods
+MODES = ("cascading", "independent")  # model-parameter randomization modes
 
 
 @dataclass(frozen=True)

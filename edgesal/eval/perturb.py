@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from edgesal.errors import InputError
+from edgesal.eval.options import BASELINES
 
-BASELINES = ("zeros", "blur", "mean")
 BLUR_KERNEL, BLUR_SIGMA = 11, 5.0  # RISE's blurred canvas
 
 Predict = Callable[[np.ndarray], np.ndarray]  # [B, H, W, C] -> probabilities [B, classes]

@@ -45,7 +45,6 @@ PARAMETER_INPUTS = {
     "InstanceNormalization": (1, 2),
     "LayerNormalization": (1, 2),
 }
-MODES = ("cascading", "independent")
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,15 @@ def test_missing_and_corrupt_model(capsys, files, tmp_path):
     assert code == 2 and "junk.onnx" in err
 
 
+def test_a_tensor_target_has_no_class_probability(capsys, files, tmp_path):
+    model = export_saliency(region_classifier(), ExportOptions(target="output:logits:sum"))
+    save(model, tmp_path / "t.onnx")
+    code, _, err = run(
+        capsys, "eval", tmp_path / "t.onnx", "--images", files / "images", "-o", tmp_path, *FAST
+    )
+    assert code == 2 and "target 'output:logits:sum' explains a tensor, not a class" in err
+
+
 def test_unreadable_image(capsys, files, tmp_path):
     folder = tmp_path / "images"
     write_images(folder, region_images(1))
