@@ -308,3 +308,17 @@ def test_zoo_runtime_window(net):
         x0, y0 = out["roi_used"][0]
         assert (x0, y0) == (min(max(asked[0], 0), 168), min(max(asked[1], 0), 152))
         assert_window(out["saliency"], window(full["vanilla"], "NCHW", x0, y0, 56, 72))
+
+
+@pytest.mark.slow
+def test_zoo_uint8_hwc_input_with_runtime_target_and_window():
+    """In-graph preprocessing (Cast, Sub, Div, Transpose) is part of the cropped prefix."""
+    model = zoo.build("mobilenet_v2", input_kind="uint8-hwc", progress=False)
+    x = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    feeds = {"image": x, "target": np.array([3], np.int64)}
+    full = run(export(model, target="input"), feeds)["saliency"]
+    exported = export(model, target="input", roi_size=(64, 48))
+    assert roi_info(exported)["split"] is not None
+    for asked in ([0, 0], [160, 176], [37, 91]):
+        out = run(exported, {**feeds, "roi": np.array([asked], np.int64)})
+        assert_window(out["saliency"], window(full, "NHWC", *asked, 64, 48))
