@@ -1,0 +1,232 @@
+"""Calibration: forward activations by min/max, gradient tensors from their own histograms.
+
+Statistics are collected by adding graph outputs and running the real runtime image by image
+(onnxruntime's calibrators do the same; histograms are merged after every image, so memory stays
+bounded). Forward tensors get their observed [min, max], as usual. Gradient tensors are heavy-
+tailed with ranges that differ by orders of magnitude from layer to layer, so each gets a
+symmetric range chosen from its own statistics: candidates are percentiles of |g| and the
+KL-divergence (entropy) threshold from onnxruntime's ``HistogramCollector``, plus a geometric grid
+below the maximum; the candidate whose 8-bit grid gives the smallest mean squared error on a
+weighted sample of the tensor's values wins. The sample keeps every image's largest values (with
+weight 1) and a uniform random subset of the rest (weighted up), so both the bulk, which decides
+the map's ranks, and the tail, which decides clipping, are represented.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization.calibrate import (
+    CalibrationMethod,
+    HistogramCollector,
+    TensorData,
+    TensorsData,
+)
+
+from edgesal.errors import InputError
+from edgesal.quant.graph import SaliencyGraph, float_tensors
+
+GRADIENT_METHODS = ("auto", "percentile", "entropy", "minmax")
+PERCENTILES = (99.9, 99.99, 99.999)
+HISTOGRAM_BINS = 2048
+ENTROPY_BINS = 256  # re-binned for the KL search, which is quadratic in the bin count
+LEVELS = 255  # int8 steps
+SAMPLE_RANDOM = 2048  # random values kept per tensor and image
+SAMPLE_TOP = 16  # largest |values| kept per tensor and image
+GRID = 2.0 ** (-np.arange(0, 41) / 4.0)  # candidate thresholds as fractions of the maximum
+
+
+@dataclass(frozen=True)
+class TensorRange:
+    """The real interval [low, high] one tensor is quantized over, and how it was chosen."""
+
+    low: float
+    high: float
+    method: str  # "minmax", "percentile:99.99", "entropy", ...
+    backward: bool
+
+    def scale(self) -> float:
+        """Quantization step of an 8-bit grid over the range."""
+        return (self.high - self.low) / LEVELS
+
+
+@dataclass
+class Statistics:
+    """What calibration observed: min/max of every tensor, histograms of gradient tensors."""
+
+    low: dict[str, float]
+    high: dict[str, float]
+    histograms: dict[str, tuple]  # onnxruntime HistogramCollector entries (value histograms)
+    samples: dict[str, list[tuple[np.ndarray, np.ndarray]]]  # gradient values and their weights
+    images: int
+
+
+def collect(
+    model: onnx.ModelProto, graph: SaliencyGraph, feeds: Iterable[dict[str, np.ndarray]]
+) -> Statistics:
+    """Run ``model`` on each feed with every float tensor exposed; min/max for all, histograms
+    for gradient tensors."""
+    names = _calibrated_tensors(model)
+    session = _exposing_session(model, names)
+    outputs = [o.name for o in session.get_outputs()]
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    collector = HistogramCollector("entropy", False, HISTOGRAM_BINS, 128, 100.0, "same")
+    samples: dict[str, list] = {n: [] for n in names if graph.is_backward(n)}
+    rng = np.random.default_rng(0)
+    count = 0
+    for feed in feeds:
+        values = dict(zip(outputs, session.run(None, feed), strict=True)) | feed
+        for name in names:
+            value = values[name]
+            low[name] = min(low.get(name, np.inf), float(np.min(value)))
+            high[name] = max(high.get(name, -np.inf), float(np.max(value)))
+        collector.collect_value({n: values[n] for n in samples})
+        for name in samples:
+            samples[name].append(weighted_sample(values[name], rng))
+        count += 1
+    if not count:
+        raise InputError("calibration needs at least one image; none were given")
+    return Statistics(low, high, collector.histogram_dict, samples, count)
+
+
+def weighted_sample(value: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The largest |values| (weight 1) and a uniform subset of the others (weight n / k)."""
+    flat = np.asarray(value, dtype=np.float32).ravel()
+    if flat.size <= SAMPLE_RANDOM + SAMPLE_TOP:
+        return flat, np.ones(flat.size, np.float32)
+    top = np.argpartition(np.abs(flat), -SAMPLE_TOP)[-SAMPLE_TOP:]
+    rest = np.delete(flat, top)
+    chosen = rng.choice(rest.size, SAMPLE_RANDOM, replace=False)
+    weights = np.r_[np.ones(SAMPLE_TOP), np.full(SAMPLE_RANDOM, rest.size / SAMPLE_RANDOM)]
+    return np.r_[flat[top], rest[chosen]], weights.astype(np.float32)
+
+
+def _calibrated_tensors(model: onnx.ModelProto) -> list[str]:
+    floats = float_tensors(model)
+    inputs = [
+        i.name
+        for i in model.graph.input
+        if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        and i.name not in {t.name for t in model.graph.initializer}
+    ]
+    return inputs + [n for n in floats if n not in inputs]
+
+
+def _exposing_session(model: onnx.ModelProto, names: list[str]) -> ort.InferenceSession:
+    exposed = copy.deepcopy(model)
+    present = {o.name for o in exposed.graph.output} | {i.name for i in exposed.graph.input}
+    for name in names:
+        if name not in present:
+            exposed.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    options = ort.SessionOptions()
+    # Optimizations could fuse away the very tensors we ask for (Conv+Clip); keep the graph as is.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(exposed.SerializeToString(), options, ["CPUExecutionProvider"])
+
+
+def choose_ranges(
+    stats: Statistics, graph: SaliencyGraph, gradient_method: str = "auto"
+) -> dict[str, TensorRange]:
+    """One range per calibrated tensor: min/max for forward tensors, ``gradient_method`` for
+    gradient tensors (``auto``: the lowest expected error among percentiles and entropy)."""
+    if gradient_method not in GRADIENT_METHODS:
+        raise InputError(
+            f"--grad-range {gradient_method}: choose one of {', '.join(GRADIENT_METHODS)}"
+        )
+    ranges = {}
+    for name in stats.low:
+        low, high = stats.low[name], stats.high[name]
+        if name in stats.histograms and gradient_method != "minmax":
+            ranges[name] = gradient_range(
+                stats.histograms[name], stats.samples[name], low, high, gradient_method
+            )
+        else:
+            ranges[name] = TensorRange(min(low, 0.0), max(high, 0.0), "minmax", False)
+    return ranges
+
+
+def tie(ranges: dict[str, TensorRange], pairs: dict[str, str]) -> None:
+    """Give each ``follower`` of ``pairs`` (``{follower: leader}``) its leader's range, in place."""
+    for follower, leader in pairs.items():
+        if follower in ranges and leader in ranges:
+            r = ranges[leader]
+            ranges[follower] = TensorRange(r.low, r.high, f"tied to {leader}", r.backward)
+
+
+def gradient_range(entry: tuple, sample: list, low: float, high: float, method: str) -> TensorRange:
+    """Symmetric range [-c, c] (or [0, c] for a non-negative tensor) for a gradient tensor.
+
+    ``percentile`` and ``entropy`` pick among their own candidates, ``auto`` among all of them
+    and the grid; the winner has the lowest quantization error on the weighted sample.
+    """
+    hist, edges = np.asarray(entry[0], np.float64), np.asarray(entry[1], np.float64)
+    amax = max(abs(low), abs(high))
+    if amax == 0.0 or hist.sum() == 0:
+        return TensorRange(0.0, 0.0, "zero", True)
+    candidates: dict[str, float] = {}
+    if method in ("auto", "percentile"):
+        for p in PERCENTILES:
+            candidates[f"percentile:{p}"] = abs_percentile(hist, edges, p)
+    if method in ("auto", "entropy"):
+        candidates["entropy"] = entropy_threshold(hist, edges, low, high)
+    if method == "auto":
+        candidates |= {f"mse:{f:.4g}": amax * f for f in GRID}
+    signed = low < 0.0
+    values = np.concatenate([v for v, _ in sample]).astype(np.float64)
+    weights = np.concatenate([w for _, w in sample]).astype(np.float64)
+    errors = {
+        k: quantization_error(values, weights, c, signed) for k, c in candidates.items() if c > 0
+    }
+    best = min(errors, key=errors.get) if errors else "minmax"
+    c = min(candidates.get(best, amax), amax)
+    label = "mse" if best.startswith("mse:") else best
+    return TensorRange(-c if signed else 0.0, c, label, True)
+
+
+def abs_percentile(hist: np.ndarray, edges: np.ndarray, p: float) -> float:
+    """The p-th percentile of |value| read from a value histogram (upper bin edge)."""
+    centers = np.abs(0.5 * (edges[1:] + edges[:-1]))
+    uppers = np.maximum(np.abs(edges[1:]), np.abs(edges[:-1]))
+    order = np.argsort(centers, kind="stable")
+    cdf = np.cumsum(hist[order]) / hist.sum()
+    index = min(int(np.searchsorted(cdf, p / 100.0)), len(cdf) - 1)
+    return float(uppers[order][index])
+
+
+def entropy_threshold(hist: np.ndarray, edges: np.ndarray, low: float, high: float) -> float:
+    """onnxruntime's KL-divergence threshold (TensorRT's method) on a re-binned histogram."""
+    factor = max(1, len(hist) // ENTROPY_BINS)
+    usable = len(hist) // factor * factor
+    start = (len(hist) - usable) // 2
+    coarse = hist[start : start + usable].reshape(-1, factor).sum(axis=1).astype(np.int64)
+    coarse_edges = edges[start : start + usable + 1 : factor].astype(np.float32)
+    entry = (coarse, coarse_edges, np.float32(low), np.float32(high), None)
+    collector = HistogramCollector("entropy", False, len(coarse), 128, 100.0, "same")
+    lo, hi = collector.get_entropy_threshold(entry, 128)
+    return float(max(abs(lo), abs(hi)))
+
+
+def quantization_error(values: np.ndarray, weights: np.ndarray, c: float, signed: bool) -> float:
+    """Weighted mean squared error of rounding ``values`` to the 8-bit grid over [-c, c]
+    (or [0, c]), clipping included."""
+    low = -c if signed else 0.0
+    step = (c - low) / LEVELS
+    grid = np.clip(np.round((values - low) / step), 0, LEVELS) * step + low
+    return float(np.average((grid - values) ** 2, weights=weights))
+
+
+def tensors_data(ranges: dict[str, TensorRange]) -> TensorsData:
+    """The ranges in the form onnxruntime's quantizers take."""
+    return TensorsData(
+        CalibrationMethod.MinMax,
+        {
+            name: TensorData(lowest=np.float32(r.low), highest=np.float32(r.high))
+            for name, r in ranges.items()
+        },
+    )

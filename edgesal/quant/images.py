@@ -1,0 +1,235 @@
+"""Calibration images: a folder, a video file or the built-in real photos, split explicitly.
+
+Every source yields named RGB uint8 images. The split into calibration images (ranges and float
+decisions are fitted on them) and validation images (held out, only measured) is part of the
+report. Calibration images may be augmented with flips and crops; validation images never are.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgesal.errors import InputError
+from edgesal.imaging import center_crop, to_input
+from edgesal.metadata import Preprocess
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+BUILTIN = "builtin"
+# The project's demo photos (edgesal.zoo.photos) have clear ImageNet classes: held out.
+BUILTIN_VALIDATION = ("chelsea", "coffee", "astronaut", "rocket", "china", "flower")
+# Further real photos shipped in the scikit-image wheel; the grey ones are stacked to RGB.
+BUILTIN_CALIBRATION = (
+    "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry", "retina",
+    "camera", "coins", "grass", "brick",
+)  # fmt: skip
+
+
+class CalibrationWarning(UserWarning):
+    """Something about the calibration images was fixed up (resized, skipped); it is named."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image; ``origin`` names the image an augmented copy was made from."""
+
+    name: str
+    rgb: np.ndarray
+    origin: str | None = None
+
+
+@dataclass
+class ImageSplit:
+    """Calibration and validation images and where they came from."""
+
+    source: str
+    calibration: list[Sample]
+    validation: list[Sample]
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        originals = [s.name for s in self.calibration if s.origin is None]
+        return {
+            "source": self.source,
+            "calibration": originals,
+            "calibration_augmented": len(self.calibration) - len(originals),
+            "validation": [s.name for s in self.validation],
+            "notes": list(self.notes),
+        }
+
+
+def load_split(
+    source: str | Path,
+    validation: float = 0.3,
+    augment: int = 3,
+    max_frames: int = 48,
+    seed: int = 0,
+) -> ImageSplit:
+    """Images from ``source`` (a folder, a video file, or ``builtin``), split and augmented."""
+    if str(source) == BUILTIN:
+        split = builtin_split()
+    else:
+        path = Path(source)
+        if path.is_dir():
+            samples = folder_images(path)
+        elif path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            samples = video_frames(path, max_frames)
+        elif path.is_file():
+            raise InputError(
+                f"--calib {path}: not a folder or a video ({', '.join(VIDEO_SUFFIXES)})"
+            )
+        else:
+            raise InputError(f"--calib {path}: no such folder or file")
+        split = split_samples(samples, validation, str(path))
+    if augment:
+        split.calibration = augmented(split.calibration, augment, seed)
+        split.notes.append(
+            f"calibration images augmented with {augment} flipped/cropped copies each"
+        )
+    return split
+
+
+def folder_images(path: Path) -> list[Sample]:
+    """Every readable image in ``path`` (sorted); unreadable files are skipped with a warning."""
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(
+            f"--calib {path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    samples, unreadable = [], []
+    for file in files:
+        bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if bgr is None:
+            unreadable.append(file.name)
+            continue
+        samples.append(Sample(file.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    if not samples:
+        raise InputError(f"--calib {path}: none of its {len(files)} image files could be read")
+    if unreadable:
+        warnings.warn(
+            f"--calib {path}: skipped {len(unreadable)} unreadable file(s): "
+            f"{', '.join(unreadable[:5])}{' ...' if len(unreadable) > 5 else ''}",
+            CalibrationWarning,
+            stacklevel=2,
+        )
+    return samples
+
+
+def video_frames(path: Path, max_frames: int) -> list[Sample]:
+    """Up to ``max_frames`` frames spread evenly over the video."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise InputError(f"--calib {path}: the video cannot be opened")
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        wanted = set(np.linspace(0, max(total - 1, 0), max_frames).round().astype(int).tolist())
+        samples, index = [], 0
+        while len(samples) < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            if total <= 0 or index in wanted:
+                samples.append(Sample(f"{path.name}#{index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            index += 1
+    finally:
+        capture.release()
+    if not samples:
+        raise InputError(f"--calib {path}: no frame could be decoded")
+    return samples
+
+
+def builtin_photos(names: tuple[str, ...]) -> list[Sample]:
+    """Real photos from the scikit-image and scikit-learn wheels (the ``demo`` extra)."""
+    try:
+        import skimage.data
+        from sklearn.datasets import load_sample_image
+    except ImportError as exc:
+        raise InputError(
+            f"--calib builtin needs scikit-image and scikit-learn ({exc.name} is missing); "
+            "install them with: pip install 'edgesal[demo]'"
+        ) from exc
+    samples = []
+    for name in names:
+        if name in ("china", "flower"):
+            image = load_sample_image(f"{name}.jpg")
+        else:
+            image = getattr(skimage.data, name)()
+            image = image[0] if isinstance(image, tuple) else image  # stereo pair: left view
+        if image.ndim == 2:
+            image = np.stack([image] * 3, axis=-1)
+        samples.append(Sample(name, np.ascontiguousarray(image[..., :3], dtype=np.uint8)))
+    return samples
+
+
+def builtin_split() -> ImageSplit:
+    """The documented split of the built-in photos: demo photos held out for validation."""
+    return ImageSplit(
+        BUILTIN,
+        builtin_photos(BUILTIN_CALIBRATION),
+        builtin_photos(BUILTIN_VALIDATION),
+        ["built-in photos from scikit-image and scikit-learn; grey photos stacked to RGB"],
+    )
+
+
+def split_samples(samples: list[Sample], validation: float, source: str) -> ImageSplit:
+    """Every k-th image (in name order) held out so ``validation`` of them validate."""
+    if not 0.0 < validation < 1.0:
+        raise InputError(f"--validation {validation}: must be a fraction between 0 and 1")
+    if len(samples) < 2:
+        raise InputError(
+            f"--calib {source}: {len(samples)} image(s); need at least 2 (calibration and "
+            "validation)"
+        )
+    count = min(len(samples) - 1, max(1, round(len(samples) * validation)))
+    held = set(np.linspace(0, len(samples) - 1, count + 2)[1:-1].round().astype(int).tolist())
+    while len(held) < count:  # rounding collisions on tiny sets
+        held.add(next(i for i in range(len(samples)) if i not in held))
+    return ImageSplit(
+        source,
+        [s for i, s in enumerate(samples) if i not in held],
+        [s for i, s in enumerate(samples) if i in held],
+    )
+
+
+def augmented(samples: list[Sample], copies: int, seed: int = 0) -> list[Sample]:
+    """The samples plus ``copies`` variants each: a horizontal flip, then random crops (60-90%
+    of each side) flipped at random."""
+    rng = np.random.default_rng(seed)
+    result = list(samples)
+    for sample in samples:
+        for k in range(copies):
+            image = sample.rgb[:, ::-1] if k == 0 else _random_crop(sample.rgb, rng)
+            result.append(Sample(f"{sample.name}+aug{k}", np.ascontiguousarray(image), sample.name))
+    return result
+
+
+def _random_crop(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    ch, cw = (max(8, int(d * rng.uniform(0.6, 0.9))) for d in (h, w))
+    top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    crop = rgb[top : top + ch, left : left + cw]
+    return crop[:, ::-1] if rng.random() < 0.5 else crop
+
+
+def model_inputs(samples: list[Sample], pre: Preprocess) -> list[np.ndarray]:
+    """Each sample prepared as the model's input [1, ...] (resize, center crop, normalize).
+
+    Images whose size differs from the model input are resized as the model's preprocessing
+    says; a warning names how many and which.
+    """
+    height, width = pre.size
+    odd = [s for s in samples if s.origin is None and s.rgb.shape[:2] != (height, width)]
+    if odd:
+        names = ", ".join(f"{s.name} ({s.rgb.shape[1]}x{s.rgb.shape[0]})" for s in odd[:4])
+        warnings.warn(
+            f"{len(odd)} image(s) are not {width}x{height} and were resized and center-cropped "
+            f"to the model input: {names}{' ...' if len(odd) > 4 else ''}",
+            CalibrationWarning,
+            stacklevel=2,
+        )
+    return [to_input(center_crop(s.rgb, pre), pre) for s in samples]

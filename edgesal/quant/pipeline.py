@@ -1,0 +1,243 @@
+"""``quantize``: calibrate, decide the float nodes, build the int8 model, measure its maps."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgesal import metadata
+from edgesal.errors import InputError
+from edgesal.onnx_io import load_model
+from edgesal.quant import calibrate, latency, qdq, seed
+from edgesal.quant.fidelity import Budget, ImageFidelity, compare, spearman, top_iou
+from edgesal.quant.graph import SaliencyGraph, describe
+from edgesal.quant.images import ImageSplit, Sample, load_split, model_inputs
+from edgesal.quant.mixed import Decision, SearchOptions, evaluator, search
+from edgesal.quant.prepare import masked_products, prepare
+from edgesal.quant.report import KeptNode, Report
+from edgesal.quant.simulate import Simulator
+
+MAX_FALLBACKS = 3
+
+
+@dataclass
+class QuantOptions:
+    """What ``edgesal quantize`` does; the CLI flags map one to one onto these fields."""
+
+    calib: str = "builtin"  # folder, video file or "builtin"
+    budget: Budget = field(default_factory=Budget)
+    validation: float = 0.3  # fraction held out (folder/video); builtin has a fixed split
+    augment: int = 3  # flipped/cropped copies per calibration image
+    max_frames: int = 48  # frames taken from a video
+    max_calibration: int = 32  # calibration samples used for ranges (after augmentation)
+    tune: int = 4  # calibration images the float-node search is measured on
+    gradient_range: str = "auto"
+    seed_rescale: bool = True
+    search: SearchOptions = field(default_factory=SearchOptions)
+    threads: int = 2
+    latency_runs: int = 10  # profiled runs for the latency of kept nodes (0: skip)
+
+
+@dataclass
+class QuantResult:
+    """The int8 model, the report, and the decisions a TFLite export reuses."""
+
+    model: onnx.ModelProto
+    report: Report
+    prepared: onnx.ModelProto  # float, rewritten, seed-scaled: what was quantized
+    ranges: dict[str, calibrate.TensorRange]
+    kept: list[str]
+    graph: SaliencyGraph
+
+
+def quantize(
+    model: onnx.ModelProto | str | Path,
+    options: QuantOptions | None = None,
+    split: ImageSplit | None = None,
+) -> QuantResult:
+    """Quantize an edgesal saliency model to int8 QDQ under ``options.budget``."""
+    options = options or QuantOptions()
+    where = str(model) if isinstance(model, str | Path) else "model"
+    model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
+    graph = describe(model, where)
+    meta = metadata.read(model)
+    pre = _preprocess(meta, where)
+    split = split or load_split(
+        options.calib, options.validation, options.augment, options.max_frames
+    )
+    calibration = split.calibration[: options.max_calibration]
+    feeds = [{graph.image: x} for x in model_inputs(calibration, pre)]
+
+    prepared = prepare(model)
+    prepared_graph = describe(prepared, where)
+    scale = seed.SeedScale(1.0, 1, "none", "not rescaled (disabled)")
+    if options.seed_rescale:
+        probe = calibrate.collect(prepared, prepared_graph, feeds[:2])
+        magnitudes = {n: max(abs(probe.low[n]), abs(probe.high[n])) for n in probe.low}
+        scale = seed.choose(prepared_graph, magnitudes, meta)
+        seed.apply(prepared, prepared_graph, scale)
+        prepared_graph = describe(prepared, where)
+    stats = calibrate.collect(prepared, prepared_graph, feeds)
+    ranges = calibrate.choose_ranges(stats, prepared_graph, options.gradient_range)
+    calibrate.tie(ranges, masked_products(prepared))
+    all_int8 = qdq.build(prepared, ranges)
+
+    originals = [s for s in calibration if s.origin is None]
+    tune_samples = originals[: options.tune] or calibration[: options.tune]
+    tune_feeds = [{graph.image: x} for x in model_inputs(tune_samples, pre)]
+    reference = latency.session(model, options.threads)
+    float_maps = [_outputs(reference, f, graph)[1] for f in tune_feeds]
+    sim = Simulator(all_int8, prepared, options.threads)
+    backward_units = _backward_units(prepared, prepared_graph, sim.units)
+    decision = search(
+        sim.units,
+        backward_units,
+        evaluator(sim, tune_feeds, float_maps, graph.saliency),
+        options.budget,
+        options.search,
+    )
+    final, decision, log = _verified(
+        prepared, ranges, decision, all_int8, tune_feeds, float_maps, graph, options
+    )
+    final = _stamped(final, model, decision.kept, scale, options.budget)
+
+    rows = _fidelity(model, final, graph, pre, originals, split.validation, options.threads)
+    report = Report(
+        model=where,
+        method=graph.method,
+        output_format="onnx-qdq-int8",
+        budget=options.budget,
+        images=split.summary() | {"calibration_used": len(calibration)},
+        seed_scale=asdict(scale),
+        gradient_ranges=dict(
+            Counter(r.method.split(" ")[0] for r in ranges.values() if r.backward)
+        ),
+        quantized_nodes=len(qdq.quantized_nodes(final)),
+        kept=_kept_nodes(prepared, decision, backward_units),
+        blocks=[_block_dict(b, options.budget) for b in decision.blocks],
+        search_log=decision.log + log,
+        rows=rows,
+    )
+    if options.latency_runs and decision.kept:
+        costs = latency.kept_costs(
+            final, all_int8, decision.kept, tune_feeds[0], options.latency_runs, options.threads
+        )
+        for kept in report.kept:
+            for key, value in costs[kept.node].items():
+                setattr(kept, key, value)
+    return QuantResult(final, report, prepared, ranges, decision.kept, graph)
+
+
+def _preprocess(meta: dict, where: str) -> metadata.Preprocess:
+    pre = meta.get("preprocess")
+    if isinstance(pre, dict):
+        return metadata.Preprocess(**{k: v for k, v in pre.items() if k in _PRE_FIELDS})
+    if isinstance(pre, str):
+        return metadata.Preprocess.from_json(pre)
+    raise InputError(
+        f"{where}: no edgesal.preprocess metadata, so calibration images cannot be prepared "
+        "as the model expects; export from an ONNX model that carries it (edgesal zoo models do)"
+    )
+
+
+_PRE_FIELDS = set(metadata.Preprocess.__dataclass_fields__)
+
+
+def _outputs(session, feed, graph: SaliencyGraph) -> tuple[np.ndarray, np.ndarray]:
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(None, feed), strict=True))
+    return values[graph.scores], values[graph.saliency]
+
+
+def _backward_units(model: onnx.ModelProto, graph: SaliencyGraph, units) -> set[str]:
+    outputs = {n.name: n.output for n in model.graph.node}
+    return {u for u in units if any(graph.is_backward(o) for o in outputs.get(u, ()))}
+
+
+def _verified(prepared, ranges, decision: Decision, all_int8, feeds, float_maps, graph, options):
+    """Build the real QDQ model for the decision and check it on the tuning images; while it
+    misses the budget, keep the next most sensitive block float as well."""
+    log = []
+    ranked = sorted(decision.blocks, key=lambda b: b.score.error(options.budget), reverse=True)
+    kept = list(decision.kept)
+    for attempt in range(MAX_FALLBACKS + 1):
+        model = qdq.build(prepared, ranges, kept) if kept else all_int8
+        session = latency.session(model, options.threads)
+        maps = [_outputs(session, f, graph)[1] for f in feeds]
+        rho = float(np.mean([spearman(a, b) for a, b in zip(float_maps, maps, strict=True)]))
+        iou = float(np.mean([top_iou(a, b) for a, b in zip(float_maps, maps, strict=True)]))
+        log.append(f"int8 model on tuning images: Spearman {rho:.3f}, IoU {iou:.3f}")
+        if options.budget.met(rho, iou) or attempt == MAX_FALLBACKS:
+            break
+        extra = next((b for b in ranked if not set(b.nodes) <= set(kept)), None)
+        if extra is None:
+            break
+        for node in extra.nodes:
+            if node not in kept:
+                kept.append(node)
+                decision.reasons[node] = (
+                    f"fallback: the int8 model missed the budget on the tuning images; "
+                    f"{extra.region} block sensitivity {extra.score.error(options.budget):.2f}"
+                )
+    decision.kept = kept
+    return model, decision, log
+
+
+def _stamped(final, original, kept, scale, budget) -> onnx.ModelProto:
+    """The QDQ model with the original metadata and the quantization decisions."""
+    final = copy.deepcopy(final)
+    keep = {p.key: p.value for p in original.metadata_props}
+    del final.metadata_props[:]
+    for key, value in keep.items():
+        final.metadata_props.add(key=key, value=value)
+    metadata.write(
+        final,
+        {
+            "quant.format": "qdq-int8",
+            "quant.kept_float": list(kept),
+            "quant.seed_scale": scale.factor,
+            "quant.budget": asdict(budget),
+        },
+    )
+    return final
+
+
+def _fidelity(model, final, graph, pre, calibration: list[Sample], validation, threads):
+    reference, quantized = latency.session(model, threads), latency.session(final, threads)
+    rows: list[ImageFidelity] = []
+    for split, samples in (("calibration", calibration), ("validation", validation)):
+        for sample, x in zip(samples, model_inputs(samples, pre), strict=True):
+            feed = {graph.image: x}
+            (fs, fm), (qs, qm) = _outputs(reference, feed, graph), _outputs(quantized, feed, graph)
+            rows.append(compare(sample.name, split, fm, qm, fs, qs))
+    return rows
+
+
+def _kept_nodes(model, decision: Decision, backward_units) -> list[KeptNode]:
+    ops = {n.name: n.op_type for n in model.graph.node}
+    return [
+        KeptNode(
+            node=name,
+            op_type=ops.get(name, "?"),
+            region="backward" if name in backward_units else "forward",
+            reason=decision.reasons.get(name, ""),
+        )
+        for name in decision.kept
+    ]
+
+
+def _block_dict(block, budget: Budget) -> dict:
+    return {
+        "region": block.region,
+        "first": block.nodes[0],
+        "last": block.nodes[-1],
+        "nodes": len(block.nodes),
+        "spearman": block.score.spearman,
+        "iou": block.score.iou,
+        "sensitivity": block.score.error(budget),
+    }

@@ -1,0 +1,73 @@
+"""The QDQ model: onnxruntime's QDQ quantizer driven by edgesal's ranges and float decisions.
+
+onnxruntime fuses DequantizeLinear -> op -> QuantizeLinear groups into its int8 kernels
+(QLinearConv, QLinearMatMul, QLinearAdd, QLinearMul, ...) at session creation, so the file stays
+default-domain ONNX (QuantizeLinear / DequantizeLinear, opset >= 13) that any runtime can read.
+Activations are uint8 with a zero point (the fast x86 path: u8 x s8), weights int8 symmetric and
+per output channel; nodes listed as kept run in float between a DequantizeLinear and a
+QuantizeLinear.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable
+
+import onnx
+from onnxruntime.quantization import QuantType
+from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+
+from edgesal.quant.calibrate import TensorRange, tensors_data
+
+# Operators quantized when their neighbours allow it. Data movement (Reshape, Transpose, Slice,
+# Concat, ...) follows its input; the map's own post-processing (Abs, Reduce*, Div) is not listed
+# and so stays float: it is cheap and it sets the map's resolution. ConvTranspose is left out:
+# onnxruntime has no int8 kernel for it on CPU and would dequantize its weight on every run.
+QUANTIZED_OPS = (
+    "Conv", "Gemm", "MatMul", "Add", "Mul", "Clip", "Relu",
+    "GlobalAveragePool", "AveragePool", "MaxPool", "Concat", "Reshape", "Flatten", "Transpose",
+    "Squeeze", "Unsqueeze", "Slice", "Pad", "Resize", "Split",
+)  # fmt: skip
+
+
+def build(
+    model: onnx.ModelProto,
+    ranges: dict[str, TensorRange],
+    kept: Iterable[str] = (),
+    per_channel: bool = True,
+) -> onnx.ModelProto:
+    """``model`` (prepared: folded, unshared) quantized to QDQ; ``kept`` nodes stay float."""
+    inferred = onnx.shape_inference.infer_shapes(copy.deepcopy(model))
+    quantizer = QDQQuantizer(
+        inferred,
+        per_channel,
+        False,  # reduce_range: not needed with VNNI / ARM dot products
+        QuantType.QInt8,
+        QuantType.QUInt8,
+        tensors_data(ranges),
+        [],
+        sorted(set(kept)),
+        list(QUANTIZED_OPS),
+        {"WeightSymmetric": True},
+    )
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns about pre-processing
+    try:
+        quantizer.quantize_model()
+    finally:
+        logging.getLogger().setLevel(level)
+    result = quantizer.model.model
+    del result.graph.value_info[:]
+    return result
+
+
+def quantized_nodes(qdq: onnx.ModelProto) -> set[str]:
+    """Names of the non-Q/DQ nodes that read at least one DequantizeLinear output."""
+    dq_outputs = {n.output[0] for n in qdq.graph.node if n.op_type == "DequantizeLinear"}
+    return {
+        n.name
+        for n in qdq.graph.node
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and any(i in dq_outputs for i in n.input)
+    }
