@@ -318,6 +318,7 @@ def cases() -> list[Graph]:
     )
     c.append(one("Pad", wide, {"p": i64(0, 0, 2, 1, 0, 0, 1, 2)}, "Pad-reflect", mode="reflect"))
     c.append(one("Expand", f32(8, 1, 1), {"s": i64(1, 8, 9, 10)}))
+    c.append(one("Expand", np.arange(6).reshape(2, 3, 1), {"s": i64(2, 3, 4)}, "Expand-int"))
     c.append(one("Tile", wide, {"r": i64(1, 2, 1, 3)}))
     c.append(one("Gather", wide, {"i": i64(2, 0, 5)}, "Gather-axis1", axis=1))
     c.append(one("Gather", wide, {"i": np.asarray(-1, np.int64)}, "Gather-scalar", axis=3))
@@ -483,3 +484,20 @@ def test_transpose_is_free_and_convs_stay_nhwc():
     )
     ops = check_graph(case)
     assert "TRANSPOSE" not in ops[:-1], ops  # only the output may be moved back to NCHW
+
+
+def test_depthwise_gradient_without_zeros():
+    """A depthwise Conv over a zero insertion (the strided depthwise gradient) is computed by
+    phases: four small depthwise convs, no zero insertion before them."""
+    dy = f32(1, 6, 7, 5)
+    for pads in ([1, 1, 1, 1], [2, 0, 1, 2], [0, 0, 0, 0]):
+        nodes = [
+            make("ConvTranspose", ["x", "ones"], ["z"], group=6, strides=[2, 2]),
+            make("Conv", ["z", "w", "b"], ["y"], group=6, pads=pads),
+        ]
+        consts = {"ones": np.ones((6, 1, 1, 1), np.float32), "w": f32(6, 1, 3, 3), "b": f32(6)}
+        ops = check_graph(Graph(nodes, {"x": dy}, ["y"], consts, id=f"dw-grad-{pads}"))
+        assert (
+            ops.count("DEPTHWISE_CONV_2D") == 4
+            and "PAD" not in ops[ops.index("DEPTH_TO_SPACE") - 2 :]
+        ), ops
