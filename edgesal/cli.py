@@ -213,9 +213,10 @@ def _export_one(args, method: str, params, output) -> None:
     if roi:
         window = f"roi: window {roi['window'][0]}x{roi['window'][1]}"
         if roi["split"]:
-            window += (
-                f", early layers on a {roi['crop'][0]}x{roi['crop'][1]} crop up to '{roi['split']}'"
-            )
+            crop = f"{roi['crop'][0]}x{roi['crop'][1]}"
+            window += f", early layers on a {crop} crop up to '{roi['split']}'"
+        else:
+            window += ", full gradient sliced"
         print(f"{window} ({roi['reason']})")
 
 

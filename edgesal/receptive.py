@@ -198,18 +198,23 @@ class Prefix:
         """Estimated cost (MAC units) of ``links`` at the given extents: forward, or backward."""
         total = 0.0
         for link in links:
-            elements = sum(self._elements(n, sizes) for n in (*link.ins, link.out))
+            elements = sum(self.elements(n, sizes) for n in (*link.ins, link.out))
             work = ELEMENT_COST * elements
             if link.node.op_type in WINDOWED:
                 kernel = link.steps[0].kernel * link.steps[1].kernel
                 channels = self._channels_in(link) if link.node.op_type == "Conv" else 1
-                work += self._elements(link.out, sizes) * kernel * channels
+                work += self.elements(link.out, sizes) * kernel * channels
             total += work * (_backward_factor(link, self.shapes) if backward else 1.0)
         return total
 
-    def _elements(self, name: str, sizes) -> int:
-        extent = sizes[0][name] * sizes[1][name]
-        return int(np.prod(self.shapes[name])) // np.prod(self.sizes[name]) * extent
+    def full_sizes(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Extents (y, x) of every tensor on the whole image, as :meth:`cost` takes them."""
+        return tuple({name: s[i] for name, s in self.sizes.items()} for i in range(2))
+
+    def elements(self, name: str, sizes) -> int:
+        """Number of elements of ``name`` at the given extents."""
+        per_position = int(np.prod(self.shapes[name])) // int(np.prod(self.sizes[name]))
+        return per_position * sizes[0][name] * sizes[1][name]
 
     def _channels_in(self, link: Link) -> int:
         group = next((a.i for a in link.node.attribute if a.name == "group"), 1)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import onnx
 from onnx import helper
 
@@ -280,17 +279,17 @@ def plan(
         AxisPlan(n, w, n, (0,) * len(starts))
         for n, (w, starts) in zip((height, width), windows, strict=True)
     )
+    if not prefix.links:
+        return RoiPlan(image, box, plain, reason="the graph has no spatially local prefix")
+    if not cuts:
+        why = "no tensor of the local prefix lies on every path from the image to the target"
+        return RoiPlan(image, box, plain, reason=why)
     if best is None:
-        why = (
-            "no tensor of the local prefix is cut with an exact crop"
-            if cuts
-            else ("the graph has no spatially local prefix")
-        )
-        return RoiPlan(image, box, plain, reason=f"{why}: full gradient, sliced")
+        return RoiPlan(image, box, plain, reason="no split tensor has an exact crop")
     saving, tensor, axes = best
     if split is None and saving <= 0:
-        return RoiPlan(image, box, plain, reason="no split saves work: full gradient, sliced")
-    backward = prefix.cost(prefix.ancestors(tensor), _full(prefix), backward=True)
+        return RoiPlan(image, box, plain, reason="no split saves work")
+    backward = prefix.cost(prefix.ancestors(tensor), prefix.full_sizes(), backward=True)
     return RoiPlan(
         image,
         box,
@@ -351,21 +350,16 @@ def _evaluate(prefix: Prefix, tensor: str, windows, runtime: bool):
         field_ = prefix.fields[tensor][axis]
         split_crop = prefix.crop_sizes(links, axis, extent)[tensor]
         axes.append(AxisPlan(size, window_extent, extent, starts, field_.stride, split_crop))
-    cropped = tuple(prefix.crop_sizes(links, i, a.crop) for i, a in enumerate(axes))
+    full, cropped = (
+        prefix.full_sizes(),
+        tuple(prefix.crop_sizes(links, i, a.crop) for i, a in enumerate(axes)),
+    )
     cost = prefix.cost(links, cropped, False) + prefix.cost(links, cropped, True)
-    moved = _elements(prefix, prefix.image, cropped) + _elements(prefix, tensor, cropped)
-    moved += 2 * _elements(prefix, prefix.image, _full(prefix))
-    saving = prefix.cost(links, _full(prefix), True) - cost - ELEMENT_COST * moved
+    # slices of the image and of dS/dT, the window padded back and cut out again
+    moved = prefix.elements(prefix.image, cropped) + prefix.elements(tensor, cropped)
+    moved += 2 * prefix.elements(prefix.image, full)
+    saving = prefix.cost(links, full, True) - cost - ELEMENT_COST * moved
     return saving, tensor, tuple(axes)
-
-
-def _full(prefix: Prefix) -> tuple[dict[str, int], dict[str, int]]:
-    return tuple({name: s[i] for name, s in prefix.sizes.items()} for i in range(2))
-
-
-def _elements(prefix: Prefix, name: str, sizes) -> int:
-    per_position = int(np.prod(prefix.shapes[name])) // int(np.prod(prefix.sizes[name]))
-    return per_position * sizes[0][name] * sizes[1][name]
 
 
 def _crop_axis(prefix: Prefix, links: list[Link], tensor: str, axis: int, window, runtime: bool):

@@ -181,27 +181,57 @@ def test_nhwc_runtime_window(nhwc, split):
         assert_window(out["saliency"], window(full, "NHWC", x0, y0, 5, 3))
 
 
-def test_no_local_prefix_still_correct(x):
-    """Flatten straight after the image: nothing to crop, so the full gradient is sliced."""
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array(rng.standard_normal((768, 4)).astype(np.float32), "w")
+def _flat_model() -> onnx.ModelProto:
+    """Flatten straight after the image: no local prefix at all."""
+    weight = np.random.default_rng(0).standard_normal((768, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Flatten", ["image"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["mm"]),
+        helper.make_node("Tanh", ["mm"], ["logits"]),
+    ]
+    return _small_model(nodes, {"w": weight}, 4)
+
+
+def _bypass_model() -> onnx.ModelProto:
+    """A conv branch plus a pooled copy of the image itself: nothing carries every path."""
+    rng = np.random.default_rng(1)
+    weights = {"k": rng.standard_normal((3, 3, 3, 3)).astype(np.float32), "shape": [0, -1]}
+    nodes = [
+        helper.make_node("Conv", ["image", "k"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+        helper.make_node("GlobalMaxPool", ["image"], ["bypass"]),
+        helper.make_node("Add", ["pooled", "bypass"], ["sum"]),
+        helper.make_node("Reshape", ["sum", "shape"], ["logits"]),
+    ]
+    return _small_model(nodes, weights, 3)
+
+
+def _small_model(nodes, weights: dict, classes: int) -> onnx.ModelProto:
     graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["image"], ["flat"]),
-            helper.make_node("MatMul", ["flat", "w"], ["mm"]),
-            helper.make_node("Tanh", ["mm"], ["logits"]),
-        ],
-        "flat",
+        nodes,
+        "small",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [2, 3, 16, 16])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 4])],
-        [weight],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, classes])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in weights.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (_flat_model, "no spatially local prefix"),
+        (_bypass_model, "no tensor of the local prefix lies on every path"),
+    ],
+)
+def test_nothing_to_crop_still_correct(x, build, reason):
+    model = build()
     full = run(export(model), {"image": x})["saliency"]
     exported = export(model, roi=(1, 2, 6, 9))
     assert_window(run(exported, {"image": x})["saliency"], full[..., 2:9, 1:6])
     info = roi_info(exported)
-    assert info["split"] is None and "no spatially local prefix" in info["reason"]
+    assert info["split"] is None and reason in info["reason"]
 
 
 def test_whole_image_window_falls_back_to_the_plain_gradient(cnn):
