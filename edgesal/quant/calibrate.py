@@ -1,15 +1,21 @@
-"""Calibration: forward activations by min/max, gradient tensors from their own histograms.
+"""Calibration: forward activations and gradient tensors each get ranges from their own statistics.
 
 Statistics are collected by adding graph outputs and running the real runtime image by image
-(onnxruntime's calibrators do the same; histograms are merged after every image, so memory stays
-bounded). Forward tensors get their observed [min, max], as usual. Gradient tensors are heavy-
-tailed with ranges that differ by orders of magnitude from layer to layer, so each gets a
-symmetric range chosen from its own statistics: candidates are percentiles of |g| and the
-KL-divergence (entropy) threshold from onnxruntime's ``HistogramCollector``, plus a geometric grid
-below the maximum; the candidate whose 8-bit grid gives the smallest mean squared error on a
-weighted sample of the tensor's values wins. The sample keeps every image's largest values (with
-weight 1) and a uniform random subset of the rest (weighted up), so both the bulk, which decides
-the map's ranks, and the tail, which decides clipping, are represented.
+(onnxruntime's calibrators do the same; everything is merged after every image, so memory stays
+bounded): min/max of every tensor, a weighted sample of its values (each image's largest values
+with weight 1, a uniform random subset of the rest weighted up, so both the bulk, which decides
+the map's ranks, and the tail, which decides clipping, are represented), and for gradient tensors
+onnxruntime's ``HistogramCollector`` value histograms.
+
+A range is chosen among candidates by the mean squared error its 8-bit grid gives on the sample
+(rounding inside, clipping outside):
+
+- forward tensors: [min, max] and the same interval shrunk by a geometric grid of factors (keeps
+  a ReLU6 output's [0, 6], clips the rare outliers of a linear bottleneck);
+- gradient tensors, which are heavy-tailed and centred on zero with ranges that differ by orders
+  of magnitude between layers: symmetric [-c, c] with c from percentiles of |g| (99.9, 99.99,
+  99.999), onnxruntime's KL-divergence (entropy) threshold and a geometric grid below max |g|.
+  ``--grad-range percentile|entropy|minmax`` restricts the candidates.
 """
 
 from __future__ import annotations
@@ -57,27 +63,27 @@ class TensorRange:
 
 @dataclass
 class Statistics:
-    """What calibration observed: min/max of every tensor, histograms of gradient tensors."""
+    """What calibration observed, per tensor."""
 
     low: dict[str, float]
     high: dict[str, float]
-    histograms: dict[str, tuple]  # onnxruntime HistogramCollector entries (value histograms)
-    samples: dict[str, list[tuple[np.ndarray, np.ndarray]]]  # gradient values and their weights
+    histograms: dict[str, tuple]  # onnxruntime HistogramCollector entries of gradient tensors
+    samples: dict[str, list[tuple[np.ndarray, np.ndarray]]]  # values and their weights
     images: int
 
 
 def collect(
     model: onnx.ModelProto, graph: SaliencyGraph, feeds: Iterable[dict[str, np.ndarray]]
 ) -> Statistics:
-    """Run ``model`` on each feed with every float tensor exposed; min/max for all, histograms
-    for gradient tensors."""
+    """Run ``model`` on each feed with every float tensor exposed: min/max and samples of all,
+    histograms of gradient tensors."""
     names = _calibrated_tensors(model)
     session = _exposing_session(model, names)
     outputs = [o.name for o in session.get_outputs()]
     low: dict[str, float] = {}
     high: dict[str, float] = {}
     collector = HistogramCollector("entropy", False, HISTOGRAM_BINS, 128, 100.0, "same")
-    samples: dict[str, list] = {n: [] for n in names if graph.is_backward(n)}
+    samples: dict[str, list] = {n: [] for n in names}
     rng = np.random.default_rng(0)
     count = 0
     for feed in feeds:
@@ -86,7 +92,7 @@ def collect(
             value = values[name]
             low[name] = min(low.get(name, np.inf), float(np.min(value)))
             high[name] = max(high.get(name, -np.inf), float(np.max(value)))
-        collector.collect_value({n: values[n] for n in samples})
+        collector.collect_value({n: values[n] for n in names if graph.is_backward(n)})
         for name in samples:
             samples[name].append(weighted_sample(values[name], rng))
         count += 1
@@ -133,8 +139,7 @@ def _exposing_session(model: onnx.ModelProto, names: list[str]) -> ort.Inference
 def choose_ranges(
     stats: Statistics, graph: SaliencyGraph, gradient_method: str = "auto"
 ) -> dict[str, TensorRange]:
-    """One range per calibrated tensor: min/max for forward tensors, ``gradient_method`` for
-    gradient tensors (``auto``: the lowest expected error among percentiles and entropy)."""
+    """One range per calibrated tensor (see the module docstring)."""
     if gradient_method not in GRADIENT_METHODS:
         raise InputError(
             f"--grad-range {gradient_method}: choose one of {', '.join(GRADIENT_METHODS)}"
@@ -142,12 +147,12 @@ def choose_ranges(
     ranges = {}
     for name in stats.low:
         low, high = stats.low[name], stats.high[name]
-        if name in stats.histograms and gradient_method != "minmax":
+        if graph.is_backward(name):
             ranges[name] = gradient_range(
                 stats.histograms[name], stats.samples[name], low, high, gradient_method
             )
         else:
-            ranges[name] = TensorRange(min(low, 0.0), max(high, 0.0), "minmax", False)
+            ranges[name] = forward_range(stats.samples[name], low, high)
     return ranges
 
 
@@ -159,34 +164,54 @@ def tie(ranges: dict[str, TensorRange], pairs: dict[str, str]) -> None:
             ranges[follower] = TensorRange(r.low, r.high, f"tied to {leader}", r.backward)
 
 
-def gradient_range(entry: tuple, sample: list, low: float, high: float, method: str) -> TensorRange:
-    """Symmetric range [-c, c] (or [0, c] for a non-negative tensor) for a gradient tensor.
+def forward_range(sample: list, low: float, high: float) -> TensorRange:
+    """[min, max] (always containing 0) or a shrunk copy of it: the lowest sample error."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    if low == high:
+        return TensorRange(0.0, 0.0, "zero", False)
+    candidates = {"minmax": (low, high)} | {f"mse:{f:.4g}": (low * f, high * f) for f in GRID[1:]}
+    best = _lowest_error(sample, candidates)
+    lo, hi = candidates[best]
+    return TensorRange(lo, hi, "mse" if best.startswith("mse:") else best, False)
 
-    ``percentile`` and ``entropy`` pick among their own candidates, ``auto`` among all of them
-    and the grid; the winner has the lowest quantization error on the weighted sample.
-    """
+
+def widen(ranges: dict[str, TensorRange], bounds: dict[str, list[float]]) -> None:
+    """Stretch each range in ``bounds`` to contain its values, in place."""
+    for name, values in bounds.items():
+        if name in ranges:
+            r = ranges[name]
+            low, high = min(r.low, *values), max(r.high, *values)
+            if (low, high) != (r.low, r.high):
+                ranges[name] = TensorRange(low, high, f"{r.method}, widened to bounds", r.backward)
+
+
+def gradient_range(entry: tuple, sample: list, low: float, high: float, method: str) -> TensorRange:
+    """Symmetric range [-c, c] (or [0, c] for a non-negative tensor) for a gradient tensor."""
     hist, edges = np.asarray(entry[0], np.float64), np.asarray(entry[1], np.float64)
     amax = max(abs(low), abs(high))
     if amax == 0.0 or hist.sum() == 0:
         return TensorRange(0.0, 0.0, "zero", True)
-    candidates: dict[str, float] = {}
+    thresholds: dict[str, float] = {"minmax": amax} if method in ("auto", "minmax") else {}
     if method in ("auto", "percentile"):
         for p in PERCENTILES:
-            candidates[f"percentile:{p}"] = abs_percentile(hist, edges, p)
+            thresholds[f"percentile:{p}"] = min(abs_percentile(hist, edges, p), amax)
     if method in ("auto", "entropy"):
-        candidates["entropy"] = entropy_threshold(hist, edges, low, high)
+        thresholds["entropy"] = min(entropy_threshold(hist, edges, low, high), amax)
     if method == "auto":
-        candidates |= {f"mse:{f:.4g}": amax * f for f in GRID}
+        thresholds |= {f"mse:{f:.4g}": amax * f for f in GRID[1:]}
     signed = low < 0.0
+    candidates = {k: (-c if signed else 0.0, c) for k, c in thresholds.items() if c > 0}
+    best = _lowest_error(sample, candidates) if candidates else "minmax"
+    lo, hi = candidates.get(best, (-amax if signed else 0.0, amax))
+    return TensorRange(lo, hi, "mse" if best.startswith("mse:") else best, True)
+
+
+def _lowest_error(sample: list, candidates: dict[str, tuple[float, float]]) -> str:
+    """The candidate range whose 8-bit grid has the smallest error on the weighted sample."""
     values = np.concatenate([v for v, _ in sample]).astype(np.float64)
     weights = np.concatenate([w for _, w in sample]).astype(np.float64)
-    errors = {
-        k: quantization_error(values, weights, c, signed) for k, c in candidates.items() if c > 0
-    }
-    best = min(errors, key=errors.get) if errors else "minmax"
-    c = min(candidates.get(best, amax), amax)
-    label = "mse" if best.startswith("mse:") else best
-    return TensorRange(-c if signed else 0.0, c, label, True)
+    errors = {k: quantization_error(values, weights, lo, hi) for k, (lo, hi) in candidates.items()}
+    return min(errors, key=errors.get)
 
 
 def abs_percentile(hist: np.ndarray, edges: np.ndarray, p: float) -> float:
@@ -212,11 +237,10 @@ def entropy_threshold(hist: np.ndarray, edges: np.ndarray, low: float, high: flo
     return float(max(abs(lo), abs(hi)))
 
 
-def quantization_error(values: np.ndarray, weights: np.ndarray, c: float, signed: bool) -> float:
-    """Weighted mean squared error of rounding ``values`` to the 8-bit grid over [-c, c]
-    (or [0, c]), clipping included."""
-    low = -c if signed else 0.0
-    step = (c - low) / LEVELS
+def quantization_error(values: np.ndarray, weights: np.ndarray, low: float, high: float) -> float:
+    """Weighted mean squared error of rounding ``values`` to 255 steps over [low, high],
+    clipping included."""
+    step = (high - low) / LEVELS
     grid = np.clip(np.round((values - low) / step), 0, LEVELS) * step + low
     return float(np.average((grid - values) ** 2, weights=weights))
 

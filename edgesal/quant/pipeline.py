@@ -18,7 +18,7 @@ from edgesal.quant.fidelity import Budget, ImageFidelity, compare, spearman, top
 from edgesal.quant.graph import SaliencyGraph, describe
 from edgesal.quant.images import ImageSplit, Sample, load_split, model_inputs
 from edgesal.quant.mixed import Decision, SearchOptions, evaluator, search
-from edgesal.quant.prepare import masked_products, prepare
+from edgesal.quant.prepare import compared_bounds, masked_products, prepare
 from edgesal.quant.report import KeptNode, Report
 from edgesal.quant.simulate import Simulator
 
@@ -84,11 +84,12 @@ def quantize(
         prepared_graph = describe(prepared, where)
     stats = calibrate.collect(prepared, prepared_graph, feeds)
     ranges = calibrate.choose_ranges(stats, prepared_graph, options.gradient_range)
+    calibrate.widen(ranges, compared_bounds(prepared))
     calibrate.tie(ranges, masked_products(prepared))
     all_int8 = qdq.build(prepared, ranges)
 
-    originals = [s for s in calibration if s.origin is None]
-    tune_samples = originals[: options.tune] or calibration[: options.tune]
+    originals = [s for s in calibration if s.origin is None] or calibration
+    tune_samples = _spread(originals, options.tune)
     tune_feeds = [{graph.image: x} for x in model_inputs(tune_samples, pre)]
     reference = latency.session(model, options.threads)
     float_maps = [_outputs(reference, f, graph)[1] for f in tune_feeds]
@@ -115,7 +116,7 @@ def quantize(
         images=split.summary() | {"calibration_used": len(calibration)},
         seed_scale=asdict(scale),
         gradient_ranges=dict(
-            Counter(r.method.split(" ")[0] for r in ranges.values() if r.backward)
+            Counter(r.method.split(",")[0].split(" ")[0] for r in ranges.values() if r.backward)
         ),
         quantized_nodes=len(qdq.quantized_nodes(final)),
         kept=_kept_nodes(prepared, decision, backward_units),
@@ -131,6 +132,14 @@ def quantize(
             for key, value in costs[kept.node].items():
                 setattr(kept, key, value)
     return QuantResult(final, report, prepared, ranges, decision.kept, graph)
+
+
+def _spread(samples: list[Sample], count: int) -> list[Sample]:
+    """``count`` samples spread evenly over the list (the tuning images)."""
+    if count >= len(samples):
+        return list(samples)
+    picks = np.linspace(0, len(samples) - 1, max(count, 1)).round().astype(int)
+    return [samples[i] for i in dict.fromkeys(picks.tolist())]
 
 
 def _preprocess(meta: dict, where: str) -> metadata.Preprocess:

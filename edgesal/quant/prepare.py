@@ -1,9 +1,11 @@
 """Rewrites that make a saliency graph quantizable with int8 kernels; the float function is kept.
 
+- Every node gets a unique name (float decisions and reports refer to nodes by name).
 - Constant folding: conv input-gradient kernels are flipped/transposed views of the forward
   weights, computed in the graph; folded, they are weights the quantizer can quantize per channel.
-- Unsharing: a weight read by a forward node and a backward node (Gemm and its gradient Gemm) gets
-  one copy per reader, because each needs its own per-channel axis.
+- A weight read by a forward node and a backward node (Gemm and its gradient Gemm) is stored once;
+  :func:`shared_weights` names it so it is quantized per tensor (the two readers would want
+  different per-channel axes).
 - Sum of two tensors becomes Add (residual-branch gradients), which has an int8 kernel.
 - 0/1 gradient masks (``Cast(condition)`` read only by Mul) become uint8 and are dequantized with
   scale 1: the masked product runs as an int8 multiply without quantizing the mask at run time.
@@ -18,32 +20,40 @@ from onnx import TensorProto, helper, numpy_helper
 from edgesal.quant.graph import fold_constants
 
 WEIGHTED = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
+COMPARISONS = ("Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal")
 
 
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` with the rewrites above applied."""
     model = fold_constants(model)
-    unshare_weights(model)
+    name_nodes(model)
     sums_to_adds(model)
     masks_as_uint8(model)
     return model
 
 
-def unshare_weights(model: onnx.ModelProto) -> None:
-    """Give every weighted node after the first reader of an initializer its own copy."""
-    initializers = {t.name: t for t in model.graph.initializer}
-    seen: set[str] = set()
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Name unnamed (or duplicate-named) nodes after their first output, in place."""
+    taken: set[str] = set()
+    for node in model.graph.node:
+        if not node.name or node.name in taken:
+            base = f"{node.op_type}:{node.output[0]}"
+            name, k = base, 1
+            while name in taken:
+                name, k = f"{base}#{k}", k + 1
+            node.name = name
+        taken.add(node.name)
+
+
+def shared_weights(model: onnx.ModelProto) -> list[str]:
+    """Initializers read as the weight of more than one weighted node."""
+    initializers = {t.name for t in model.graph.initializer}
+    readers: dict[str, int] = {}
     for node in model.graph.node:
         slot = WEIGHTED.get(node.op_type)
-        if slot is None or len(node.input) <= slot or node.input[slot] not in initializers:
-            continue
-        name = node.input[slot]
-        if name in seen:
-            copy_name = f"{name}/{node.name or node.output[0]}"
-            array = numpy_helper.to_array(initializers[name])
-            model.graph.initializer.append(numpy_helper.from_array(array, copy_name))
-            node.input[slot] = copy_name
-        seen.add(name)
+        if slot is not None and len(node.input) > slot and node.input[slot] in initializers:
+            readers[node.input[slot]] = readers.get(node.input[slot], 0) + 1
+    return sorted(name for name, count in readers.items() if count > 1)
 
 
 def sums_to_adds(model: onnx.ModelProto) -> None:
@@ -123,3 +133,18 @@ def masked_products(model: onnx.ModelProto) -> dict[str, str]:
             elif a in masks and b not in masks:
                 pairs[node.output[0]] = b
     return pairs
+
+
+def compared_bounds(model: onnx.ModelProto) -> dict[str, list[float]]:
+    """``{tensor: constants}`` for comparisons of a tensor with constants (the gradient masks'
+    ``y > 0``, ``y < 6``): a quantized tensor's range must reach those constants, or the mask read
+    from it would be wrong at the clipped end."""
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    bounds: dict[str, list[float]] = {}
+    for node in model.graph.node:
+        if node.op_type not in COMPARISONS or len(node.input) != 2:
+            continue
+        for tensor, other in (node.input, reversed(node.input)):
+            if tensor not in constants and other in constants and constants[other].size == 1:
+                bounds.setdefault(tensor, []).append(float(constants[other].ravel()[0]))
+    return bounds

@@ -19,6 +19,7 @@ from onnxruntime.quantization import QuantType
 from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
 from edgesal.quant.calibrate import TensorRange, tensors_data
+from edgesal.quant.prepare import shared_weights
 
 # Operators quantized when their neighbours allow it. Data movement (Reshape, Transpose, Slice,
 # Concat, ...) follows its input; the map's own post-processing (Abs, Reduce*, Div) is not listed
@@ -37,7 +38,8 @@ def build(
     kept: Iterable[str] = (),
     per_channel: bool = True,
 ) -> onnx.ModelProto:
-    """``model`` (prepared: folded, unshared) quantized to QDQ; ``kept`` nodes stay float."""
+    """``model`` (prepared) quantized to QDQ; ``kept`` nodes stay float. Weights read by several
+    nodes are quantized per tensor, once."""
     inferred = onnx.shape_inference.infer_shapes(copy.deepcopy(model))
     quantizer = QDQQuantizer(
         inferred,
@@ -49,7 +51,10 @@ def build(
         [],
         sorted(set(kept)),
         list(QUANTIZED_OPS),
-        {"WeightSymmetric": True},
+        {
+            "WeightSymmetric": True,
+            "TensorQuantOverrides": {w: [{"symmetric": True}] for w in shared_weights(model)},
+        },
     )
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns about pre-processing
