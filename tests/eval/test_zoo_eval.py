@@ -34,6 +34,7 @@ def report(request, tmp_path_factory):
         road_fractions=(),
         sensitivity_samples=0,
         sanity_images=2,
+        sanity_steps="1,2,4,8,all",
         sanity_modes=("cascading",),
         random_logit=False,
         overlays=2,
