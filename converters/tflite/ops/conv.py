@@ -40,8 +40,11 @@ def _bias(ctx: Lowering, node, channels: int, dtype) -> np.ndarray | str:
 
 @lowers("Conv")
 def conv(ctx: Lowering, node) -> None:
-    """y = conv(x, w) + b with SAME/VALID or an explicit PAD in front; a depthwise conv over a
-    zero insertion (the gradient of a strided depthwise conv) becomes :func:`_depthwise_phases`."""
+    """CONV_2D / DEPTHWISE_CONV_2D (groups: SPLIT + CONV_2D + CONCATENATION), SAME/VALID or PAD.
+
+    A depthwise conv over a zero insertion (the gradient of a strided depthwise conv) becomes
+    :func:`_depthwise_phases`.
+    """
     a = attrs(node)
     weight = _weight(ctx, node)
     strides, dilations = spatial_attrs(ctx, node, a, weight.shape[2:])
@@ -129,13 +132,17 @@ def _grouped(ctx, x, weight, bias, group, geometry, out) -> None:
 
 @lowers("ConvTranspose")
 def conv_transpose(ctx: Lowering, node) -> None:
-    """y[j] = sum_{i,k: j = i*s + k*d - pad} x[i] w[k].
+    """CONV_2D + DEPTH_TO_SPACE (sub-pixel), TRANSPOSE_CONV, or zero insertion + conv.
 
-    Group 1 without dilation, equal strides: the sub-pixel form (:func:`_sub_pixel`), one
-    CONV_2D and a DEPTH_TO_SPACE (XNNPACK's TRANSPOSE_CONV takes ~10x longer on a 3-channel stem
-    gradient). Unequal strides: TRANSPOSE_CONV over the full output (in-1)*s + k. Both are then
-    cropped to the pads (and output_padding added) by SLICE/PAD. Grouped or dilated: zero
-    insertion (PAD on channels + DEPTH_TO_SPACE) and a stride-1 conv with the flipped kernel.
+    y[j] = sum_{i,k: j = i*s + k*d - pad} x[i] w[k].
+
+    - group 1, no dilation, equal strides: the sub-pixel form (:func:`_sub_pixel`), one CONV_2D
+      and a DEPTH_TO_SPACE (XNNPACK's TRANSPOSE_CONV took ~10x longer on a 3-channel stem);
+    - group 1, no dilation, unequal strides: TRANSPOSE_CONV over the full output (in-1)*s + k;
+    - grouped or dilated: zero insertion (PAD on channels + DEPTH_TO_SPACE), then a stride-1
+      conv with the flipped kernel.
+
+    Each is then cropped to the pads (and output_padding added) by SLICE/PAD.
     """
     a = attrs(node)
     weight = _weight(ctx, node)
@@ -405,6 +412,7 @@ def depth_to_space(ctx: Lowering, node) -> None:
 
 @lowers("SpaceToDepth")
 def space_to_depth(ctx: Lowering, node) -> None:
+    """SPACE_TO_DEPTH (same DCR order as ONNX)."""
     block = int(attrs(node)["blocksize"])
     x = nhwc_input(ctx, node.input[0])
     out = ctx.output(node.output[0], layout.NHWC)

@@ -86,7 +86,7 @@ def emit_elementwise(
     ctx.emit(code, tensors, [ctx.output(output, perm)], options, **fields)
 
 
-@lowers(*BINARY)
+@lowers(*BINARY, emits=BINARY)
 def binary(ctx: Lowering, node) -> None:
     if node.op_type == "Div" and ctx.dtype(node.input[0]).kind in "iu":
         raise ctx.fail("integer Div is not supported (TFLite rounds differently)")
@@ -98,12 +98,15 @@ def binary(ctx: Lowering, node) -> None:
     emit_elementwise(ctx, list(node.input), node.output[0], BINARY[node.op_type])
 
 
-@lowers(*UNARY)
+@lowers(*UNARY, emits=UNARY)
 def unary(ctx: Lowering, node) -> None:
     emit_elementwise(ctx, [node.input[0]], node.output[0], UNARY[node.op_type])
 
 
-@lowers(*FOLDED)
+@lowers(
+    *FOLDED,
+    emits={k: f"chain of {v}" + (", MUL by 1/n" if k == "Mean" else "") for k, v in FOLDED.items()},
+)
 def variadic(ctx: Lowering, node) -> None:
     """Sum/Max/Min/Mean of n inputs as a chain of binary ops (Mean: then times 1/n)."""
     names = list(node.input)
@@ -126,12 +129,13 @@ def variadic(ctx: Lowering, node) -> None:
 
 @lowers("Where")
 def where(ctx: Lowering, node) -> None:
+    """SELECT_V2 (numpy broadcasting)."""
     emit_elementwise(ctx, list(node.input), node.output[0], "SELECT_V2")
 
 
 @lowers("Identity", "Dropout")
 def identity(ctx: Lowering, node) -> None:
-    """An alias: no operator (Dropout is the identity at inference)."""
+    """No operator: an alias of the input (Dropout is the identity at inference)."""
     if len(node.output) > 1 and node.output[1]:
         raise ctx.fail("the mask output of Dropout is not supported")
     ctx.alias(node.output[0], node.input[0])
@@ -139,6 +143,7 @@ def identity(ctx: Lowering, node) -> None:
 
 @lowers("Cast")
 def cast(ctx: Lowering, node) -> None:
+    """CAST; a 0/1 float mask of an interval test becomes float ops (see masks.py)."""
     x = node.input[0]
     if ctx.dtype(node.output[0]) == ctx.dtype(x):
         ctx.alias(node.output[0], x)
@@ -193,6 +198,7 @@ def _bound(ctx: Lowering, names: list[str], index: int, attr):
 
 @lowers("LeakyRelu")
 def leaky_relu(ctx: Lowering, node) -> None:
+    """LEAKY_RELU."""
     alpha = float(attrs(node).get("alpha", 0.01))
     emit_elementwise(
         ctx, [node.input[0]], node.output[0], "LEAKY_RELU", "LeakyReluOptions", alpha=alpha
@@ -201,6 +207,7 @@ def leaky_relu(ctx: Lowering, node) -> None:
 
 @lowers("Reciprocal")
 def reciprocal(ctx: Lowering, node) -> None:
+    """DIV(1, x)."""
     x = node.input[0]
     one = ctx.const(np.asarray(1, dtype=ctx.dtype(x)))
     ctx.emit("DIV", [one, ctx.tensor(x)], [ctx.output(node.output[0], ctx.perm(x))])

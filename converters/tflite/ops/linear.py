@@ -29,7 +29,7 @@ def _fully_connected(ctx, x: int, weight: np.ndarray, bias, out_shape, dtype, ke
 
 @lowers("Gemm")
 def gemm(ctx: Lowering, node) -> None:
-    """Y = alpha * A' B' + beta * C with A' = A or A^T, B' = B or B^T."""
+    """FULLY_CONNECTED with a constant operand, else BATCH_MATMUL; Y = alpha A' B' + beta C."""
     a_name, b_name = node.input[:2]
     names = inputs(node)
     c_name = names[2] if len(names) > 2 and names[2] else None
@@ -89,7 +89,7 @@ def gemm(ctx: Lowering, node) -> None:
 
 @lowers("MatMul")
 def matmul(ctx: Lowering, node) -> None:
-    """numpy matmul semantics; constant 2-D operands become FULLY_CONNECTED weights."""
+    """FULLY_CONNECTED (keep_num_dims) for a constant 2-D operand, else BATCH_MATMUL."""
     a_name, b_name = node.input[:2]
     out_name = node.output[0]
     a_shape, b_shape = ctx.shape(a_name), ctx.shape(b_name)
@@ -123,8 +123,7 @@ def matmul(ctx: Lowering, node) -> None:
 
 @lowers("OneHot")
 def one_hot(ctx: Lowering, node) -> None:
-    """ONE_HOT(indices, depth, on, off); out-of-range indices give all-off rows (ONNX would
-    wrap negative ones)."""
+    """ONE_HOT; out-of-range indices give all-off rows (ONNX would wrap negative ones)."""
     indices, depth, values = node.input
     rank = len(ctx.shape(node.output[0]))
     axis = int(attrs(node).get("axis", -1)) % rank

@@ -64,6 +64,7 @@ def _options(kernel, strides, padding: str) -> dict:
 
 @lowers("MaxPool")
 def max_pool(ctx: Lowering, node) -> None:
+    """MAX_POOL_2D; pads other than SAME by PADV2 with the lowest float, then VALID."""
     if len(node.output) > 1 and node.output[1]:
         raise ctx.fail("the Indices output of MaxPool is not supported")
     x = nhwc_input(ctx, node.input[0])
@@ -76,6 +77,7 @@ def max_pool(ctx: Lowering, node) -> None:
 
 @lowers("AveragePool")
 def average_pool(ctx: Lowering, node) -> None:
+    """AVERAGE_POOL_2D; divisors TFLite lacks: VALID over PAD, times a constant correction."""
     x = nhwc_input(ctx, node.input[0])
     a, kernel, strides, pads, given = _geometry(ctx, node, x)
     sizes = ctx.physical_shape(x)[1:3]
@@ -119,6 +121,7 @@ def _counts(size, out, kernel, stride, pad, include) -> np.ndarray:
 
 @lowers("GlobalAveragePool", "GlobalMaxPool")
 def global_pool(ctx: Lowering, node) -> None:
+    """MEAN / REDUCE_MAX over H and W (keep_dims)."""
     x = nhwc_input(ctx, node.input[0])
     code = "MEAN" if node.op_type == "GlobalAveragePool" else "REDUCE_MAX"
     out = ctx.output(node.output[0], layout.NHWC)

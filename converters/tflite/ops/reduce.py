@@ -134,6 +134,7 @@ def top_k(ctx: Lowering, node) -> None:
 
 @lowers("Softmax", "LogSoftmax")
 def softmax(ctx: Lowering, node) -> None:
+    """SOFTMAX / LOG_SOFTMAX with the axis stored last."""
     x = node.input[0]
     rank = len(ctx.shape(x))
     axis = int(attrs(node).get("axis", -1)) % rank

@@ -42,6 +42,7 @@ def _scales(ctx: Lowering, node, in_shape, out_shape) -> list[np.float32]:
 
 @lowers("Resize")
 def resize(ctx: Lowering, node) -> None:
+    """RESIZE_BILINEAR when exact, else GATHER (nearest) or BATCH_MATMUL (linear, cubic)."""
     a = attrs(node)
     x_name = node.input[0]
     in_shape, out_shape = ctx.shape(x_name), ctx.shape(node.output[0])

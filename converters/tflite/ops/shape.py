@@ -35,6 +35,7 @@ def reshape_to(ctx: Lowering, node, source: int) -> None:
 
 @lowers("Reshape", "Flatten")
 def reshape(ctx: Lowering, node) -> None:
+    """RESHAPE of the row-major bytes (a TRANSPOSE first when stored in another order)."""
     reshape_to(ctx, node, logical(ctx, node.input[0]))
 
 
@@ -68,6 +69,7 @@ def transpose(ctx: Lowering, node) -> None:
 
 @lowers("Concat")
 def concat(ctx: Lowering, node) -> None:
+    """CONCATENATION on the stored axis."""
     names = [n for n in node.input if n and math.prod(ctx.shape(n)) > 0]
     perm, rank = broadcast_perm(ctx, names)
     axis = layout.axis_of(perm, int(attrs(node)["axis"]) % rank)
@@ -85,6 +87,7 @@ def concat(ctx: Lowering, node) -> None:
 
 @lowers("Split")
 def split(ctx: Lowering, node) -> None:
+    """SPLIT (equal parts) or SPLIT_V on the stored axis."""
     x = node.input[0]
     rank = len(ctx.shape(x))
     logical_axis = int(attrs(node).get("axis", 0)) % rank
@@ -191,8 +194,10 @@ def pad(ctx: Lowering, node) -> None:
 
 @lowers("Expand")
 def expand(ctx: Lowering, node) -> None:
-    """Float: MUL by a ones tensor spanning only the grown axes (exact, and XNNPACK runs it;
-    BROADCAST_TO is ~10x slower); other types: BROADCAST_TO. In the input's perm."""
+    """MUL by ones over the grown axes (floats: exact, on XNNPACK), else BROADCAST_TO.
+
+    BROADCAST_TO runs outside XNNPACK and took ~10x the MUL on MobileNetV2's pooling gradient.
+    """
     x, out_name = node.input[0], node.output[0]
     out_shape = ctx.shape(out_name)
     if tuple(out_shape) == tuple(ctx.shape(x)):
@@ -212,6 +217,7 @@ def expand(ctx: Lowering, node) -> None:
 
 @lowers("Tile")
 def tile(ctx: Lowering, node) -> None:
+    """TILE with the repeats in stored order."""
     x = node.input[0]
     repeats = ctx.const_ints(node.input[1], "repeats")
     perm = ctx.perm(x)
