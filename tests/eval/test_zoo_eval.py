@@ -33,6 +33,7 @@ def report(request, tmp_path_factory):
         steps=10,
         road_fractions=(),
         sensitivity_samples=0,
+        controls=("random",),  # the sanity check's Sobel control is always there
         sanity_images=2,
         sanity_steps="1,2,4,8,all",
         sanity_modes=("cascading",),
