@@ -16,6 +16,10 @@ Keys
 ``edgesal.label_set``   name of the label set (``imagenet1k``), when known
 ``edgesal.outputs``     JSON object: ``{"scores": NAME, "saliency": NAME, ...}``
 ``edgesal.postprocess`` JSON ``{"reduce": ..., "normalize": ...}``
+``edgesal.params``      JSON method parameters (steps, integration, baseline, samples, sigma, ...)
+``edgesal.roi``         JSON region-of-interest plan (window or runtime size, crop, split tensor,
+                        estimated saving), when exported with --roi/--roi-size; the runtime window
+                        model also has an output ``roi_used`` [N, 2] listed in ``outputs``
 """
 
 from __future__ import annotations

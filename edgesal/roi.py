@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import helper
 
-from edgesal.autodiff.engine import _active_tensors, input_gradient
+from edgesal.autodiff.engine import active_tensors, input_gradient
 from edgesal.errors import InputError
 from edgesal.graph.batched import forward_copy
 from edgesal.graph.builder import Builder
@@ -260,7 +260,7 @@ def plan(
     windows = _windows(box, size, width, height)
     prefix = Prefix.build(model.graph, info, image.tensor, image.layout)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    active = _active_tensors(model.graph, set(seeds), image.tensor, opset)
+    active = active_tensors(model.graph, set(seeds), image.tensor, opset)
     cuts = [
         t for t in prefix.fields if t != image.tensor and _is_cut(model.graph, prefix, t, active)
     ]

@@ -36,7 +36,7 @@ def input_gradient(
     missing = [(n.op_type, _node_label(n)) for n in nodes if n.op_type not in RULES]
     if missing:
         raise UnsupportedOpError(missing, sorted(RULES))
-    active = _active_tensors(graph, set(seeds), wrt, b.opset)
+    active = active_tensors(graph, set(seeds), wrt, b.opset)
     grads: dict[str, list[str]] = defaultdict(list)
     for tensor, seed in seeds.items():
         grads[tensor].append(seed)
@@ -108,7 +108,7 @@ def _differentiable(node: onnx.NodeProto, index: int, opset: int) -> bool:
     return formal.differentiation_category != _NON_DIFFERENTIABLE
 
 
-def _active_tensors(graph: onnx.GraphProto, seeds: set[str], wrt: str, opset: int) -> set[str]:
+def active_tensors(graph: onnx.GraphProto, seeds: set[str], wrt: str, opset: int) -> set[str]:
     """Tensors that depend on ``wrt`` and that a seed depends on through differentiable inputs."""
     forward = {wrt}
     for node in graph.node:
@@ -129,7 +129,7 @@ def _path_nodes(
     graph: onnx.GraphProto, seeds: set[str], wrt: str, opset: int
 ) -> list[onnx.NodeProto]:
     """Nodes, in forward order, whose outputs lie on a differentiable path from wrt to a seed."""
-    active = _active_tensors(graph, seeds, wrt, opset)
+    active = active_tensors(graph, seeds, wrt, opset)
     return [
         n
         for n in graph.node
