@@ -14,8 +14,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(PIP) install -q -e ".[demo]"
 	touch $@
 
+# quantus (a test-only cross-check) pins opencv-python, which clashes with the headless build over
+# the cv2 module, so it is installed without its dependencies (they are all in the dev extra).
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
 	$(PIP) install -q -e ".[dev,demo]"
+	$(PIP) install -q --no-deps "quantus==0.6.0"
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.installed

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_info(sub)
     _add_ops(sub)
+    _add_eval_commands(sub)
     _add_runtime_commands(sub)
     return parser
 
@@ -355,6 +356,12 @@ def _run_ops(args) -> int:
     for op in supported_ops():
         print(f"{op:24s} {RULES[op].module.rsplit('.', 1)[-1]}")
     return 0
+
+
+def _add_eval_commands(sub) -> None:
+    from edgesal.eval.cli import register
+
+    register(sub)
 
 
 def _add_runtime_commands(sub) -> None:
