@@ -64,7 +64,29 @@ def build(
         logging.getLogger().setLevel(level)
     result = quantizer.model.model
     del result.graph.value_info[:]
+    topological_sort(result.graph)
     return result
+
+
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Order nodes so every input is produced before it is read (the quantizer appends its Q/DQ
+    nodes at the end, which onnx.checker and other runtimes refuse), in place; ties keep the
+    original order."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            names = ", ".join(n.name for n in pending[:3])
+            raise ValueError(f"the quantized graph has a cycle or a missing input near {names}")
+        ready_ids = {id(n) for n in ready}
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        pending = [n for n in pending if id(n) not in ready_ids]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def quantized_nodes(qdq: onnx.ModelProto) -> set[str]:

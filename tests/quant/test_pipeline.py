@@ -1,0 +1,137 @@
+"""``quantize`` and ``edgesal quantize`` end to end on the tiny CNN with a folder of real photos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from scipy.stats import spearmanr
+
+from edgesal import metadata
+from edgesal.errors import InputError
+from edgesal.quant import QuantOptions, SearchOptions, quantize
+from edgesal.quant.cli import register
+from edgesal.quant.images import CalibrationWarning, load_split, model_inputs
+from tests.quant.conftest import tiny_classifier
+
+FAST = dict(augment=1, tune=2, latency_runs=2, search=SearchOptions(blocks=3, max_evaluations=8))
+
+
+@pytest.fixture(scope="module")
+def result(tiny_saliency, photo_folder):
+    with pytest.warns(CalibrationWarning, match="resized"):
+        return quantize(tiny_saliency["vanilla"], QuantOptions(calib=str(photo_folder), **FAST))
+
+
+def _run(model, x):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(["logits", "saliency"], {"image": x})
+
+
+def test_report_numbers_recomputed_from_the_maps(result, tiny_saliency, photo_folder):
+    report = result.report
+    split = load_split(photo_folder, augment=0)
+    pre = metadata.Preprocess(**metadata.read(tiny_saliency["vanilla"])["preprocess"])
+    rows = {(r.split, r.image): r for r in report.rows}
+    assert {name for split_, name in rows if split_ == "validation"} == {
+        s.name for s in split.validation
+    }
+    for sample, x in zip(split.validation, model_inputs(split.validation, pre), strict=True):
+        (fl, fm), (ql, qm) = _run(tiny_saliency["vanilla"], x), _run(result.model, x)
+        row = rows[("validation", sample.name)]
+        assert row.spearman == pytest.approx(spearmanr(fm.ravel(), qm.ravel()).statistic, abs=1e-9)
+        k = int(np.ceil(0.1 * fm.size))
+        top_f = set(np.argsort(-fm.ravel(), kind="stable")[:k])
+        top_q = set(np.argsort(-qm.ravel(), kind="stable")[:k])
+        assert row.top10_iou == pytest.approx(len(top_f & top_q) / len(top_f | top_q))
+        assert row.top1_agrees == (int(fl.argmax()) == int(ql.argmax()))
+
+
+def test_report_json_and_text(result, tmp_path):
+    path = tmp_path / "r.json"
+    result.report.save_json(path)
+    data = json.loads(path.read_text())
+    assert data["images"]["validation"] and data["images"]["calibration"]
+    assert set(data["summary"]) == {"calibration", "validation"}
+    assert data["meets_budget"] == result.report.meets_budget
+    assert data["kept"] == [k | {} for k in data["kept"]]  # plain JSON objects
+    text = result.report.format()
+    assert "validation" in text and "budget (validation)" in text
+
+
+def test_int8_model_carries_metadata_and_decisions(result):
+    meta = metadata.read(result.model)
+    assert meta["method"] == "vanilla" and meta["quant.format"] == "qdq-int8"
+    assert meta["quant.kept_float"] == result.kept
+    for kept in result.report.kept:
+        assert kept.reason and kept.float_ms is not None
+
+
+def test_not_a_saliency_model(photo_folder):
+    with pytest.raises(InputError, match="not an edgesal saliency model"):
+        quantize(tiny_classifier(), QuantOptions(calib=str(photo_folder), **FAST))
+
+
+def test_model_without_preprocessing_metadata(tiny_saliency, photo_folder):
+    model = onnx.ModelProto()
+    model.CopyFrom(tiny_saliency["vanilla"])
+    kept = [p for p in model.metadata_props if p.key != "edgesal.preprocess"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    with pytest.raises(InputError, match="no edgesal.preprocess metadata"):
+        quantize(model, QuantOptions(calib=str(photo_folder), **FAST))
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="edgesal")
+    register(parser.add_subparsers())
+    return parser
+
+
+def test_cli_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["quantize", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--calib", "--max-map-error", "--format", "--grad-range", "--report", "--tune"):
+        assert flag in text
+
+
+def test_cli_writes_model_and_report(tiny_saliency, photo_folder, tmp_path, capsys):
+    source = tmp_path / "tiny.sal.onnx"
+    onnx.save(tiny_saliency["gradcam"], str(source))
+    out = tmp_path / "tiny.int8.onnx"
+    args = _parser().parse_args(
+        ["quantize", str(source), "--calib", str(photo_folder), "-o", str(out),
+         "--augment", "1", "--tune", "2", "--blocks", "3", "--max-evals", "6",
+         "--latency-runs", "0"]
+    )  # fmt: skip
+    status = args.func(args)
+    report = json.loads((tmp_path / "tiny.int8.onnx.report.json").read_text())
+    assert status == (0 if report["meets_budget"] else 1)
+    assert report["sizes"]["int8"] == out.stat().st_size
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    captured = capsys.readouterr()
+    assert "image(s) are not 16x16" in captured.err and "wrote" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--format", "tflite"], "int8 TFLite output is not built yet"),
+        (["--max-map-error", "lots"], "--max-map-error"),
+        (["--tune", "0"], "--tune 0"),
+    ],
+)
+def test_cli_bad_flags(tiny_saliency, photo_folder, tmp_path, extra, message):
+    source = tmp_path / "m.onnx"
+    onnx.save(tiny_saliency["vanilla"], str(source))
+    args = _parser().parse_args(
+        ["quantize", str(source), "--calib", str(photo_folder), "-o", str(tmp_path / "o.onnx")]
+        + extra
+    )
+    with pytest.raises(InputError, match=message):
+        args.func(args)
