@@ -73,10 +73,13 @@ class Statistics:
 
 
 def collect(
-    model: onnx.ModelProto, graph: SaliencyGraph, feeds: Iterable[dict[str, np.ndarray]]
+    model: onnx.ModelProto,
+    graph: SaliencyGraph,
+    feeds: Iterable[dict[str, np.ndarray]],
+    detailed: bool = True,
 ) -> Statistics:
     """Run ``model`` on each feed with every float tensor exposed: min/max and samples of all,
-    histograms of gradient tensors."""
+    histograms of gradient tensors (``detailed=False``: min/max only)."""
     names = _calibrated_tensors(model)
     session = _exposing_session(model, names)
     outputs = [o.name for o in session.get_outputs()]
@@ -92,9 +95,11 @@ def collect(
             value = values[name]
             low[name] = min(low.get(name, np.inf), float(np.min(value)))
             high[name] = max(high.get(name, -np.inf), float(np.max(value)))
-        collector.collect_value({n: values[n] for n in names if graph.is_backward(n)})
-        for name in samples:
-            samples[name].append(weighted_sample(values[name], rng))
+        if detailed:
+            collector.collect_value({n: values[n] for n in names if graph.is_backward(n)})
+            for name in samples:
+                samples[name].append(weighted_sample(values[name], rng))
+        del values
         count += 1
     if not count:
         raise InputError("calibration needs at least one image; none were given")
@@ -133,6 +138,7 @@ def _exposing_session(model: onnx.ModelProto, names: list[str]) -> ort.Inference
     options = ort.SessionOptions()
     # Optimizations could fuse away the very tensors we ask for (Conv+Clip); keep the graph as is.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.enable_cpu_mem_arena = False  # every tensor is an output: nothing to reuse, free it
     return ort.InferenceSession(exposed.SerializeToString(), options, ["CPUExecutionProvider"])
 
 

@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         search=SearchOptions(args.blocks, args.max_evals, args.margin),
         threads=args.threads,
         latency_runs=args.latency_runs,
+        progress=lambda text: print(f"edgesal: {text}", file=sys.stderr, flush=True),
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)

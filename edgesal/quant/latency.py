@@ -23,11 +23,15 @@ import onnxruntime as ort
 _SUFFIXES = re.compile(r"(_token_\d+|_nchwc|_kernel_time)+$")
 
 
-def session(model: onnx.ModelProto, threads: int = 2, profile: str | None = None):
-    """A CPU session with ``threads`` intra-op threads (optionally profiling to ``profile``)."""
+def session(
+    model: onnx.ModelProto, threads: int = 2, profile: str | None = None, arena: bool = True
+):
+    """A CPU session with ``threads`` intra-op threads (optionally profiling to ``profile``;
+    ``arena=False`` returns memory after each run, for the measuring runs of large models)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = arena
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = profile

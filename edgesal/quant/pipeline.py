@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,7 @@ class QuantOptions:
     search: SearchOptions = field(default_factory=SearchOptions)
     threads: int = 2
     latency_runs: int = 10  # profiled runs for the latency of kept nodes (0: skip)
+    progress: Callable[[str], None] | None = None  # told what each stage is doing
 
 
 @dataclass
@@ -62,6 +65,7 @@ def quantize(
 ) -> QuantResult:
     """Quantize an edgesal saliency model to int8 QDQ under ``options.budget``."""
     options = options or QuantOptions()
+    say = _progress(options.progress)
     where = str(model) if isinstance(model, str | Path) else "model"
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
     graph = describe(model, where)
@@ -73,11 +77,12 @@ def quantize(
     calibration = split.calibration[: options.max_calibration]
     feeds = [{graph.image: x} for x in model_inputs(calibration, pre)]
 
+    say(f"calibrating on {len(feeds)} images ({split.source})")
     prepared = prepare(model)
     prepared_graph = describe(prepared, where)
     scale = seed.SeedScale(1.0, 1, "none", "not rescaled (disabled)")
     if options.seed_rescale:
-        probe = calibrate.collect(prepared, prepared_graph, feeds[:2])
+        probe = calibrate.collect(prepared, prepared_graph, feeds[:2], detailed=False)
         magnitudes = {n: max(abs(probe.low[n]), abs(probe.high[n])) for n in probe.low}
         scale = seed.choose(prepared_graph, magnitudes, meta)
         seed.apply(prepared, prepared_graph, scale)
@@ -91,8 +96,9 @@ def quantize(
     originals = [s for s in calibration if s.origin is None] or calibration
     tune_samples = _spread(originals, options.tune)
     tune_feeds = [{graph.image: x} for x in model_inputs(tune_samples, pre)]
-    reference = latency.session(model, options.threads)
+    reference = latency.session(model, options.threads, arena=False)
     float_maps = [_outputs(reference, f, graph)[1] for f in tune_feeds]
+    say(f"searching for float nodes on {len(tune_feeds)} tuning images")
     sim = Simulator(all_int8, prepared, options.threads)
     backward_units = _backward_units(prepared, prepared_graph, sim.units)
     decision = search(
@@ -106,6 +112,7 @@ def quantize(
         prepared, ranges, decision, all_int8, tune_feeds, float_maps, graph, options
     )
     final = _stamped(final, model, decision.kept, scale, options.budget)
+    say(f"{len(decision.kept)} nodes float; measuring the maps")
 
     rows = _fidelity(model, final, graph, pre, originals, split.validation, options.threads)
     report = Report(
@@ -125,6 +132,7 @@ def quantize(
         rows=rows,
     )
     if options.latency_runs and decision.kept:
+        say("profiling the float nodes")
         costs = latency.kept_costs(
             final, all_int8, decision.kept, tune_feeds[0], options.latency_runs, options.threads
         )
@@ -132,6 +140,16 @@ def quantize(
             for key, value in costs[kept.node].items():
                 setattr(kept, key, value)
     return QuantResult(final, report, prepared, ranges, decision.kept, graph)
+
+
+def _progress(callback: Callable[[str], None] | None) -> Callable[[str], None]:
+    start = time.perf_counter()
+
+    def say(text: str) -> None:
+        if callback is not None:
+            callback(f"[{time.perf_counter() - start:6.1f} s] {text}")
+
+    return say
 
 
 def _spread(samples: list[Sample], count: int) -> list[Sample]:
@@ -176,7 +194,7 @@ def _verified(prepared, ranges, decision: Decision, all_int8, feeds, float_maps,
     kept = list(decision.kept)
     for attempt in range(MAX_FALLBACKS + 1):
         model = qdq.build(prepared, ranges, kept) if kept else all_int8
-        session = latency.session(model, options.threads)
+        session = latency.session(model, options.threads, arena=False)
         maps = [_outputs(session, f, graph)[1] for f in feeds]
         rho = float(np.mean([spearman(a, b) for a, b in zip(float_maps, maps, strict=True)]))
         iou = float(np.mean([top_iou(a, b) for a, b in zip(float_maps, maps, strict=True)]))
@@ -217,7 +235,8 @@ def _stamped(final, original, kept, scale, budget) -> onnx.ModelProto:
 
 
 def _fidelity(model, final, graph, pre, calibration: list[Sample], validation, threads):
-    reference, quantized = latency.session(model, threads), latency.session(final, threads)
+    reference = latency.session(model, threads, arena=False)
+    quantized = latency.session(final, threads, arena=False)
     rows: list[ImageFidelity] = []
     for split, samples in (("calibration", calibration), ("validation", validation)):
         for sample, x in zip(samples, model_inputs(samples, pre), strict=True):

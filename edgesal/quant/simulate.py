@@ -34,6 +34,7 @@ class Simulator:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False  # batched methods: give memory back between runs
         self.session = ort.InferenceSession(
             model.SerializeToString(), options, ["CPUExecutionProvider"]
         )

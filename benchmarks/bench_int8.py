@@ -1,0 +1,180 @@
+"""int8 vs fp32 saliency models: latency, file size, map fidelity (onnxruntime CPU).
+
+For each zoo model and method: export the fp32 saliency model, quantize it with
+``edgesal.quant.quantize`` on the built-in photos (default budget), and time both models
+interleaved (wall clock, 2 threads) and by process CPU time (1 thread, no spinning: less
+disturbed by other load). The forward-only model is timed too: methods whose forward pass must
+stay float (see docs/quantization.md) cannot go below it. The naive
+``onnxruntime.quantization.quantize_static`` defaults are scored on the same validation images.
+TFLite int8 rows need an int8 TFLite writer, which does not exist yet.
+Usage: python benchmarks/bench_int8.py [--runs 30] [--methods vanilla,gradcam] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import interleaved_medians, machine_info, write_section  # noqa: E402
+from edgesal import metadata, zoo  # noqa: E402
+from edgesal.export import ExportOptions, export_saliency  # noqa: E402
+from edgesal.methods import MethodOptions  # noqa: E402
+from edgesal.quant import QuantOptions, load_split, quantize  # noqa: E402
+from edgesal.quant.fidelity import spearman  # noqa: E402
+from edgesal.quant.images import model_inputs  # noqa: E402
+
+
+def session(model: onnx.ModelProto, threads: int, spinning: bool = True) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), options, ["CPUExecutionProvider"])
+
+
+def cpu_ms(model: onnx.ModelProto, feed: dict, runs: int) -> float:
+    """Median process CPU milliseconds per run, one thread, spinning off."""
+    sess = session(model, 1, spinning=False)
+    for _ in range(3):
+        sess.run(None, feed)
+    samples = []
+    for _ in range(runs):
+        start = time.process_time()
+        sess.run(None, feed)
+        samples.append((time.process_time() - start) * 1e3)
+    return float(np.median(samples))
+
+
+def naive_spearman(model: onnx.ModelProto, split, pre, image: str) -> float:
+    """Mean validation Spearman of plain quantize_static (QDQ, int8, MinMax, per tensor)."""
+    from onnxruntime.quantization import quantize_static
+
+    calibration = [{image: x} for x in model_inputs(split.calibration[:16], pre)]
+
+    class Reader:
+        def __init__(self):
+            self.items = iter(calibration)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "fp32.onnx", Path(folder) / "naive.onnx"
+        onnx.save(model, str(source))
+        quantize_static(str(source), str(target), Reader())
+        naive = onnx.load(str(target))
+    reference, quantized = session(model, 2), session(naive, 2)
+    scores = []
+    for x in model_inputs(split.validation, pre):
+        want = reference.run(["saliency"], {image: x})[0]
+        got = quantized.run(["saliency"], {image: x})[0]
+        scores.append(spearman(want, got))
+    return float(np.mean(scores))
+
+
+def bench(name: str, method: str, args) -> dict:
+    forward = zoo.build(name, progress=False)
+    fp32 = export_saliency(
+        forward, ExportOptions(method=method, params=MethodOptions(steps=args.steps))
+    )
+    split = load_split("builtin")
+    result = quantize(fp32, QuantOptions(calib="builtin", latency_runs=0), split)
+    int8 = result.model
+    pre = metadata.Preprocess(**metadata.read(fp32)["preprocess"])
+    x = model_inputs(split.validation[:1], pre)[0]
+    feed = {"image": x}
+    sessions = {
+        "forward": session(forward, args.threads),
+        "fp32": session(fp32, args.threads),
+        "int8": session(int8, args.threads),
+    }
+    wall = interleaved_medians(
+        {k: (lambda s=s: s.run(None, feed)) for k, s in sessions.items()}, args.runs
+    )
+    cpu = {
+        k: cpu_ms(m, feed, args.runs)
+        for k, m in (("forward", forward), ("fp32", fp32), ("int8", int8))
+    }
+    valid = result.report.summary("validation")
+    return {
+        "model": name,
+        "method": method,
+        "float_nodes": len(result.kept),
+        "int8_nodes": result.report.quantized_nodes,
+        "spearman": valid.spearman,
+        "iou": valid.top10_iou,
+        "top1": valid.top1_agreement,
+        "meets_budget": result.report.meets_budget,
+        "naive_spearman": naive_spearman(fp32, split, pre, "image"),
+        "wall_ms": wall,
+        "cpu_ms": cpu,
+        "fp32_bytes": len(fp32.SerializeToString()),
+        "int8_bytes": len(int8.SerializeToString()),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| model | method | float nodes | val Spearman (naive) | val IoU | forward ms | fp32 ms | "
+        "int8 ms | int8/fp32 | CPU fp32 ms | CPU int8 ms | CPU int8/fp32 | fp32 MB | int8 MB | "
+        "size |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        w, c = r["wall_ms"], r["cpu_ms"]
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['float_nodes']}/"
+            f"{r['float_nodes'] + r['int8_nodes']} | {r['spearman']:.3f} "
+            f"({r['naive_spearman']:.3f}) | {r['iou']:.3f} | {w['forward']:.2f} | "
+            f"{w['fp32']:.2f} | {w['int8']:.2f} | {w['int8'] / w['fp32']:.2f}x | "
+            f"{c['fp32']:.2f} | {c['int8']:.2f} | {c['int8'] / c['fp32']:.2f}x | "
+            f"{r['fp32_bytes'] / 1e6:.1f} | {r['int8_bytes'] / 1e6:.1f} | "
+            f"{r['int8_bytes'] / r['fp32_bytes']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default="mobilenet_v2,efficientnet_lite0")
+    parser.add_argument("--methods", default="vanilla,gradcam,integrated")
+    parser.add_argument("--steps", type=int, default=8, help="integrated-gradients steps")
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    args = parser.parse_args()
+    rows = [
+        bench(model, method, args)
+        for model in args.models.split(",")
+        for method in args.methods.split(",")
+    ]
+    body = (
+        "## int8 saliency models (`benchmarks/bench_int8.py`)\n\n"
+        f"Machine: {machine_info()}. One run: onnxruntime CPU, 1x3x224x224, wall clock = median "
+        f"of {args.runs} interleaved runs with {args.threads} threads; CPU = median process CPU "
+        "time, 1 thread, spinning off. int8 = `edgesal quantize --calib builtin` at the default "
+        "budget (validation: the 4 held-out photos; 'naive' = plain `quantize_static` defaults "
+        f"on the same images). Integrated gradients with {args.steps} steps. Float nodes: "
+        "nodes the search kept float / all quantizable nodes. TFLite int8: not measured (no "
+        "int8 TFLite writer yet).\n\n"
+        f"{table(rows)}\n"
+    )
+    print(body)
+    print(json.dumps(rows, indent=2))
+    if args.write:
+        write_section("int8", body)
+
+
+if __name__ == "__main__":
+    main()
