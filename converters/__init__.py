@@ -18,6 +18,7 @@ import onnx
 
 
 def convert(source, example_input=None, opset: int = 17, cleanup: bool = True) -> onnx.ModelProto:
+    """A cleaned, checked ONNX model of ``source`` (path, ModelProto, or torch module)."""
     from converters.inbound import convert as _convert
 
     return _convert(source, example_input=example_input, opset=opset, cleanup=cleanup)
@@ -29,6 +30,7 @@ def from_torch(module, example_input, opset: int = 17) -> onnx.ModelProto:
 
 
 def to_tflite(model: onnx.ModelProto | str | Path) -> bytes:
+    """The TFLite flatbuffer of an ONNX model: builtins only, NHWC image, edgesal metadata."""
     from converters.tflite.convert import to_tflite as _to_tflite
 
     return _to_tflite(model)

@@ -13,6 +13,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from converters.cleanup.fold import fold_constants
@@ -63,7 +64,50 @@ def prepare(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as exc:
         raise ConversionError(f"shape inference failed: {str(exc).splitlines()[0]}") from exc
+    _settle_shapes(model)
     return model
+
+
+def _settle_shapes(model: onnx.ModelProto) -> None:
+    """Give tensors whose shape inference cannot fix (Slice and Pad with run-time starts, as a
+    window placed at run time) the shape they take when run, checked to be the same for two
+    different feeds; a shape that changes with the data is refused."""
+    unknown = [
+        v
+        for v in list(model.graph.value_info) + list(model.graph.output)
+        if not all(d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)
+    ]
+    if not unknown:
+        return
+    import onnxruntime as ort
+
+    probe = copy.deepcopy(model)
+    listed = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(
+        onnx.helper.make_tensor_value_info(v.name, v.type.tensor_type.elem_type, None)
+        for v in unknown
+        if v.name not in listed
+    )
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [v.name for v in unknown]
+    shapes = []
+    for fill in (0, 1):
+        feeds = {
+            i.name: np.full(
+                [d.dim_value for d in i.type.tensor_type.shape.dim],
+                fill,
+                onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type),
+            )
+            for i in graph_inputs(model)
+        }
+        shapes.append([o.shape for o in session.run(names, feeds)])
+    for v, first, second in zip(unknown, *shapes, strict=True):
+        if first != second:
+            raise ConversionError(f"tensor '{v.name}' changes shape with the input data")
+        del v.type.tensor_type.shape.dim[:]
+        v.type.tensor_type.shape.dim.extend(
+            onnx.TensorShapeProto.Dimension(dim_value=d) for d in first
+        )
 
 
 def _nchw_image_input(model: onnx.ModelProto, ctx: Lowering) -> str | None:

@@ -165,3 +165,29 @@ def test_matches_onnx_on_tflite_runtime(exports, runtime_python, tmp_path):
             probed_out = dict(np.load(f"{stem}.probe.{photo}.out.npz"))
             shipped_out = dict(np.load(f"{stem}.shipped.{photo}.out.npz"))
             _check(item, photo, probed_out, shipped_out)
+
+
+@pytest.mark.parametrize(
+    "options, windows",
+    [
+        (ExportOptions(roi=(40, 40, 168, 168)), [None]),
+        (ExportOptions(roi_size=(96, 96)), [[[0, 0]], [[70, 150]], [[200, 10]]]),  # last clamped
+    ],
+    ids=["fixed-roi", "runtime-roi"],
+)
+def test_region_of_interest_exports(exports, options, windows):
+    """Saliency of a window only (docs/roi.md): fixed, or placed at run time by an int64 input."""
+    item = exports[("mobilenet_v2", "vanilla")]
+    model = zoo.build("mobilenet_v2", progress=False)
+    probe, decisions = probed(export_saliency(model, options))
+    data = to_tflite(probe)
+    assert "CUSTOM" not in operator_names(data)
+    it = interpreter(data, 2)
+    for window in windows:
+        feeds = dict(item.feeds["chelsea"])
+        if window is not None:
+            feeds["roi"] = np.asarray(window, np.int64)
+        out = it.get_signature_runner()(**tflite_feeds(it.get_input_details(), feeds))
+        result = compare(probe, decisions, feeds, out)
+        for name, err in {**result.synced, **result.forward}.items():
+            assert err <= TOL, f"window {window}: '{name}' differs by {err:.2e} of its range"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from converters.errors import ConversionError
 from converters.tflite.ops import LOWERINGS
 from tests.converters.tflite_harness import Graph, check_graph
 
@@ -336,6 +337,31 @@ def cases() -> list[Graph]:
             id="ConstantOfShape",
         )
     )
+    c.append(
+        Graph(
+            [make("Div", ["a", "b"], ["y"])],
+            {"a": np.asarray([7, 9, 30, 5], np.int64)},
+            ["y"],
+            {"b": np.asarray([2, 4, 7, 5], np.int64)},
+            id="Div-int64",
+        )
+    )
+    window = [  # a window placed at run time, as edgesal's --roi-size graphs do
+        make("Add", ["s", "k"], ["e"]),
+        make("Slice", ["x", "s", "e", "ax"], ["y"]),
+        make("Sub", ["tot", "s"], ["after"]),
+        make("Concat", ["z2", "s", "z2", "after"], ["p"], axis=0),
+        make("Pad", ["y", "p"], ["z"]),
+    ]
+    c.append(
+        Graph(
+            window,
+            {"x": wide, "s": np.asarray([2, 3], np.int64)},
+            ["z"],
+            {"k": i64(4, 5), "ax": i64(2, 3), "tot": i64(5, 5), "z2": i64(0, 0)},
+            id="Slice-Pad-runtime",
+        )
+    )
     # --- reductions
     for op in (
         "ReduceSum",
@@ -501,3 +527,10 @@ def test_depthwise_gradient_without_zeros():
             ops.count("DEPTHWISE_CONV_2D") == 4
             and "PAD" not in ops[ops.index("DEPTH_TO_SPACE") - 2 :]
         ), ops
+
+
+def test_data_dependent_shape_is_refused():
+    nodes = [make("Pad", ["x", "p"], ["y"])]
+    case = Graph(nodes, {"x": f32(2, 3), "p": i64(0, 1, 1, 0)}, ["y"], id="pad-runtime")
+    with pytest.raises(ConversionError, match="'y' changes shape with the input data"):
+        check_graph(case)

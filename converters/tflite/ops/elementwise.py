@@ -89,13 +89,29 @@ def emit_elementwise(
 @lowers(*BINARY, emits=BINARY)
 def binary(ctx: Lowering, node) -> None:
     if node.op_type == "Div" and ctx.dtype(node.input[0]).kind in "iu":
-        raise ctx.fail("integer Div is not supported (TFLite rounds differently)")
+        _integer_div(ctx, node)
+        return
     if node.op_type == "Pow":
         exponent = ctx.value(node.input[1])
         if exponent is not None and np.all(np.asarray(exponent) == 2):
             emit_elementwise(ctx, [node.input[0]] * 2, node.output[0], "MUL")
             return
     emit_elementwise(ctx, list(node.input), node.output[0], BINARY[node.op_type])
+
+
+def _integer_div(ctx: Lowering, node) -> None:
+    """Truncating integer DIV; TFLite divides int32 only, so int64 goes through int32 (index
+    arithmetic: values far below 2**31)."""
+    names = list(node.input)
+    perm, rank = broadcast_perm(ctx, names)
+    operands = [ctx.cast(ctx.tensor(n, perm, rank), np.int32) for n in names]
+    out_dtype = ctx.dtype(node.output[0])
+    if out_dtype == np.int32:
+        ctx.emit("DIV", operands, [ctx.output(node.output[0], perm)])
+        return
+    shape = layout.physical(ctx.shape(node.output[0]), perm)
+    quotient = ctx.op("DIV", operands, shape, np.int32)
+    ctx.emit("CAST", [quotient], [ctx.output(node.output[0], perm)])
 
 
 @lowers(*UNARY, emits=UNARY)

@@ -111,6 +111,9 @@ def slice_(ctx: Lowering, node) -> None:
     x = names[0]
     shape = ctx.shape(x)
     rank = len(shape)
+    if not ctx.is_const(names[1]):
+        _runtime_slice(ctx, node, names)
+        return
     starts = ctx.const_ints(names[1], "starts")
     ends = ctx.const_ints(names[2], "ends")
     axes = ctx.const_ints(names[3], "axes") if len(names) > 3 and names[3] else range(len(starts))
@@ -146,6 +149,37 @@ def slice_(ctx: Lowering, node) -> None:
     )
 
 
+def _runtime_slice(ctx: Lowering, node, names: list[str]) -> None:
+    """SLICE with run-time starts (a window placed at run time) and the static output size.
+
+    The starts must already lie inside the tensor (no ONNX clamping or negative wrap at run
+    time; edgesal's ROI graphs clamp the window themselves). The begin vector is gathered into
+    stored order from the starts and a trailing 0 for the axes not sliced.
+    """
+    x = names[0]
+    rank = len(ctx.shape(x))
+    count = ctx.shape(names[1])[0]
+    axes = ctx.const_ints(names[3], "axes") if len(names) > 3 and names[3] else range(count)
+    axes = [a % rank for a in axes]
+    if len(names) > 4 and names[4] and any(v != 1 for v in ctx.const_ints(names[4], "steps")):
+        raise ctx.fail("steps other than 1 need constant starts")
+    perm = ctx.perm(x)
+    starts = ctx.cast(ctx.tensor(names[1], (0,)), np.int32)
+    padded = ctx.op(
+        "CONCATENATION",
+        [starts, ctx.ints([0])],
+        [count + 1],
+        np.int32,
+        "ConcatenationOptions",
+        axis=0,
+        fused_activation_function="NONE",
+    )
+    order = [axes.index(p) if p in axes else count for p in perm]
+    begin = ctx.op("GATHER", [padded, ctx.ints(order)], [rank], np.int32, "GatherOptions", axis=0)
+    size = layout.physical(ctx.shape(node.output[0]), perm)
+    ctx.emit("SLICE", [ctx.tensor(x), begin, ctx.ints(size)], [ctx.output(node.output[0], perm)])
+
+
 @lowers("Pad")
 def pad(ctx: Lowering, node) -> None:
     """PAD / PADV2 / MIRROR_PAD(REFLECT) in the input's perm; negative pads SLICE first."""
@@ -153,6 +187,9 @@ def pad(ctx: Lowering, node) -> None:
     a = attrs(node)
     x = names[0]
     rank = len(ctx.shape(x))
+    if len(names) > 1 and not ctx.is_const(names[1]):
+        _runtime_pad(ctx, node, names)
+        return
     pads = ctx.const_ints(names[1], "pads") if len(names) > 1 else list(a["pads"])
     axes = list(range(rank))
     if len(names) > 3 and names[3]:
@@ -190,6 +227,28 @@ def pad(ctx: Lowering, node) -> None:
         ctx.emit("MIRROR_PAD", [t, paddings], [out], "MirrorPadOptions", mode="REFLECT")
     else:
         raise ctx.fail(f"mode '{mode}' has no TFLite builtin")
+
+
+def _runtime_pad(ctx: Lowering, node, names: list[str]) -> None:
+    """PAD with run-time pads (non-negative, every axis): the ONNX vector [begins, ends] is
+    gathered into TFLite's [rank, 2] paddings in stored order."""
+    a = attrs(node)
+    x = names[0]
+    rank = len(ctx.shape(x))
+    if (
+        a.get("mode", "constant") != "constant"
+        or (len(names) > 2 and names[2])
+        or (len(names) > 3 and names[3])
+    ):
+        raise ctx.fail("run-time pads are supported for zero constant padding of every axis")
+    perm = ctx.perm(x)
+    pads = ctx.cast(ctx.tensor(names[1], (0,)), np.int32)
+    order = [i for p in perm for i in (p, p + rank)]
+    stored = ctx.op(
+        "GATHER", [pads, ctx.ints(order)], [2 * rank], np.int32, "GatherOptions", axis=0
+    )
+    paddings = ctx.reshape(stored, [rank, 2])
+    ctx.emit("PAD", [ctx.tensor(x), paddings], [ctx.output(node.output[0], perm)])
 
 
 @lowers("Expand")
