@@ -191,3 +191,20 @@ def test_region_of_interest_exports(exports, options, windows):
         result = compare(probe, decisions, feeds, out)
         for name, err in {**result.synced, **result.forward}.items():
             assert err <= TOL, f"window {window}: '{name}' differs by {err:.2e} of its range"
+
+
+def test_uint8_image_input():
+    """A zoo model that takes the uint8 HWC crop and normalizes in-graph keeps that input."""
+    model = zoo.build("mobilenet_v2", input_kind="uint8-hwc", progress=False)
+    sal = export_saliency(model, ExportOptions(method="vanilla"))
+    shipped = to_tflite(sal)
+    assert "TRANSPOSE" not in operator_names(shipped)
+    probe, decisions = probed(sal)
+    it = interpreter(to_tflite(probe), 2)
+    (image,) = it.get_input_details()
+    assert list(image["shape"]) == [1, 224, 224, 3] and image["dtype"] == np.uint8
+    assert json.loads(read_metadata(shipped)["edgesal.preprocess"])["in_graph"] is True
+    photo = zoo.photos()["chelsea"]
+    feeds = {"image": np.ascontiguousarray(photo[38:262, 100:324][None])}
+    result = compare(probe, decisions, feeds, it.get_signature_runner()(image=feeds["image"]))
+    assert max({**result.synced, **result.forward}.values()) <= TOL
