@@ -73,22 +73,45 @@ def test_gradient_methods_match_captum(net, method, captum):
     assert_close(ours(model, x, method)[1], expected.detach().numpy())
 
 
+def assert_as_accurate_as_captum(got, captum32: np.ndarray, exact: np.ndarray) -> None:
+    """Multi-sample methods evaluate gradients at many points; a point within float32 rounding of
+    a ReLU6 kink flips a mask, so single pixels differ between any two float32 implementations
+    (Captum float32 vs float64 differs by up to ~1e-2 of the map's maximum). So compare whole
+    maps (relative L2): within 5e-3 of Captum, and no further from the float64 result than
+    Captum's own float32 run is, within a factor 2 (both are float32-accurate)."""
+
+    def rel_l2(a, b):
+        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+    assert rel_l2(got, captum32) <= 5e-3, rel_l2(got, captum32)
+    ours_err, captum_err = rel_l2(got, exact), rel_l2(captum32, exact)
+    assert ours_err <= 2 * captum_err + 1e-4, (ours_err, captum_err)
+
+
 def test_integrated_gradients_matches_captum(net):
-    _, model, module, x, top = net
-    expected = IntegratedGradients(module).attribute(
-        torch.from_numpy(x), target=top, n_steps=16, method="gausslegendre"
-    )
-    assert_close(ours(model, x, "integrated", steps=16)[1], expected.detach().numpy())
+    name, model, module, x, top = net
+    exact = load(name, zoo.weights_path(name, progress=False)).double()
+    kwargs = {"target": top, "n_steps": 16, "method": "gausslegendre"}
+    captum32 = IntegratedGradients(module).attribute(torch.from_numpy(x), **kwargs)
+    captum64 = IntegratedGradients(exact).attribute(torch.from_numpy(x).double(), **kwargs)
+    got = ours(model, x, "integrated", steps=16)[1]
+    assert_as_accurate_as_captum(got, captum32.detach().numpy(), captum64.detach().numpy())
 
 
 def test_integrated_gradients_completeness_64_steps(net):
+    """sum(A) ~= f(x) - f(0). On these ReLU6 networks the path integrand jumps at every crossed
+    kink, most of them close to the baseline, so 64 Gauss-Legendre points leave a quadrature
+    error of a few percent: on this photo 5.5% (MobileNetV2) and 4.6% (EfficientNet-Lite0), the
+    same as Captum's IG computed in float64 (5.5%, 4.6%). The 2% bound holds on the smooth small
+    CNN (tests/test_methods.py); here the bound is what the quadrature allows."""
     _, model, module, x, top = net
     _, attr = ours(model, x, "integrated", steps=64)
     with torch.no_grad():
         gap = float(
-            module(torch.from_numpy(x))[0, top] - module(torch.zeros(1, 3, 224, 224))[0, top]
+            module(torch.from_numpy(x))[0, top]
+            - module(torch.zeros_like(torch.from_numpy(x)))[0, top]
         )
-    assert abs(attr.sum() - gap) <= 0.02 * abs(gap), (attr.sum(), gap)
+    assert abs(attr.sum() - gap) <= 0.07 * abs(gap), (attr.sum(), gap)
 
 
 @contextlib.contextmanager
@@ -97,7 +120,7 @@ def _captum_noise(noise: np.ndarray):
     real = torch.normal
 
     def stored(mean, std, *args, **kwargs):
-        return torch.from_numpy(noise.reshape(std.shape).astype(np.float32)) * std
+        return torch.from_numpy(noise.reshape(std.shape)).to(std.dtype) * std
 
     torch.normal = stored
     try:
@@ -107,21 +130,19 @@ def _captum_noise(noise: np.ndarray):
 
 
 def test_smoothgrad_matches_captum_noise_tunnel(net):
-    _, model, module, x, top = net
+    name, model, module, x, top = net
     samples, sigma, seed = 8, 0.15, 0
     noise = np.random.default_rng(seed).standard_normal((1, samples, *x.shape[1:]))
     stdev = float(sigma * (x.max() - x.min()))
+    kwargs = {"nt_type": "smoothgrad", "nt_samples": samples, "stdevs": stdev, "target": top}
+    exact = load(name, zoo.weights_path(name, progress=False)).double()
     with _captum_noise(noise):
-        expected = NoiseTunnel(Saliency(module)).attribute(
-            torch.from_numpy(x),
-            nt_type="smoothgrad",
-            nt_samples=samples,
-            stdevs=stdev,
-            target=top,
-            abs=False,
+        captum32 = NoiseTunnel(Saliency(module)).attribute(torch.from_numpy(x), abs=False, **kwargs)
+        captum64 = NoiseTunnel(Saliency(exact)).attribute(
+            torch.from_numpy(x).double(), abs=False, **kwargs
         )
     got = ours(model, x, "smoothgrad", samples=samples, sigma=sigma, seed=seed)[1]
-    assert_close(got, expected.detach().numpy())
+    assert_as_accurate_as_captum(got, captum32.detach().numpy(), captum64.detach().numpy())
 
 
 class _GuidedReLU6(torch.autograd.Function):
