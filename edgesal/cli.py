@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgesal {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_export(sub)
+    _add_convert(sub)
     _add_zoo(sub)
     _add_bench(sub)
     _add_demo(sub)
@@ -68,7 +69,12 @@ def _add_export(sub) -> None:
         description="Append the gradient computation to MODEL as ordinary ONNX operators and write "
         "a model whose outputs are the original ones plus 'saliency' [N,H,W].",
     )
-    p.add_argument("model", help="input ONNX model")
+    p.add_argument("model", help="input model: .onnx, .tflite, .keras or a SavedModel folder")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "tflite"],
+        help="output format (default: from the -o suffix; .tflite -> TFLite builtins only)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -179,14 +185,22 @@ def _run_export(args) -> int:
     if args.method == "all":
         out = Path(args.output)
         for name in METHOD_NAMES:
-            path = out.with_name(f"{out.stem}.{name}{out.suffix or '.onnx'}")
+            suffix = out.suffix or (".tflite" if args.format == "tflite" else ".onnx")
+            path = out.with_name(f"{out.stem}.{name}{suffix}")
             _export_one(args, name, params, path)
         return 0
     _export_one(args, args.method, params, args.output)
     return 0
 
 
+def _output_format(args, output) -> str:
+    return args.format or ("tflite" if str(output).endswith(".tflite") else "onnx")
+
+
 def _export_one(args, method: str, params, output) -> None:
+    from pathlib import Path
+
+    from converters import load_model_any
     from edgesal import metadata
     from edgesal.export import ExportOptions, export_saliency, save
 
@@ -205,8 +219,14 @@ def _export_one(args, method: str, params, output) -> None:
         roi_size=args.roi_size,
         roi_split=args.roi_split,
     )
-    model = export_saliency(args.model, options)
-    save(model, output)
+    model = export_saliency(load_model_any(args.model), options)
+    if _output_format(args, output) == "tflite":
+        from converters import to_tflite
+
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_bytes(to_tflite(model))
+    else:
+        save(model, output)
     outputs = ", ".join(o.name for o in model.graph.output)
     what = ",".join(options.method_names())
     print(f"wrote {output} (method {what}, target {args.target}; outputs: {outputs})")
@@ -219,6 +239,31 @@ def _export_one(args, method: str, params, output) -> None:
         else:
             window += ", full gradient sliced"
         print(f"{window} ({roi['reason']})")
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a .tflite, .keras or SavedModel (or check an .onnx) to a clean ONNX model",
+        description="Convert MODEL to ONNX (tf2onnx for TensorFlow formats; needs the 'tf' "
+        "extra), then clean it for the gradient engine: constant folding, BatchNorm folded into "
+        "Conv, Identity/Dropout removed, NHWC<->NCHW transpose pairs cancelled.",
+    )
+    p.add_argument("model", help=".onnx, .tflite, .keras file or SavedModel folder")
+    p.add_argument("-o", "--output", required=True, help="where to write the ONNX model")
+    p.add_argument("--opset", type=_positive_int, default=17, help="target opset (17)")
+    p.add_argument("--no-cleanup", action="store_true", help="skip the graph clean-up passes")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from converters import convert
+    from edgesal.export import save
+
+    model = convert(args.model, opset=args.opset, cleanup=not args.no_cleanup)
+    save(model, args.output)
+    print(f"wrote {args.output} ({len(model.graph.node)} nodes, opset {args.opset})")
+    return 0
 
 
 def _add_zoo(sub) -> None:
