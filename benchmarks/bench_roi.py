@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -88,17 +87,8 @@ def session(model: onnx.ModelProto, threads: int, spin: bool) -> ort.InferenceSe
 
 
 def cpu_medians(fns: dict, runs: int, warmup: int = 5) -> dict[str, float]:
-    """Median process CPU ms of each callable, run round-robin (as interleaved_medians)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            start = time.process_time()
-            fn()
-            samples[name].append((time.process_time() - start) * 1e3)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    """Median process CPU ms of each callable, run round-robin."""
+    return interleaved_medians(fns, runs, warmup, clock=time.process_time)
 
 
 def _runner(sess, feeds):

@@ -38,18 +38,24 @@ def machine_info() -> str:
 
 
 def interleaved_medians(
-    fns: dict[str, Callable[[], object]], runs: int, warmup: int = 5
+    fns: dict[str, Callable[[], object]],
+    runs: int,
+    warmup: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
-    """Median ms of each callable, run round-robin so machine drift affects all alike."""
+    """Median ms of each callable, run round-robin so machine drift affects all alike.
+
+    ``clock`` is wall time by default; ``time.process_time`` gives CPU time, which a loaded
+    machine distorts less."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            samples[name].append((time.perf_counter() - start) * 1e3)
+            samples[name].append((clock() - start) * 1e3)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
