@@ -19,11 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import interleaved_medians, machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
-from edgesal.bench import peak_rss_mb, session  # noqa: E402
+from edgesal.bench import PEAK_RSS_KB, peak_rss_mb, session  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
 
 _TORCH_RSS = """
-import resource, sys, torch
+import sys, torch
 sys.path.insert(0, sys.argv[3])
 from tests.torch_reference import load
 torch.set_num_threads(int(sys.argv[2]))
@@ -35,8 +35,8 @@ for _ in range(100):
     out = model(x)
     out[0, out[0].argmax()].backward()
     x.grad.abs().amax(1)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
+print(PEAK_RSS)
+""".replace("PEAK_RSS", PEAK_RSS_KB)
 
 
 def bench(name: str, threads: int, runs: int) -> dict:

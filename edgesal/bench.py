@@ -100,8 +100,12 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big parent would
+# report the parent's peak.
+PEAK_RSS_KB = "int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))"
+
 _RSS_SCRIPT = """
-import resource, sys, numpy as np, onnxruntime as ort
+import sys, numpy as np, onnxruntime as ort
 opts = ort.SessionOptions(); opts.intra_op_num_threads = int(sys.argv[2])
 s = ort.InferenceSession(sys.argv[1], opts, providers=["CPUExecutionProvider"])
 feeds = {}
@@ -111,8 +115,8 @@ for i in s.get_inputs():
     feeds[i.name] = np.zeros(shape, kind)
 for _ in range(int(sys.argv[3])):
     s.run(None, feeds)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
+print(PEAK_RSS)
+""".replace("PEAK_RSS", PEAK_RSS_KB)
 
 
 def peak_rss_mb(model: onnx.ModelProto, frames: int = 100, threads: int = 2) -> float:
