@@ -44,6 +44,7 @@ ENTROPY_BINS = 256  # re-binned for the KL search, which is quadratic in the bin
 LEVELS = 255  # int8 steps
 SAMPLE_RANDOM = 2048  # random values kept per tensor and image
 SAMPLE_TOP = 16  # largest |values| kept per tensor and image
+HISTOGRAM_VALUES = 1 << 18  # values per tensor and image that go into the histograms
 GRID = 2.0 ** (-np.arange(0, 41) / 4.0)  # candidate thresholds as fractions of the maximum
 
 
@@ -96,7 +97,8 @@ def collect(
             low[name] = min(low.get(name, np.inf), float(np.min(value)))
             high[name] = max(high.get(name, -np.inf), float(np.max(value)))
         if detailed:
-            collector.collect_value({n: values[n] for n in names if graph.is_backward(n)})
+            gradients = {n: _subsample(values[n], rng) for n in names if graph.is_backward(n)}
+            collector.collect_value(gradients)
             for name in samples:
                 samples[name].append(weighted_sample(values[name], rng))
         del values
@@ -107,15 +109,39 @@ def collect(
 
 
 def weighted_sample(value: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The largest |values| (weight 1) and a uniform subset of the others (weight n / k)."""
+    """The largest |values| (weight 1) and uniform draws from all values (weight n / k)."""
     flat = np.asarray(value, dtype=np.float32).ravel()
     if flat.size <= SAMPLE_RANDOM + SAMPLE_TOP:
         return flat, np.ones(flat.size, np.float32)
-    top = np.argpartition(np.abs(flat), -SAMPLE_TOP)[-SAMPLE_TOP:]
-    rest = np.delete(flat, top)
-    chosen = rng.choice(rest.size, SAMPLE_RANDOM, replace=False)
-    weights = np.r_[np.ones(SAMPLE_TOP), np.full(SAMPLE_RANDOM, rest.size / SAMPLE_RANDOM)]
-    return np.r_[flat[top], rest[chosen]], weights.astype(np.float32)
+    top = _largest(np.abs(flat), SAMPLE_TOP)
+    drawn = rng.integers(0, flat.size, SAMPLE_RANDOM)
+    weights = np.r_[
+        np.ones(SAMPLE_TOP), np.full(SAMPLE_RANDOM, (flat.size - SAMPLE_TOP) / SAMPLE_RANDOM)
+    ]
+    return np.r_[flat[top], flat[drawn]], weights.astype(np.float32)
+
+
+def _largest(values: np.ndarray, k: int, chunk: int = 4096) -> np.ndarray:
+    """Indices of the ``k`` largest values: the winners lie in the ``k`` chunks with the largest
+    maxima, so only those are partitioned (argpartition over everything is the slow part)."""
+    chunks = values.size // chunk
+    if chunks <= k:
+        return np.argpartition(values, -k)[-k:]
+    maxima = values[: chunks * chunk].reshape(chunks, chunk).max(axis=1)
+    best = np.argpartition(maxima, -k)[-k:]
+    candidates = np.r_[(best[:, None] * chunk + np.arange(chunk)).ravel(),
+                       np.arange(chunks * chunk, values.size)]  # fmt: skip
+    return candidates[np.argpartition(values[candidates], -k)[-k:]]
+
+
+def _subsample(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """At most HISTOGRAM_VALUES uniform draws of ``value`` plus its extremes (so the histogram
+    range still spans the tensor)."""
+    flat = np.asarray(value).ravel()
+    if flat.size <= HISTOGRAM_VALUES:
+        return flat
+    drawn = flat[rng.integers(0, flat.size, HISTOGRAM_VALUES)]
+    return np.r_[drawn, flat.min(), flat.max()]
 
 
 def _calibrated_tensors(model: onnx.ModelProto) -> list[str]:
@@ -130,14 +156,14 @@ def _calibrated_tensors(model: onnx.ModelProto) -> list[str]:
 
 
 def _exposing_session(model: onnx.ModelProto, names: list[str]) -> ort.InferenceSession:
+    """A session whose outputs include ``names`` (onnxruntime does not fuse away a node whose
+    output is a graph output, so full optimization is safe)."""
     exposed = copy.deepcopy(model)
     present = {o.name for o in exposed.graph.output} | {i.name for i in exposed.graph.input}
     for name in names:
         if name not in present:
             exposed.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     options = ort.SessionOptions()
-    # Optimizations could fuse away the very tensors we ask for (Conv+Clip); keep the graph as is.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.enable_cpu_mem_arena = False  # every tensor is an output: nothing to reuse, free it
     return ort.InferenceSession(exposed.SerializeToString(), options, ["CPUExecutionProvider"])
 

@@ -34,7 +34,7 @@ class SearchOptions:
 
     blocks: int = 8
     max_evaluations: int = 40
-    margin: float = 0.02  # tuning images are few: ask this much more than the budget
+    margin: float = 0.04  # calibration images are few and unlike the photos: ask for more
 
 
 @dataclass(frozen=True)

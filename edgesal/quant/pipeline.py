@@ -37,7 +37,7 @@ class QuantOptions:
     augment: int = 3  # flipped/cropped copies per calibration image
     max_frames: int = 48  # frames taken from a video
     max_calibration: int = 32  # calibration samples used for ranges (after augmentation)
-    tune: int = 4  # calibration images the float-node search is measured on
+    tune: int = 6  # calibration images the float-node search is measured on
     gradient_range: str = "auto"
     seed_rescale: bool = True
     search: SearchOptions = field(default_factory=SearchOptions)
