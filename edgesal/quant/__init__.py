@@ -2,23 +2,30 @@
 
 ``quantize(model, QuantOptions(...))`` calibrates forward and gradient tensors separately,
 keeps the fewest nodes in float that meet the map budget, and returns the int8 QDQ model with a
-fidelity report. See docs/quantization.md.
+fidelity report. See docs/quantization.md. Names are loaded on first use, so importing
+``edgesal.quant.cli`` to build the command line needs no onnx.
 """
 
-from edgesal.quant.fidelity import Budget
-from edgesal.quant.images import CalibrationWarning, ImageSplit, load_split
-from edgesal.quant.mixed import SearchOptions
-from edgesal.quant.pipeline import QuantOptions, QuantResult, quantize
-from edgesal.quant.report import Report
+from __future__ import annotations
 
-__all__ = [
-    "Budget",
-    "CalibrationWarning",
-    "ImageSplit",
-    "QuantOptions",
-    "QuantResult",
-    "Report",
-    "SearchOptions",
-    "load_split",
-    "quantize",
-]
+import importlib
+
+_EXPORTS = {
+    "Budget": "edgesal.quant.fidelity",
+    "CalibrationWarning": "edgesal.quant.images",
+    "ImageSplit": "edgesal.quant.images",
+    "load_split": "edgesal.quant.images",
+    "SearchOptions": "edgesal.quant.mixed",
+    "QuantOptions": "edgesal.quant.pipeline",
+    "QuantResult": "edgesal.quant.pipeline",
+    "quantize": "edgesal.quant.pipeline",
+    "Report": "edgesal.quant.report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'edgesal.quant' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

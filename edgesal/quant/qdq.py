@@ -19,6 +19,7 @@ from onnxruntime.quantization import QuantType
 from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
 from edgesal.quant.calibrate import TensorRange, tensors_data
+from edgesal.quant.graph import remove_unused_initializers
 from edgesal.quant.prepare import shared_weights
 
 # Operators quantized when their neighbours allow it. Data movement (Reshape, Transpose, Slice,
@@ -64,6 +65,7 @@ def build(
         logging.getLogger().setLevel(level)
     result = quantizer.model.model
     del result.graph.value_info[:]
+    remove_unused_initializers(result)  # the float weights and biases the quantizer replaced
     topological_sort(result.graph)
     return result
 

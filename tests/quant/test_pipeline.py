@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -18,6 +21,7 @@ from edgesal.quant.cli import register
 from edgesal.quant.images import CalibrationWarning, load_split, model_inputs
 from tests.quant.conftest import tiny_classifier
 
+ROOT = Path(__file__).resolve().parents[2]
 FAST = dict(augment=1, tune=2, latency_runs=2, search=SearchOptions(blocks=3, max_evaluations=8))
 
 
@@ -135,3 +139,27 @@ def test_cli_bad_flags(tiny_saliency, photo_folder, tmp_path, extra, message):
     )
     with pytest.raises(InputError, match=message):
         args.func(args)
+
+
+def test_cli_parser_builds_without_onnx():
+    """Device installs have no onnx: building the parser must not import it."""
+    code = (
+        "import sys, argparse\n"
+        "for name in ('onnx', 'onnxruntime', 'cv2'): sys.modules[name] = None\n"
+        "from edgesal.quant.cli import register\n"
+        "p = argparse.ArgumentParser(); register(p.add_subparsers())\n"
+        "a = p.parse_args(['quantize', 'm.onnx', '--calib', 'imgs', '-o', 'o.onnx'])\n"
+        "assert a.tune == 6 and a.max_map_error == '0.1'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_cli_defaults_match_the_options():
+    from edgesal.quant import cli
+    from edgesal.quant.calibrate import GRADIENT_METHODS
+
+    options, search = QuantOptions(), SearchOptions()
+    for key, value in cli.DEFAULTS.items():
+        source = search if hasattr(search, key) else options
+        assert getattr(source, key) == value, key
+    assert cli.GRADIENT_METHODS == GRADIENT_METHODS
