@@ -62,6 +62,21 @@ class Report:
     def save_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
+    def _kept_lines(self, shown: int = 20) -> list[str]:
+        """The float nodes, costliest first; the rest are counted (all are in the JSON)."""
+        costed = [k for k in self.kept if k.cost_ms is not None]
+        lines = []
+        if costed:
+            total = sum(k.cost_ms for k in costed)
+            lines.append(f"latency cost of the float nodes (profiled, vs int8): {total:+.2f} ms")
+        ordered = sorted(self.kept, key=lambda k: -(k.cost_ms or 0.0))
+        for k in ordered[:shown]:
+            cost = "" if k.cost_ms is None else f" [{k.cost_ms:+.3f} ms]"
+            lines.append(f"  {k.node} ({k.op_type}, {k.region}): {k.reason}{cost}")
+        if len(ordered) > shown:
+            lines.append(f"  ... {len(ordered) - shown} more float nodes in the JSON report")
+        return lines
+
     def format(self) -> str:
         """The printed report."""
         lines = [
@@ -99,9 +114,7 @@ class Report:
             "",
             f"{self.quantized_nodes} nodes int8, {len(self.kept)} kept float",
         ]
-        for k in self.kept:
-            cost = "" if k.cost_ms is None else f" [{k.cost_ms:+.3f} ms vs int8]"
-            lines.append(f"  {k.node} ({k.op_type}, {k.region}): {k.reason}{cost}")
+        lines += self._kept_lines()
         lines += [f"search: {entry}" for entry in self.search_log]
         if self.latency_ms:
             lines.append(

@@ -96,3 +96,18 @@ def test_blocks_are_contiguous_per_region():
     blocks = blocks_of(UNITS, BACKWARD, 5)
     assert [b.region for b in blocks] == ["forward"] * 5 + ["backward"] * 5
     assert [n for b in blocks for n in b.nodes] == UNITS
+
+
+def test_onnxruntime_runs_int8_kernels(quantized, tmp_path):
+    """The QDQ groups are fused into onnxruntime's integer kernels, not run as float."""
+    import json
+
+    _, int8 = quantized
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "profile")
+    sess = ort.InferenceSession(int8.SerializeToString(), options, ["CPUExecutionProvider"])
+    sess.run(None, {"image": _inputs(1)[0]})
+    events = json.loads(open(sess.end_profiling()).read())
+    kernels = {e["args"].get("op_name") for e in events if e.get("cat") == "Node"}
+    assert {"QLinearConv", "QLinearMul"} <= kernels
