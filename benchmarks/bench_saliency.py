@@ -127,8 +127,9 @@ def main() -> None:
     results = [bench(m, args.threads, args.runs) for m in args.models.split(",")]
     body = (
         f"## Core: vanilla saliency vs forward vs PyTorch (1x3x224x224)\n\n"
-        f"Machine: {machine_info()}. {args.threads} threads, median of {args.runs} interleaved "
-        f"runs, `python benchmarks/bench_saliency.py --write`.\n\n{table(results)}\n"
+        f"Machine: {machine_info()}. {args.threads} threads; medians of {args.runs} runs taken "
+        "in alternating blocks of 5 consecutive runs (benchmarks/common.py says why); "
+        f"`python benchmarks/bench_saliency.py --write`.\n\n{table(results)}\n"
     )
     print(body)
     print(json.dumps(results, indent=2))

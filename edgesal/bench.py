@@ -43,19 +43,23 @@ def random_feeds(sess: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndar
 
 
 def time_sessions(
-    sessions: dict[str, ort.InferenceSession], runs: int, warmup: int = 5
+    sessions: dict[str, ort.InferenceSession], runs: int, warmup: int = 5, block: int = 5
 ) -> dict[str, float]:
-    """Median milliseconds per session; runs are interleaved so drift hits all alike."""
+    """Median milliseconds per session, timed in alternating blocks of consecutive runs: blocks
+    spread drift over all sessions, and staying on one session for a block keeps another
+    session's spinning threads from competing for the cores."""
     feeds = {name: random_feeds(s) for name, s in sessions.items()}
     for name, s in sessions.items():
         for _ in range(warmup):
             s.run(None, feeds[name])
     samples: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(runs):
+    while any(len(v) < runs for v in samples.values()):
         for name, s in sessions.items():
-            start = time.perf_counter()
-            s.run(None, feeds[name])
-            samples[name].append((time.perf_counter() - start) * 1e3)
+            s.run(None, feeds[name])  # untimed: absorbs the switch from the previous session
+            for _ in range(min(block, runs - len(samples[name]))):
+                start = time.perf_counter()
+                s.run(None, feeds[name])
+                samples[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
