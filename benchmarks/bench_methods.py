@@ -1,7 +1,8 @@
 """Every method: in-graph onnxruntime saliency vs the forward pass vs Captum 0.9 on PyTorch.
 
 Same weights, same sample counts (IG 16 points, SmoothGrad 8 samples), one run, fixed threads,
-interleaved medians. Usage: python benchmarks/bench_methods.py [--runs 20] [--threads 2] [--write]
+medians in alternating blocks.
+Usage: python benchmarks/bench_methods.py [--runs 20] [--threads 2] [--write]
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ def main() -> None:
     rows = [r for m in args.models.split(",") for r in bench(m, args.threads, args.runs)]
     body = (
         "## Methods: in-graph saliency vs forward vs Captum 0.9 (1x3x224x224)\n\n"
-        f"Machine: {machine_info()}. {args.threads} threads, median of {args.runs} interleaved "
-        "runs; IG 16 Gauss-Legendre points, SmoothGrad 8 samples, both as one batch; Captum's "
+        f"Machine: {machine_info()}. {args.threads} threads, medians of {args.runs} runs in "
+        "alternating blocks (benchmarks/common.py); IG 16 Gauss-Legendre points, SmoothGrad 8 "
+        "samples, both as one batch; Captum's "
         "guided backprop only hooks nn.ReLU and these nets use ReLU6, and Captum has no "
         "Grad-CAM++, so those rows have no Captum column. "
         f"`python benchmarks/bench_methods.py --write`.\n\n{table(rows)}\n"

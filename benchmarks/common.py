@@ -43,11 +43,14 @@ def interleaved_medians(
     warmup: int = 5,
     clock: Callable[[], float] = time.perf_counter,
     block: int = 5,
+    settle: float = 0.3,
 ) -> dict[str, float]:
     """Median ms of each callable over ``runs`` calls, taken in blocks of ``block`` consecutive
     calls that alternate between the callables: alternating blocks spread machine drift over all
-    of them, and consecutive calls keep one runtime's spinning worker threads from stealing the
-    cores of the next (alternating single calls inflated onnxruntime times about 2x here).
+    of them. Before each block the machine settles for ``settle`` seconds and one untimed call
+    is made: worker threads of the previous runtime keep spinning after their run (OpenMP's
+    block time is 200 ms), and without the pause they stole the cores of the next one
+    (alternating single calls inflated onnxruntime times about 2x here).
 
     ``clock`` is wall time by default; ``time.process_time`` gives CPU time, which a loaded
     machine distorts less."""
@@ -57,7 +60,8 @@ def interleaved_medians(
     samples: dict[str, list[float]] = {name: [] for name in fns}
     while any(len(v) < runs for v in samples.values()):
         for name, fn in fns.items():
-            fn()  # the first call after a switch pays for the other runtime's threads
+            time.sleep(settle)
+            fn()
             for _ in range(min(block, runs - len(samples[name]))):
                 start = clock()
                 fn()
