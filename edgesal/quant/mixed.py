@@ -14,7 +14,9 @@ validation ones) and compare with the float maps.
    still kept, so single nodes that do not hurt return to int8 while evaluations last.
 
 The error of a configuration is normalized by the budget, ``max((1 - rho) / (1 - rho_min),
-(1 - iou) / (1 - iou_min))``: at most 1 means within budget.
+(1 - iou) / (1 - iou_min))``: at most 1 means within budget. A tuning image whose top-1 class
+flips (where the float model's decision is clear: top score ahead by ln 2) counts as a miss
+whatever the means say, since its map explains another class: +1 each.
 """
 
 from __future__ import annotations
@@ -39,16 +41,23 @@ class SearchOptions:
 
 @dataclass(frozen=True)
 class Score:
-    """Mean Spearman and top-10% IoU of one configuration over the tuning images."""
+    """Mean Spearman and top-10% IoU of one configuration over the tuning images, and on how
+    many of them the top-1 class differs from the float model's (its map explains another
+    class)."""
 
     spearman: float
     iou: float
+    flips: int = 0
 
     def error(self, budget: Budget) -> float:
-        return max(
+        """Map error relative to the budget (1: at the budget), plus 1 per flipped class."""
+        return self.flips + max(
             (1.0 - self.spearman) / max(1e-9, 1.0 - budget.spearman),
             (1.0 - self.iou) / max(1e-9, 1.0 - budget.iou),
         )
+
+    def acceptable(self, budget: Budget, margin: float = 0.0) -> bool:
+        return self.flips == 0 and budget.met(self.spearman, self.iou, margin)
 
 
 @dataclass(frozen=True)
@@ -74,25 +83,49 @@ class Decision:
 
 
 Evaluate = Callable[[set[str]], Score]
+CLEAR_MARGIN = float(np.log(2.0))
 
 
 def evaluator(
     sim: Simulator,
     feeds: Sequence[dict[str, np.ndarray]],
-    float_maps: Sequence[np.ndarray],
+    reference: Sequence[tuple[np.ndarray, np.ndarray]],
+    scores: str,
     saliency: str,
 ) -> Evaluate:
-    """Score of a set of int8 nodes: the simulated maps against the float maps."""
+    """Score of a set of int8 nodes: the simulated outputs against the float (scores, map)."""
 
     def evaluate(quantized: set[str]) -> Score:
-        rho, iou = [], []
-        for feed, reference in zip(feeds, float_maps, strict=True):
-            got = sim.run(feed, quantized)[saliency]
-            rho.append(spearman(reference, got))
-            iou.append(top_iou(reference, got))
-        return Score(float(np.mean(rho)), float(np.mean(iou)))
+        return score_outputs(
+            reference, [(o[scores], o[saliency]) for o in (sim.run(f, quantized) for f in feeds)]
+        )
 
     return evaluate
+
+
+def score_outputs(
+    reference: Sequence[tuple[np.ndarray, np.ndarray]],
+    outputs: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> Score:
+    """Mean Spearman and IoU of the maps, and the count of top-1 disagreements on images where
+    the float model's decision is clear (see :func:`clear_decision`)."""
+    rho, iou, flips = [], [], 0
+    for (want_scores, want), (got_scores, got) in zip(reference, outputs, strict=True):
+        rho.append(spearman(want, got))
+        iou.append(top_iou(want, got))
+        if clear_decision(want_scores):
+            flips += int(np.argmax(want_scores) != np.argmax(got_scores))
+    return Score(float(np.mean(rho)), float(np.mean(iou)), flips)
+
+
+def clear_decision(scores: np.ndarray) -> bool:
+    """The top score beats the runner-up by at least ln 2 (twice the probability, for logits).
+
+    Near-ties flip under any perturbation, so a flip there is not held against a configuration;
+    a flip of a clear decision is.
+    """
+    flat = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    return flat.size < 2 or flat[-1] - flat[-2] >= CLEAR_MARGIN
 
 
 def blocks_of(units: Sequence[str], backward: set[str], count: int) -> list[Block]:
@@ -118,18 +151,21 @@ def search(
     counter = _Counter(evaluate, options.max_evaluations)
     everything = set(units)
     all_int8 = counter(everything)
-    log = [f"all int8: Spearman {all_int8.spearman:.3f}, IoU {all_int8.iou:.3f}"]
+    log = [
+        f"all int8: Spearman {all_int8.spearman:.3f}, IoU {all_int8.iou:.3f}, "
+        f"{all_int8.flips} top-1 flip(s)"
+    ]
     blocks = [
         Block(b.region, b.nodes, counter(set(b.nodes)))
         for b in blocks_of(units, backward_units, options.blocks)
     ]
-    if budget.met(all_int8.spearman, all_int8.iou, options.margin):
+    if all_int8.acceptable(budget, options.margin):
         return Decision([], {}, blocks, all_int8, all_int8, counter.count, log)
     ranked = sorted(blocks, key=lambda b: b.score.error(budget), reverse=True)
 
     def passes(kept: set[str]) -> Score | None:
         score = counter(everything - kept)
-        return score if budget.met(score.spearman, score.iou, options.margin) else None
+        return score if score.acceptable(budget, options.margin) else None
 
     k = _shortest_prefix(ranked, passes)
     kept_blocks = ranked[:k]

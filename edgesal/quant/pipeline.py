@@ -16,10 +16,10 @@ from edgesal import metadata
 from edgesal.errors import InputError
 from edgesal.onnx_io import load_model
 from edgesal.quant import calibrate, latency, qdq, seed
-from edgesal.quant.fidelity import Budget, ImageFidelity, compare, spearman, top_iou
+from edgesal.quant.fidelity import Budget, ImageFidelity, compare
 from edgesal.quant.graph import SaliencyGraph, describe
 from edgesal.quant.images import ImageSplit, Sample, load_split, model_inputs
-from edgesal.quant.mixed import Decision, SearchOptions, evaluator, search
+from edgesal.quant.mixed import Decision, SearchOptions, evaluator, score_outputs, search
 from edgesal.quant.prepare import compared_bounds, masked_products, prepare
 from edgesal.quant.report import KeptNode, Report
 from edgesal.quant.simulate import Simulator
@@ -97,19 +97,19 @@ def quantize(
     tune_samples = _spread(originals, options.tune)
     tune_feeds = [{graph.image: x} for x in model_inputs(tune_samples, pre)]
     reference = latency.session(model, options.threads, arena=False)
-    float_maps = [_outputs(reference, f, graph)[1] for f in tune_feeds]
+    float_outputs = [_outputs(reference, f, graph) for f in tune_feeds]
     say(f"searching for float nodes on {len(tune_feeds)} tuning images")
     sim = Simulator(all_int8, prepared, options.threads)
     backward_units = _backward_units(prepared, prepared_graph, sim.units)
     decision = search(
         sim.units,
         backward_units,
-        evaluator(sim, tune_feeds, float_maps, graph.saliency),
+        evaluator(sim, tune_feeds, float_outputs, graph.scores, graph.saliency),
         options.budget,
         options.search,
     )
     final, decision, log = _verified(
-        prepared, ranges, decision, all_int8, tune_feeds, float_maps, graph, options
+        prepared, ranges, decision, all_int8, tune_feeds, float_outputs, graph, options
     )
     final = _stamped(final, model, decision.kept, scale, options.budget)
     say(f"{len(decision.kept)} nodes float; measuring the maps")
@@ -186,7 +186,7 @@ def _backward_units(model: onnx.ModelProto, graph: SaliencyGraph, units) -> set[
     return {u for u in units if any(graph.is_backward(o) for o in outputs.get(u, ()))}
 
 
-def _verified(prepared, ranges, decision: Decision, all_int8, feeds, float_maps, graph, options):
+def _verified(prepared, ranges, decision: Decision, all_int8, feeds, reference, graph, options):
     """Build the real QDQ model for the decision and check it on the tuning images; while it
     misses the budget, keep the next most sensitive block float as well."""
     log = []
@@ -195,11 +195,12 @@ def _verified(prepared, ranges, decision: Decision, all_int8, feeds, float_maps,
     for attempt in range(MAX_FALLBACKS + 1):
         model = qdq.build(prepared, ranges, kept) if kept else all_int8
         session = latency.session(model, options.threads, arena=False)
-        maps = [_outputs(session, f, graph)[1] for f in feeds]
-        rho = float(np.mean([spearman(a, b) for a, b in zip(float_maps, maps, strict=True)]))
-        iou = float(np.mean([top_iou(a, b) for a, b in zip(float_maps, maps, strict=True)]))
-        log.append(f"int8 model on tuning images: Spearman {rho:.3f}, IoU {iou:.3f}")
-        if options.budget.met(rho, iou) or attempt == MAX_FALLBACKS:
+        score = score_outputs(reference, [_outputs(session, f, graph) for f in feeds])
+        log.append(
+            f"int8 model on tuning images: Spearman {score.spearman:.3f}, IoU {score.iou:.3f}, "
+            f"{score.flips} top-1 flip(s)"
+        )
+        if score.acceptable(options.budget) or attempt == MAX_FALLBACKS:
             break
         extra = next((b for b in ranked if not set(b.nodes) <= set(kept)), None)
         if extra is None:
