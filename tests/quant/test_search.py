@@ -111,3 +111,15 @@ def test_onnxruntime_runs_int8_kernels(quantized, tmp_path):
     events = json.loads(open(sess.end_profiling()).read())
     kernels = {e["args"].get("op_name") for e in events if e.get("cat") == "Node"}
     assert {"QLinearConv", "QLinearMul"} <= kernels
+
+
+def test_flips_count_only_for_clear_decisions():
+    from edgesal.quant.mixed import clear_decision, score_outputs
+
+    assert clear_decision(np.array([3.0, 1.0, 0.0])) and not clear_decision(np.array([3.0, 2.5]))
+    same = np.arange(16.0).reshape(4, 4)
+    clear, near = np.array([[5.0, 1.0]]), np.array([[5.0, 4.9]])
+    flipped = score_outputs([(clear, same)], [(clear[:, ::-1], same)])
+    assert flipped.flips == 1 and not flipped.acceptable(Budget())
+    tie = score_outputs([(near, same)], [(near[:, ::-1], same)])
+    assert tie.flips == 0 and tie.acceptable(Budget())
