@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgesal {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_export(sub)
+    _add_quantize(sub)
     _add_convert(sub)
     _add_zoo(sub)
     _add_bench(sub)
@@ -401,6 +402,12 @@ def _run_ops(args) -> int:
     for op in supported_ops():
         print(f"{op:24s} {RULES[op].module.rsplit('.', 1)[-1]}")
     return 0
+
+
+def _add_quantize(sub) -> None:
+    from edgesal.quant.cli import register
+
+    register(sub)
 
 
 def _add_eval_commands(sub) -> None:
