@@ -10,13 +10,7 @@ import numpy as np
 from converters.tflite import layout
 from converters.tflite.context import Lowering
 from converters.tflite.ops.registry import attrs, inputs, lowers
-from edgesal.autodiff.rules.resize import (
-    Axis,
-    cubic_matrix,
-    linear_matrix,
-    nearest_matrix,
-    source_coordinates,
-)
+from edgesal.autodiff.rules.resize import Axis, interpolation_matrix
 
 _BILINEAR = {
     "half_pixel": (False, True),
@@ -73,19 +67,10 @@ def resize(ctx: Lowering, node) -> None:
             half_pixel_centers=half,
         )
         return
+    if ctm == "tf_crop_and_resize" and float(a.get("extrapolation_value", 0.0)) != 0.0:
+        raise ctx.fail("tf_crop_and_resize with a non-zero extrapolation_value")
     for i, ax in enumerate(axes):
-        coords = source_coordinates(ctm, ax)
-        if mode == "nearest":
-            matrix = nearest_matrix(coords, ax.n_in, a.get("nearest_mode", "round_prefer_floor"))
-        elif mode == "linear":
-            matrix = linear_matrix(coords, ax.n_in)
-        else:
-            coeff = float(a.get("cubic_coeff_a", -0.75))
-            matrix = cubic_matrix(coords, ax.n_in, coeff, bool(a.get("exclude_outside", 0)))
-        if ctm == "tf_crop_and_resize":
-            if float(a.get("extrapolation_value", 0.0)) != 0.0:
-                raise ctx.fail("tf_crop_and_resize with a non-zero extrapolation_value")
-            matrix[(coords < 0) | (coords > ax.n_in - 1)] = 0.0
+        matrix = interpolation_matrix(a.get, ax)
         x = _along(ctx, x, 1 + i, matrix, mode == "nearest")
     ctx.hold(node.output[0], x, layout.NHWC)
 

@@ -13,6 +13,7 @@ refused with an error naming the node.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,18 +120,19 @@ def cubic_matrix(coords: np.ndarray, n_in: int, a: float, exclude_outside: bool)
     return matrix
 
 
-def interpolation_matrix(ctx: GradContext, axis: Axis) -> np.ndarray:
-    """The (n_out, n_in) matrix M with y = M x along one axis."""
-    ctm = ctx.attr("coordinate_transformation_mode", "half_pixel")
-    mode = ctx.attr("mode", "nearest")
+def interpolation_matrix(attr: Callable[[str, object], object], axis: Axis) -> np.ndarray:
+    """The (n_out, n_in) matrix M with y = M x along one axis; ``attr(name, default)`` reads the
+    Resize node's attributes (shared with the TFLite lowering, which emits the same matrices)."""
+    ctm = attr("coordinate_transformation_mode", "half_pixel")
+    mode = attr("mode", "nearest")
     coords = source_coordinates(ctm, axis)
     if mode == "nearest":
-        matrix = nearest_matrix(coords, axis.n_in, ctx.attr("nearest_mode", "round_prefer_floor"))
+        matrix = nearest_matrix(coords, axis.n_in, attr("nearest_mode", "round_prefer_floor"))
     elif mode == "linear":
         matrix = linear_matrix(coords, axis.n_in)
     else:
-        a = float(ctx.attr("cubic_coeff_a", -0.75))
-        matrix = cubic_matrix(coords, axis.n_in, a, bool(ctx.attr("exclude_outside", 0)))
+        a = float(attr("cubic_coeff_a", -0.75))
+        matrix = cubic_matrix(coords, axis.n_in, a, bool(attr("exclude_outside", 0)))
     if ctm == "tf_crop_and_resize":
         outside = (coords < 0) | (coords > axis.n_in - 1)
         matrix[outside] = 0.0  # those outputs hold extrapolation_value, a constant
@@ -218,7 +220,7 @@ def resize(ctx: GradContext):
     check_supported(ctx, axes)
     matrices = {}
     for i, axis in enumerate(axes):
-        m = interpolation_matrix(ctx, axis)
+        m = interpolation_matrix(ctx.attr, axis)
         if m.shape[0] != m.shape[1] or not np.array_equal(m, np.eye(len(m))):
             matrices[i] = m.astype(ctx.dtype(ctx.x[0]))
     factors = {i: block_factor(m) for i, m in matrices.items()}
