@@ -32,11 +32,11 @@ def input_gradient(
 
     ``seeds`` maps a forward tensor to the tensor holding the cotangent fed into it.
     """
-    nodes = _path_nodes(graph, set(seeds), wrt, b.opset)
+    active = active_tensors(graph, set(seeds), wrt, b.opset)
+    nodes = _path_nodes(graph, active)
     missing = [(n.op_type, _node_label(n)) for n in nodes if n.op_type not in RULES]
     if missing:
         raise UnsupportedOpError(missing, sorted(RULES))
-    active = active_tensors(graph, set(seeds), wrt, b.opset)
     grads: dict[str, list[str]] = defaultdict(list)
     for tensor, seed in seeds.items():
         grads[tensor].append(seed)
@@ -125,11 +125,8 @@ def active_tensors(graph: onnx.GraphProto, seeds: set[str], wrt: str, opset: int
     return forward & backward
 
 
-def _path_nodes(
-    graph: onnx.GraphProto, seeds: set[str], wrt: str, opset: int
-) -> list[onnx.NodeProto]:
-    """Nodes, in forward order, whose outputs lie on a differentiable path from wrt to a seed."""
-    active = active_tensors(graph, seeds, wrt, opset)
+def _path_nodes(graph: onnx.GraphProto, active: set[str]) -> list[onnx.NodeProto]:
+    """Nodes, in forward order, whose outputs lie on a differentiable path (``active``)."""
     return [
         n
         for n in graph.node
