@@ -48,12 +48,14 @@ class RotatingRecords(RecordsSink):
         self._last_decision = float("-inf")
 
     def write(self, result) -> None:
-        super().write(result)
+        # Rotate before writing, not after, so that no file is left holding only a header
+        # when the box stops right after a rotation.
         if self.path.stat().st_size >= self.file_size:
             self.writer.close()
             self.rotations += 1
             self._open_new()
             self._prune()
+        super().write(result)
 
     def _prune(self) -> None:
         files = sorted(self.folder.glob("field-*.salrec"))
