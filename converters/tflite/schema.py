@@ -1,8 +1,9 @@
 """The TFLite flatbuffer written from a plain in-memory graph, with the generated schema code of the
 ``tflite`` package (``tflite/<Table>.py``: ``<Table>Start``, ``<Table>Add<Field>``, ...).
 
-Only what a float model with one subgraph needs: tensors (constants in 16-byte aligned buffers,
-buffer 0 the empty sentinel), builtin operators with their options table, one signature
+Only what a model with one subgraph needs: tensors (constants in 16-byte aligned buffers,
+buffer 0 the empty sentinel; int8/int32 tensors of quantized kernels carry their
+:class:`Quantization`), builtin operators with their options table, one signature
 ``serving_default`` and ``Model.metadata`` entries (name -> bytes).
 """
 
@@ -56,6 +57,16 @@ def tensor_type(dtype: np.dtype) -> int:
         raise TypeError(f"no TFLite tensor type for {np.dtype(dtype)}") from None
 
 
+@dataclass(frozen=True)
+class Quantization:
+    """real = scale * (q - zero_point): one value per tensor, or one per index of ``axis``
+    (TFLite's quantized_dimension, per-channel weights and their int32 biases)."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+
 @dataclass
 class Tensor:
     """A subgraph tensor; ``data`` set makes it a constant."""
@@ -64,6 +75,7 @@ class Tensor:
     shape: tuple[int, ...]
     dtype: np.dtype
     data: np.ndarray | None = None
+    quantization: Quantization | None = None
 
 
 @dataclass
@@ -183,6 +195,7 @@ class _Writer:
         m, b = self.model, self.b
         tensors = []
         for t, buffer in zip(m.tensors, tensor_buffers, strict=True):
+            quantization = self._quantization(t.quantization) if t.quantization else None
             tensors.append(
                 self._table(
                     "Tensor",
@@ -190,6 +203,7 @@ class _Writer:
                     type=tensor_type(t.dtype),
                     buffer=buffer,
                     name=b.CreateString(t.name),
+                    quantization=quantization,
                 )
             )
         operators = [self._operator(op, code_index[(op.code, op.version)]) for op in m.operators]
@@ -200,6 +214,14 @@ class _Writer:
             outputs=self._ints(m.outputs),
             operators=self._offsets("SubGraph", "operators", operators),
             name=b.CreateString("main"),
+        )
+
+    def _quantization(self, q: Quantization) -> int:
+        return self._table(
+            "QuantizationParameters",
+            scale=self._ints(q.scale, np.float32),
+            zero_point=self._ints(q.zero_point, np.int64),
+            quantized_dimension=q.axis,
         )
 
     def _operator(self, op: Operator, opcode_index: int) -> int:
