@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Collection
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnx
@@ -30,9 +32,19 @@ from edgesal.onnx_io import load_model, upgraded
 METADATA_NAME = "edgesal"
 
 
-def to_tflite(model: onnx.ModelProto | str | Path) -> bytes:
+class NodeHook(Protocol):
+    """Lowers some nodes before the registry does (the int8 lowering of QDQ models,
+    converters/tflite/quantized.py): ``op_types`` it adds to the supported set; a call returns
+    False to leave the node to the registry."""
+
+    op_types: Collection[str]
+
+    def __call__(self, ctx: Lowering, node: onnx.NodeProto) -> bool: ...
+
+
+def to_tflite(model: onnx.ModelProto | str | Path, hook: NodeHook | None = None) -> bytes:
     """The TFLite flatbuffer of ``model`` (static shapes; image input stored NHWC)."""
-    model = prepare(model)
+    model = prepare(model, hook.op_types if hook is not None else ())
     ctx = Lowering(model)
     image = _nchw_image_input(model, ctx)
     for value in graph_inputs(model):
@@ -40,7 +52,8 @@ def to_tflite(model: onnx.ModelProto | str | Path) -> bytes:
         ctx.flat.inputs.append(ctx.output(value.name, perm))
     for node in model.graph.node:
         ctx.node = node
-        LOWERINGS[node.op_type](ctx, node)
+        if hook is None or not hook(ctx, node):
+            LOWERINGS[node.op_type](ctx, node)
     ctx.node = None
     _name_outputs(ctx, [o.name for o in model.graph.output])
     ctx.flat.metadata[METADATA_NAME] = tflite_metadata(model, image)
@@ -48,15 +61,17 @@ def to_tflite(model: onnx.ModelProto | str | Path) -> bytes:
     return ctx.flat.serialize()
 
 
-def prepare(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
-    """A folded, shape-checked copy; every unsupported operator reported at once."""
+def prepare(model: onnx.ModelProto | str | Path, extra: Collection[str] = ()) -> onnx.ModelProto:
+    """A folded, shape-checked copy; every unsupported operator (not in the registry nor in
+    ``extra``) reported at once."""
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
     model = upgraded(model)
     fold_constants(model)
     missing = [
         (n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}", n.name)
         for n in model.graph.node
-        if n.domain not in ("", "ai.onnx") or n.op_type not in LOWERINGS
+        if n.domain not in ("", "ai.onnx")
+        or (n.op_type not in LOWERINGS and n.op_type not in extra)
     ]
     if missing:
         raise UnsupportedOpsError("TFLite builtins", missing, list(LOWERINGS))
