@@ -51,7 +51,13 @@ def register(subparsers) -> None:
         help="calibration images: a folder of images, a video file, or 'builtin' (real photos "
         "shipped by scikit-image and scikit-learn, with a fixed split)",
     )
-    p.add_argument("-o", "--output", required=True, help="where to write the int8 model")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="where to write the int8 model: ONNX QDQ, or TFLite (int8 builtins, the same "
+        "scales and float nodes) for --format tflite / a .tflite suffix",
+    )
     p.add_argument(
         "--format",
         choices=FORMATS,
@@ -149,11 +155,6 @@ def run(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     fmt = args.format or ("tflite" if output.suffix.lower() == ".tflite" else "onnx")
-    if fmt == "tflite":
-        raise InputError(
-            "--format tflite: int8 TFLite output is not built yet (converters.to_tflite lowers "
-            "float graphs only; it has no QuantizeLinear/DequantizeLinear lowering); write .onnx"
-        )
     for flag, value in (("--augment", args.augment), ("--latency-runs", args.latency_runs)):
         if value < 0:
             raise InputError(f"{flag} {value}: must be >= 0")
@@ -188,9 +189,16 @@ def run(args: argparse.Namespace) -> int:
         if issubclass(w.category, CalibrationWarning):
             print(f"edgesal: warning: {w.message}", file=sys.stderr)
     output.parent.mkdir(parents=True, exist_ok=True)
-    import onnx
+    if fmt == "tflite":
+        from edgesal.quant.tflite import to_tflite
 
-    onnx.save(result.model, str(output))
+        options.progress("lowering to int8 TFLite and measuring its maps")
+        data, result = to_tflite(result, args.threads)
+        output.write_bytes(data)
+    else:
+        import onnx
+
+        onnx.save(result.model, str(output))
     result.report.sizes = {"float": Path(args.model).stat().st_size, "int8": output.stat().st_size}
     report_path = (
         Path(args.report) if args.report else output.with_name(output.name + ".report.json")

@@ -56,6 +56,9 @@ class QuantResult:
     ranges: dict[str, calibrate.TensorRange]
     kept: list[str]
     graph: SaliencyGraph
+    source: onnx.ModelProto | None = None  # the float saliency model
+    preprocess: metadata.Preprocess | None = None
+    samples: dict[str, list[Sample]] = field(default_factory=dict)  # split -> measured images
 
 
 def quantize(
@@ -114,7 +117,11 @@ def quantize(
     final = _stamped(final, model, decision.kept, scale, options.budget)
     say(f"{len(decision.kept)} nodes float; measuring the maps")
 
-    rows = _fidelity(model, final, graph, pre, originals, split.validation, options.threads)
+    samples = {"calibration": originals, "validation": split.validation}
+    quantized = latency.session(final, options.threads, arena=False)
+    rows = fidelity_rows(
+        model, lambda feed: _outputs(quantized, feed, graph), graph, pre, samples, options.threads
+    )
     report = Report(
         model=where,
         method=graph.method,
@@ -139,7 +146,7 @@ def quantize(
         for kept in report.kept:
             for key, value in costs[kept.node].items():
                 setattr(kept, key, value)
-    return QuantResult(final, report, prepared, ranges, decision.kept, graph)
+    return QuantResult(final, report, prepared, ranges, decision.kept, graph, model, pre, samples)
 
 
 def _progress(callback: Callable[[str], None] | None) -> Callable[[str], None]:
@@ -235,14 +242,22 @@ def _stamped(final, original, kept, scale, budget) -> onnx.ModelProto:
     return final
 
 
-def _fidelity(model, final, graph, pre, calibration: list[Sample], validation, threads):
+def fidelity_rows(
+    model: onnx.ModelProto,
+    quantized: Callable[[dict], tuple[np.ndarray, np.ndarray]],
+    graph: SaliencyGraph,
+    pre: metadata.Preprocess,
+    samples: dict[str, list[Sample]],
+    threads: int,
+) -> list[ImageFidelity]:
+    """One row per image of each split: the float model (onnxruntime) against ``quantized``
+    (feed -> scores, map: the int8 model on onnxruntime or on a TFLite interpreter)."""
     reference = latency.session(model, threads, arena=False)
-    quantized = latency.session(final, threads, arena=False)
     rows: list[ImageFidelity] = []
-    for split, samples in (("calibration", calibration), ("validation", validation)):
-        for sample, x in zip(samples, model_inputs(samples, pre), strict=True):
+    for split, items in samples.items():
+        for sample, x in zip(items, model_inputs(items, pre), strict=True):
             feed = {graph.image: x}
-            (fs, fm), (qs, qm) = _outputs(reference, feed, graph), _outputs(quantized, feed, graph)
+            (fs, fm), (qs, qm) = _outputs(reference, feed, graph), quantized(feed)
             rows.append(compare(sample.name, split, fm, qm, fs, qs))
     return rows
 
