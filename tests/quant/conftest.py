@@ -1,4 +1,5 @@
-"""Fixtures for the quantization tests: a tiny saliency model and folders of real photos."""
+"""Fixtures for the quantization tests: a tiny saliency model, folders of real photos, and the
+zoo models quantized once per session (shared by the ONNX and TFLite zoo tests)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import numpy as np
 import onnx
 import pytest
 
-from edgesal import metadata
+from edgesal import metadata, zoo
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.methods import MethodOptions
+from edgesal.quant import QuantOptions, SearchOptions, load_split, quantize
 from edgesal.quant.images import builtin_photos
 from tests.models import nchw_cnn
 
@@ -57,3 +60,39 @@ def random_maps(seed: int, shape=(32, 32)) -> tuple[np.ndarray, np.ndarray]:
     b = a + 0.2 * rng.random(shape)
     b[b < 0.4] = 0.0
     return a, b
+
+
+# Lighter than the CLI defaults (fewer calibration samples and search evaluations) to keep CI
+# time modest; integrated gradients runs 8 path points per image, so it gets the fewest.
+ZOO_OPTIONS = {
+    "vanilla": QuantOptions(
+        max_calibration=16, latency_runs=0, search=SearchOptions(max_evaluations=24)
+    ),
+    "gradcam": QuantOptions(tune=4, max_calibration=16, latency_runs=0),
+    "integrated": QuantOptions(
+        tune=3, max_calibration=8, latency_runs=0, search=SearchOptions(4, max_evaluations=12)
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def zoo_split():
+    """The built-in photos: 7 calibration photos (+3 flipped/cropped copies each), 4 held out."""
+    return load_split("builtin", augment=3)
+
+
+@pytest.fixture(scope="session")
+def zoo_quantized(zoo_split):
+    """``get(name, method)`` -> (fp32 saliency model, QuantResult), computed once per session."""
+    cache = {}
+
+    def get(name: str, method: str):
+        if (name, method) not in cache:
+            forward = zoo.build(name, progress=False)
+            fp32 = export_saliency(
+                forward, ExportOptions(method=method, params=MethodOptions(steps=8))
+            )
+            cache[(name, method)] = (fp32, quantize(fp32, ZOO_OPTIONS[method], zoo_split))
+        return cache[(name, method)]
+
+    return get

@@ -125,7 +125,6 @@ def test_cli_writes_model_and_report(tiny_saliency, photo_folder, tmp_path, caps
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--format", "tflite"], "int8 TFLite output is not built yet"),
         (["--max-map-error", "lots"], "--max-map-error"),
         (["--tune", "0"], "--tune 0"),
     ],

@@ -1,7 +1,8 @@
 """Real models, real photos: int8 maps meet the default budget on held-out photos and beat the
 naive ``onnxruntime.quantization.quantize_static`` baseline on the same images.
 
-Each (model, method) is quantized once per session. The report's numbers are recomputed here
+Each (model, method) is quantized once per session (``zoo_quantized`` in conftest.py, shared
+with the TFLite tests). The report's numbers are recomputed here
 from the two models' maps with SciPy and scikit-image.
 """
 
@@ -18,48 +19,12 @@ from onnxruntime.quantization import quantize_static
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
-from edgesal import metadata, zoo
-from edgesal.export import ExportOptions, export_saliency
-from edgesal.methods import MethodOptions
-from edgesal.quant import QuantOptions, SearchOptions, load_split, quantize
+from edgesal import metadata
 from edgesal.quant.images import model_inputs
 
 pytestmark = pytest.mark.slow
 MODELS = ["mobilenet_v2", "efficientnet_lite0"]
 METHODS = ["vanilla", "gradcam", "integrated"]
-# Lighter than the CLI defaults (fewer calibration samples and search evaluations) to keep CI
-# time modest; integrated gradients runs 8 path points per image, so it gets the fewest.
-OPTIONS = {
-    "vanilla": QuantOptions(
-        max_calibration=16, latency_runs=0, search=SearchOptions(max_evaluations=24)
-    ),
-    "gradcam": QuantOptions(tune=4, max_calibration=16, latency_runs=0),
-    "integrated": QuantOptions(
-        tune=3, max_calibration=8, latency_runs=0, search=SearchOptions(4, max_evaluations=12)
-    ),
-}
-
-
-@pytest.fixture(scope="session")
-def split():
-    """The built-in photos: 7 calibration photos (+3 flipped/cropped copies each), 4 held out."""
-    return load_split("builtin", augment=3)
-
-
-@pytest.fixture(scope="session")
-def quantized(split):
-    cache = {}
-
-    def get(name: str, method: str):
-        if (name, method) not in cache:
-            forward = zoo.build(name, progress=False)
-            fp32 = export_saliency(
-                forward, ExportOptions(method=method, params=MethodOptions(steps=8))
-            )
-            cache[(name, method)] = (fp32, quantize(fp32, OPTIONS[method], split))
-        return cache[(name, method)]
-
-    return get
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -97,8 +62,11 @@ def _top_set(saliency: np.ndarray) -> set[int]:
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", MODELS)
-def test_int8_map_meets_budget_and_beats_naive(name, method, quantized, split, record_property):
-    fp32, result = quantized(name, method)
+def test_int8_map_meets_budget_and_beats_naive(
+    name, method, zoo_quantized, zoo_split, record_property
+):
+    split = zoo_split
+    fp32, result = zoo_quantized(name, method)
     pre = metadata.Preprocess(**metadata.read(fp32)["preprocess"])
     inputs = model_inputs(split.validation, pre)
     want, got = _maps(fp32, inputs), _maps(result.model, inputs)
@@ -140,11 +108,11 @@ def test_int8_map_meets_budget_and_beats_naive(name, method, quantized, split, r
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_grad_cam_runs_mostly_int8(name, quantized):
+def test_grad_cam_runs_mostly_int8(name, zoo_quantized):
     """Grad-CAM's map survives an int8 forward pass: few nodes stay float and the file shrinks
     to at most 0.3x (vanilla and integrated gradients keep their forward pass float, see
     docs/quantization.md)."""
-    fp32, result = quantized(name, "gradcam")
+    fp32, result = zoo_quantized(name, "gradcam")
     assert len(result.kept) <= 0.25 * (len(result.kept) + result.report.quantized_nodes)
     print(f"{name} gradcam: {len(result.kept)} float nodes: {result.kept}")
     assert len(result.model.SerializeToString()) <= 0.3 * len(fp32.SerializeToString())

@@ -1,0 +1,261 @@
+"""int8 TFLite from the calibrated QDQ model: builtins only, int8 kernels with the QDQ scales,
+the same outputs as onnxruntime runs the QDQ model (to int8 rounding), and the default map
+budget on the zoo models (``--format tflite``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import tflite
+from scipy.stats import spearmanr
+
+from converters.tflite.quantized import qdq_to_tflite
+from edgesal import metadata
+from edgesal.quant import QuantOptions, SearchOptions, qdq, quantize
+from edgesal.quant.cli import register
+from edgesal.quant.images import CalibrationWarning, load_split, model_inputs
+from edgesal.quant.tflite import runner, to_tflite
+from tests.converters.test_tflite_export import runtime_python  # noqa: F401 (fixture)
+from tests.converters.tflite_harness import operator_names
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = dict(augment=1, tune=2, latency_runs=0, search=SearchOptions(blocks=3, max_evaluations=8))
+METHODS = ["vanilla", "gradcam", "integrated"]
+MAP_SPEARMAN = 0.98  # TFLite map vs the QDQ map on onnxruntime (int8 rounding differs)
+SCORE_STEPS = 3  # |TFLite score - onnxruntime score| in quantization steps of the scores
+TYPES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_saliency, photo_folder):
+    """{method: (QuantResult, int8 TFLite bytes)} of the tiny CNN, calibrated on real photos."""
+    results = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        for method in METHODS:
+            result = quantize(tiny_saliency[method], QuantOptions(calib=str(photo_folder), **FAST))
+            results[method] = (result, qdq_to_tflite(result.model))
+    return results
+
+
+@pytest.fixture(scope="module")
+def photos(photo_folder, tiny_saliency):
+    pre = metadata.Preprocess(**metadata.read(tiny_saliency["vanilla"])["preprocess"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        split = load_split(photo_folder, augment=0)
+        return model_inputs(split.calibration + split.validation, pre)
+
+
+def _tensors(data: bytes):
+    """(operator name, [input tensors], [output tensors]) for every operator."""
+    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+    model = tflite.Model.GetRootAs(data, 0)
+    graph = model.Subgraphs(0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = codes[op.OpcodeIndex()]
+        name = names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+        ins = [graph.Tensors(j) if j >= 0 else None for j in op.InputsAsNumpy()]
+        outs = [graph.Tensors(j) for j in op.OutputsAsNumpy()]
+        yield name, ins, outs
+
+
+def _quant(tensor) -> tuple[np.ndarray, np.ndarray, int]:
+    q = tensor.Quantization()
+    return q.ScaleAsNumpy(), q.ZeroPointAsNumpy(), q.QuantizedDimension()
+
+
+def _step(model: onnx.ModelProto, name: str) -> float | None:
+    """The quantization step of graph output ``name`` (None when it is computed in float)."""
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.output[0] == name:
+            init = {t.name: t for t in model.graph.initializer}
+            return float(onnx.numpy_helper.to_array(init[node.input[1]]))
+    return None
+
+
+def _compare_with_onnxruntime(model: onnx.ModelProto, data: bytes, photos) -> list[float]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    run = runner(data, "logits", "saliency", threads=1)
+    step = _step(model, "logits")
+    rhos = []
+    for x in photos:
+        (want_l, want_m), (got_l, got_m) = (
+            session.run(["logits", "saliency"], {"image": x}),
+            run({"image": x}),
+        )
+        tol = SCORE_STEPS * step if step else 1e-4 * float(np.ptp(want_l))
+        assert np.abs(got_l - want_l).max() <= tol + 1e-6
+        rhos.append(spearmanr(want_m.ravel(), got_m.ravel()).statistic)
+    return rhos
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_builtins_only_with_int8_kernels(tiny, method):
+    """Every operator is a builtin; convolutions and fully connected layers of the quantized
+    nodes run on int8 tensors: per-channel symmetric filters (quantized_dimension 0, depthwise
+    3), int32 biases with scale s_in * s_w."""
+    _, data = tiny[method]
+    assert "CUSTOM" not in operator_names(data)
+    counted = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 0, "FULLY_CONNECTED": 0}
+    for name, ins, outs in _tensors(data):
+        if name not in counted or TYPES[ins[0].Type()] != "INT8":
+            continue
+        counted[name] += 1
+        x, w, b = ins[:3]
+        assert TYPES[w.Type()] == "INT8" and TYPES[b.Type()] == "INT32"
+        assert TYPES[outs[0].Type()] == "INT8"
+        s_in = _quant(x)[0]
+        s_w, z_w, axis = _quant(w)
+        s_b, z_b, _ = _quant(b)
+        assert not np.any(z_w) and not np.any(z_b) and s_in.size == 1
+        if name != "FULLY_CONNECTED":
+            channels = w.ShapeAsNumpy()[axis]
+            assert axis == (3 if name == "DEPTHWISE_CONV_2D" else 0) and s_w.size == channels
+        np.testing.assert_allclose(s_b, s_in * s_w, rtol=1e-6)
+    print(method, counted)
+    assert counted["CONV_2D"] >= 1 and counted["FULLY_CONNECTED"] >= 1
+    if method != "gradcam":  # Grad-CAM's backward pass stops before the depthwise conv
+        assert counted["DEPTHWISE_CONV_2D"] >= 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_matches_the_qdq_model_on_onnxruntime(tiny, photos, method):
+    """Scores within a few quantization steps, maps rank-equal (Spearman) on every photo."""
+    result, data = tiny[method]
+    rhos = _compare_with_onnxruntime(result.model, data, photos)
+    print(method, "Spearman TFLite vs onnxruntime QDQ:", np.round(rhos, 4))
+    assert min(rhos) >= MAP_SPEARMAN
+
+
+def test_mixed_int8_keeps_float_nodes_float(tiny, photos):
+    """Nodes the search keeps float run as float kernels between DEQUANTIZE and QUANTIZE."""
+    result, _ = tiny["vanilla"]
+    convs = [n.name for n in result.prepared.graph.node if n.op_type == "Conv"]
+    kept = [convs[0], convs[-1]]  # the stem (forward) and the last gradient conv
+    mixed = qdq.build(result.prepared, result.ranges, kept)
+    mixed.metadata_props.extend(result.model.metadata_props)
+    data = qdq_to_tflite(mixed)
+    kinds = [TYPES[ins[0].Type()] for name, ins, _ in _tensors(data) if name in ("CONV_2D",)]
+    assert "FLOAT32" in kinds and "INT8" in kinds
+    ops = operator_names(data)
+    assert "QUANTIZE" in ops and "DEQUANTIZE" in ops and "CUSTOM" not in ops
+    assert min(_compare_with_onnxruntime(mixed, data, photos)) >= MAP_SPEARMAN
+
+
+def test_cli_writes_tflite_and_measures_it(tiny_saliency, photo_folder, tmp_path, capsys):
+    """``-o x.tflite``: a TFLite file and a report whose rows are the TFLite maps."""
+    source = tmp_path / "tiny.sal.onnx"
+    onnx.save(tiny_saliency["gradcam"], str(source))
+    out = tmp_path / "tiny.int8.tflite"
+    parser = __import__("argparse").ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["quantize", str(source), "--calib", str(photo_folder), "-o", str(out),
+         "--augment", "1", "--tune", "2", "--blocks", "3", "--max-evals", "6",
+         "--latency-runs", "0"]
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        status = args.func(args)
+    data = out.read_bytes()
+    assert data[4:8] == b"TFL3"
+    report = json.loads((tmp_path / "tiny.int8.tflite.report.json").read_text())
+    assert report["output_format"] == "tflite-int8"
+    assert status == (0 if report["meets_budget"] else 1)
+    assert report["sizes"]["int8"] == len(data)
+    pre = metadata.Preprocess(**metadata.read(tiny_saliency["gradcam"])["preprocess"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        split = load_split(photo_folder, augment=0)
+        inputs = model_inputs(split.validation, pre)
+    session = ort.InferenceSession(
+        tiny_saliency["gradcam"].SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    run = runner(data, "logits", "saliency", threads=1)
+    rows = {r["image"]: r for r in report["rows"] if r["split"] == "validation"}
+    for sample, x in zip(split.validation, inputs, strict=True):
+        fm = session.run(["saliency"], {"image": x})[0]
+        tm = run({"image": x})[1]
+        rho = spearmanr(fm.ravel(), tm.ravel()).statistic
+        assert rows[sample.name]["spearman"] == pytest.approx(rho, abs=1e-6)
+    assert "tflite-int8" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_runs_on_tflite_runtime(tiny, photos, runtime_python, tmp_path):  # noqa: F811
+    """The same flatbuffers on tflite-runtime 2.14 (numpy < 2, its own venv) give the
+    ai-edge-litert outputs."""
+    jobs = []
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, image=photos[0])
+    for method, (_, data) in tiny.items():
+        model = tmp_path / f"{method}.int8.tflite"
+        model.write_bytes(data)
+        jobs.append({"model": str(model), "feeds": str(feeds), "out": str(tmp_path / method)})
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    done = subprocess.run(
+        [
+            str(runtime_python),
+            str(ROOT / "tests" / "converters" / "tflite_runtime_worker.py"),
+            str(tmp_path / "jobs.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = json.loads(done.stdout.strip().splitlines()[-1])
+    for (method, (result, data)), report in zip(tiny.items(), reports, strict=True):
+        assert report["backend"] == "tflite-runtime/XNNPACK" and report["numpy"].startswith("1.")
+        got = dict(np.load(str(tmp_path / method) + ".npz"))
+        want_l, want_m = runner(data, "logits", "saliency", threads=2)({"image": photos[0]})
+        step = _step(result.model, "logits") or 1e-4 * float(np.ptp(want_l))
+        assert np.abs(got["logits"] - want_l).max() <= SCORE_STEPS * step + 1e-6
+        assert spearmanr(got["saliency"].ravel(), want_m.ravel()).statistic >= MAP_SPEARMAN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
+def test_zoo_int8_tflite_meets_budget(name, method, zoo_quantized, record_property):
+    """The int8 TFLite map meets the default budget on the held-out photos (recomputed here
+    from the float map on onnxruntime and the TFLite map on ai-edge-litert)."""
+    fp32, result = zoo_quantized(name, method)
+    data, tresult = to_tflite(result)
+    assert "CUSTOM" not in operator_names(data)
+    samples = tresult.samples["validation"]
+    inputs = model_inputs(samples, tresult.preprocess)
+    session = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"])
+    run = runner(data, "logits", "saliency", threads=2)
+    rows = {r.image: r for r in tresult.report.rows if r.split == "validation"}
+    ours = []
+    for sample, x in zip(samples, inputs, strict=True):
+        fm = session.run(["saliency"], {"image": x})[0]
+        tm = run({"image": x})[1]
+        rho = spearmanr(fm.ravel(), tm.ravel()).statistic
+        k = int(np.ceil(0.1 * fm.size))
+        top_f = set(np.argsort(-fm.ravel(), kind="stable")[:k].tolist())
+        top_t = set(np.argsort(-tm.ravel(), kind="stable")[:k].tolist())
+        iou = len(top_f & top_t) / len(top_f | top_t)
+        assert rows[sample.name].spearman == pytest.approx(rho, abs=1e-6)
+        assert rows[sample.name].top10_iou == pytest.approx(iou, abs=1e-9)
+        ours.append((rho, iou))
+    mean_rho, mean_iou = np.mean(ours, axis=0)
+    record_property("tflite_int8_mean_spearman", round(float(mean_rho), 4))
+    record_property("tflite_int8_mean_iou", round(float(mean_iou), 4))
+    print(f"{name} {method} TFLite int8: Spearman {mean_rho:.3f}, IoU {mean_iou:.3f}, "
+          f"{len(data) / 1e6:.2f} MB")  # fmt: skip
+    assert mean_rho >= 0.9 and mean_iou >= 0.7, tresult.report.format()
+    assert tresult.report.meets_budget
