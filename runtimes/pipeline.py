@@ -8,7 +8,6 @@ threaded :class:`runtimes.runner.Runner` calls its two halves, :meth:`Pipeline.i
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from runtimes.backends import BackendOptions
 from runtimes.governor import Budget, Governor, Sensors, State
-from runtimes.model import Inference, MethodChain
+from runtimes.model import Inference, MethodChain, Variant
 from runtimes.overlay import OverlayStyle, draw
 from runtimes.preprocess import Region
 from runtimes.selfcheck import CheckConfig, CheckResult, counterfactual
@@ -89,6 +88,21 @@ class FrameResult:
         }
 
 
+@dataclass
+class Job:
+    """A frame between :meth:`Pipeline.prepare` and :meth:`Pipeline.finish`: what to compute
+    (decided in frame order) and, after :meth:`Pipeline.run`, the answer."""
+
+    result: FrameResult
+    variant: Variant
+    want_map: bool = False
+    target: int | None = None
+    check_seed: int | None = None  # set when this map is due for the counterfactual self-check
+    region: Region | None = None
+    inference: Inference | None = None
+    check: CheckResult | None = None
+
+
 class Pipeline:
     """Per-frame saliency with the budget governor; not thread-safe across concurrent ``infer``."""
 
@@ -114,7 +128,6 @@ class Pipeline:
         self._maps = 0
         self._frames = 0
         self._next_sensor_read = 0.0
-        self.lock = threading.Lock()
         self.governor.update(time.time(), -1)
 
     @property
@@ -132,6 +145,11 @@ class Pipeline:
     ) -> FrameResult:
         """Prediction on every frame, a map when the governor's rate allows, the self-check when
         due. A paused governor returns the frame with no inference."""
+        return self.finish(self.run(self.prepare(frame, index, captured)))
+
+    def prepare(self, frame: np.ndarray, index: int = 0, captured: float | None = None) -> Job:
+        """The ordered first step of :meth:`infer`: governor, scene cut, what to compute.
+        Call it in frame order; :meth:`run` may then run on several jobs at once."""
         self._frames += 1
         self.govern(index)
         state = self.governor.state
@@ -142,24 +160,49 @@ class Pipeline:
             )
         result = FrameResult(index, captured, frame, state)
         result.scene_cut = self.smoother.scene_cut(frame)
+        job = Job(result, self.variant)
         if state.paused:
+            return job
+        job.want_map = self._maps_due(index, state)
+        job.target = self._target()
+        every = self.config.selfcheck.every
+        if job.want_map:
+            self._maps += 1
+            if every > 0 and (self._maps - 1) % every == 0:
+                job.check_seed = int(self._rng.integers(2**63))
+        return job
+
+    def run(self, job: Job) -> Job:
+        """The model call (and self-check) of a prepared job; safe on several threads at once."""
+        if job.result.state.paused:
+            return job
+        variant = job.variant
+        tensor, crop, job.region = variant.preprocessor(job.result.frame)
+        job.inference = inf = variant.run(tensor, job.target, job.want_map)
+        if inf.saliency is not None and job.check_seed is not None:
+            prob = float(inf.probs[inf.target])
+            rng = np.random.default_rng(job.check_seed)
+            job.check = counterfactual(
+                variant, crop, inf.saliency, inf.target, prob, self.config.selfcheck, rng
+            )
+        return job
+
+    def finish(self, job: Job) -> FrameResult:
+        """The ordered last step: labels, temporal smoothing, the map carried to frames without
+        one. Call it in frame order."""
+        result, inf = job.result, job.inference
+        if inf is None:
             return result
-        variant = self.variant
-        tensor, crop, region = variant.preprocessor(frame)
-        want_map = self._maps_due(index, state)
-        target = self._target()
-        inf = variant.run(tensor, target, want_map)
-        result.inference = inf
+        variant = job.variant
+        result.inference, result.check = inf, job.check
         self._last_top1 = inf.top1
         result.label = variant.contract.label(inf.top1)
         result.top = [(k, variant.contract.label(k), p) for k, p in inf.top(self.config.top_k)]
-        key = (inf.target, inf.method, frame.shape[:2])
+        key = (inf.target, inf.method, result.frame.shape[:2])
         if inf.saliency is not None:
-            self._maps += 1
             result.saliency = self.smoother.update(inf.saliency, key, result.scene_cut)
-            result.region, result.fresh_map = region, True
-            self._last_map = (result.saliency, region, key)
-            result.check = self._self_check(variant, crop, inf)
+            result.region, result.fresh_map = job.region, True
+            self._last_map = (result.saliency, job.region, key)
         elif self._last_map is not None and not result.scene_cut and self._last_map[2] == key:
             result.saliency, result.region = self._last_map[0], self._last_map[1]
         return result
@@ -171,15 +214,6 @@ class Pipeline:
         if self.config.target_class is not None:
             return self.config.target_class
         return self._last_top1 if self._last_top1 is not None else 0
-
-    def _self_check(self, variant, crop: np.ndarray, inf: Inference) -> CheckResult | None:
-        every = self.config.selfcheck.every
-        if every <= 0 or (self._maps - 1) % every:
-            return None
-        prob = float(inf.probs[inf.target])
-        return counterfactual(
-            variant, crop, inf.saliency, inf.target, prob, self.config.selfcheck, self._rng
-        )
 
     def render(self, result: FrameResult) -> np.ndarray:
         """Overlay of the map, the label/score caption and any warning; stored on ``result``."""

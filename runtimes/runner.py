@@ -1,10 +1,13 @@
 """The threaded run loop: capture -> inference -> render/outputs, joined by bounded queues.
 
-Three threads overlap so the slowest stage sets the pace. Live sources (cameras, streams, and
-files with ``realtime``) keep one slot per queue and the newest frame replaces an unprocessed one,
-so latency cannot grow; files and folders block instead, so every frame is processed and recorded
-in order. SIGINT/SIGTERM (or :meth:`Runner.stop`) end the run cleanly: sources are closed, queues
-drained, outputs finalised, and a summary is returned.
+Three stages overlap so the slowest sets the pace. Live sources (cameras, streams, and files
+with ``realtime``) keep one slot per queue and the newest frame replaces an unprocessed one, so
+latency cannot grow; files and folders block instead, so every frame is processed and recorded in
+order. ``workers`` > 1 runs the model on that many frames at once (one session, several calls in
+flight): on a small CPU this beats splitting one call over several threads, because a network
+this size keeps intra-op threads waiting on each other. Frames still leave inference in order.
+SIGINT/SIGTERM (or :meth:`Runner.stop`) end the run cleanly: sources are closed, queues drained,
+outputs finalised, and a summary is returned.
 """
 
 from __future__ import annotations
@@ -84,6 +87,25 @@ class Summary:
         return "\n".join(f"{k.replace('_', ' ')}: {_fmt(v)}" for k, v in asdict(self).items())
 
 
+class TurnGate:
+    """Lets threads pass one at a time in ticket order (0, 1, 2, ...), whatever order they
+    arrive in; ``stop``, when given and set, releases everyone."""
+
+    def __init__(self):
+        self._next = 0
+        self._cond = threading.Condition()
+
+    def wait(self, ticket: int, stop: threading.Event | None) -> None:
+        with self._cond:
+            while self._next != ticket and not (stop is not None and stop.is_set()):
+                self._cond.wait(0.1)
+
+    def done(self, ticket: int) -> None:
+        with self._cond:
+            self._next = max(self._next, ticket + 1)
+            self._cond.notify_all()
+
+
 class Runner:
     """Runs ``pipeline`` on ``source`` into ``sinks`` until the source ends or ``stop``."""
 
@@ -95,8 +117,12 @@ class Runner:
         realtime: bool = False,
         max_frames: int | None = None,
         progress: ProgressBar | None = None,
+        workers: int = 1,
     ):
+        if workers < 1:
+            raise ValueError(f"--workers {workers}: must be at least 1")
         self.pipeline, self.source, self.sinks = pipeline, source, sinks
+        self.workers = workers
         self.live = source.live or realtime
         self.realtime = realtime and not source.live
         self.max_frames = max_frames
@@ -108,6 +134,11 @@ class Runner:
         self._frames = LatestQueue(1 if self.live else 4, self.live, drop)
         self._results = LatestQueue(1 if self.live else 4, self.live, drop)
         self.error: BaseException | None = None
+        self._take = threading.Lock()  # frames are taken and prepared in order
+        self._tickets = 0
+        self._gate = TurnGate()  # and finished in the same order
+        self._running = workers
+        self._running_lock = threading.Lock()
 
     def stop(self, reason: str = "stop requested") -> None:
         if not self._stop.is_set():
@@ -152,23 +183,43 @@ class Runner:
 
     def _infer(self) -> None:
         try:
-            while True:
-                item = self._frames.get()
-                if item is END:
-                    break
-                frame: Frame = item
-                if self._stop.is_set() and self.live:
-                    continue
-                result = self.pipeline.infer(frame.image, frame.index, frame.time)
-                while result.state.paused and not self.live and not self._stop.is_set():
-                    time.sleep(0.2)  # a file waits for the governor to resume: no frame lost
-                    result = self.pipeline.infer(frame.image, frame.index, frame.time)
-                self._results.put(result, self._stop)
+            while self._infer_one():
+                pass
         except BaseException as exc:
             self.error = exc
             self.stop("error in inference")
         finally:
-            self._results.put(END, self._stop)
+            with self._running_lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                self._results.put(END, self._stop)
+
+    def _infer_one(self) -> bool:
+        """Take the next frame, run it, pass it on in order; False at the end of the source."""
+        with self._take:
+            item = self._frames.get()
+            if item is END:
+                self._frames.put(END, self._stop)  # the other workers end too
+                return False
+            frame: Frame = item
+            if self._stop.is_set() and self.live:
+                return True
+            ticket, self._tickets = self._tickets, self._tickets + 1
+            job = self.pipeline.prepare(frame.image, frame.index, frame.time)
+        try:
+            while job.result.state.paused and not self.live and not self._stop.is_set():
+                time.sleep(0.2)  # a file waits for the governor to resume: no frame lost
+                with self._take:
+                    job = self.pipeline.prepare(frame.image, frame.index, frame.time)
+            self.pipeline.run(job)
+            # a file keeps its order even while stopping; a live source may let go of it
+            self._gate.wait(ticket, self._stop if self.live else None)
+            result = self.pipeline.finish(job)
+            self._results.put(result, self._stop)
+        finally:
+            self._gate.done(ticket)
+        return True
 
     def _render(self) -> None:
         try:
@@ -201,9 +252,10 @@ class Runner:
     def run(self, handle_signals: bool = True) -> Summary:
         """Run to the end; returns the summary. Re-raises an error from any stage."""
         previous = self._install_signals() if handle_signals else {}
-        threads = [threading.Thread(target=t, name=n, daemon=True) for n, t in
-                   (("capture", self._capture), ("inference", self._infer),
-                    ("render", self._render))]  # fmt: skip
+        stages = [("capture", self._capture)]
+        stages += [(f"inference-{i}", self._infer) for i in range(self.workers)]
+        stages += [("render", self._render)]
+        threads = [threading.Thread(target=t, name=n, daemon=True) for n, t in stages]
         started = time.time()
         try:
             for thread in threads:

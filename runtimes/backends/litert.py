@@ -8,6 +8,7 @@ their tensor names, so the converter must name them as the ONNX contract does (`
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,14 @@ def _interpreter_class() -> tuple[type, str]:
 
 
 class LiteRtBackend:
-    """One interpreter; every output is computed on each run (no pruning for flatbuffers)."""
+    """One interpreter; every output is computed on each run (no pruning for flatbuffers). An
+    interpreter is not thread-safe, so concurrent runs (``--workers``) take turns on it."""
 
     def __init__(self, path: Path, interpreter, package: str, metadata: dict[str, str]):
         self.path, self.metadata = str(path), metadata
         self.name = f"{package}/XNNPACK"
         self._interp = interpreter
+        self._lock = threading.Lock()
         interpreter.allocate_tensors()
         self._in = {d["name"]: d for d in interpreter.get_input_details()}
         self._out = {d["name"]: d for d in interpreter.get_output_details()}
@@ -73,12 +76,14 @@ class LiteRtBackend:
         return backend
 
     def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        for name, value in feeds.items():
-            if name in self._in:
-                detail = self._in[name]
-                self._interp.set_tensor(detail["index"], value.astype(detail["dtype"], copy=False))
-        self._interp.invoke()
-        return [self._interp.get_tensor(self._out[name]["index"]) for name in outputs]
+        with self._lock:
+            for name, value in feeds.items():
+                if name in self._in:
+                    detail = self._in[name]
+                    value = value.astype(detail["dtype"], copy=False)
+                    self._interp.set_tensor(detail["index"], value)
+            self._interp.invoke()
+            return [self._interp.get_tensor(self._out[name]["index"]) for name in outputs]
 
     def subset(self, outputs: list[str]) -> LiteRtBackend:
         return self

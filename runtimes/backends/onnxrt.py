@@ -8,6 +8,7 @@ the next one and the fallback is logged with its reason.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,8 @@ def open_session(
 
 
 class OnnxRuntimeBackend:
-    """One onnxruntime session; :meth:`subset` builds pruned sessions for partial runs."""
+    """One onnxruntime session (safe to run from several threads at once); :meth:`subset` builds
+    pruned sessions for partial runs."""
 
     def __init__(self, path: Path, raw: bytes, options: BackendOptions, outputs: list[str] | None):
         self.path = str(path)
@@ -109,6 +111,7 @@ class OnnxRuntimeBackend:
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self._subsets: dict[tuple[str, ...], OnnxRuntimeBackend] = {}
+        self._subsets_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path, options: BackendOptions) -> OnnxRuntimeBackend:
@@ -128,15 +131,18 @@ class OnnxRuntimeBackend:
         key = tuple(outputs)
         if key == tuple(self.outputs):
             return self
-        if key not in self._subsets:
-            path = Path(self.path)
-            self._subsets[key] = OnnxRuntimeBackend(path, path.read_bytes(), self._options, outputs)
-        return self._subsets[key]
+        with self._subsets_lock:
+            if key not in self._subsets:
+                path = Path(self.path)
+                raw = path.read_bytes()
+                self._subsets[key] = OnnxRuntimeBackend(path, raw, self._options, outputs)
+            return self._subsets[key]
 
     def release_subsets(self, keep: list[list[str]]) -> None:
         """Drop pruned sessions other than ``keep`` (frees memory under pressure)."""
         wanted = {tuple(k) for k in keep}
-        self._subsets = {k: v for k, v in self._subsets.items() if k in wanted}
+        with self._subsets_lock:
+            self._subsets = {k: v for k, v in self._subsets.items() if k in wanted}
 
 
 def _dtype(onnx_type: str) -> str:

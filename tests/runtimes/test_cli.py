@@ -79,6 +79,10 @@ def test_file_run_writes_video_records_and_summary(models, video, tmp_path):
         "no",
         "--selfcheck-every",
         "10",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
     )
     assert proc.returncode == 0, proc.stderr
     assert "frames: 40" in proc.stderr
@@ -121,6 +125,7 @@ def test_bad_inputs_exit_2_with_clear_messages(models, video, tmp_path):
             "unknown video suffix",
         ),
         (["records", "inspect", str(video)], "not a .salrec file"),
+        (["run", str(models["vanilla"]), "--source", str(video), "--workers", "0"], "at least 1"),
         (
             ["run", str(models["vanilla"]), "--source", str(video), "--display", "yes"],
             "--display yes: no display",
