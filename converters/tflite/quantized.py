@@ -34,6 +34,7 @@ from converters.tflite import layout
 from converters.tflite.context import Lowering
 from converters.tflite.convert import to_tflite
 from converters.tflite.ops.elementwise import broadcast_perm
+from converters.tflite.ops.masks import float_mask
 from converters.tflite.ops.registry import attrs, inputs
 from converters.tflite.ops.spatial import onnx_pads, spatial_attrs, tflite_padding
 from converters.tflite.schema import Quantization
@@ -160,7 +161,8 @@ class QdqLowering:
 
     def _dequantize(self, ctx: Lowering, node: onnx.NodeProto) -> None:
         """DEQUANTIZE of an int8 tensor; a DQ of another integer tensor (0/1 masks cast to uint8)
-        becomes CAST, SUB z, MUL s in float."""
+        becomes the float mask of ``masks.float_mask`` when it is an interval test, else CAST,
+        SUB z, MUL s in float."""
         x, out = node.input[0], node.output[0]
         params = self._params(ctx, node)
         if not params.per_tensor:
@@ -170,6 +172,11 @@ class QdqLowering:
             ctx.emit("DEQUANTIZE", [self.view(ctx, x, perm)], [ctx.output(out, perm)])
             return
         zero = ctx.value(node.input[2]) if len(inputs(node)) > 2 else np.zeros(())
+        cast = ctx.producer(x)
+        plain = not np.any(zero) and np.all(params.scale == 1)
+        if plain and cast is not None and cast.op_type == "Cast":
+            if float_mask(ctx, cast.input[0], out):  # XNNPACK float ops, no boolean kernels
+                return
         shape = layout.physical(ctx.shape(out), perm)
         y = ctx.op("CAST", [ctx.tensor(x)], shape, np.float32)
         if np.any(zero):
@@ -380,7 +387,8 @@ def gemm(q: QdqLowering, ctx: Lowering, node, out: str, params: QParams) -> bool
 @fuses("Add", "Mul")
 def binary(q: QdqLowering, ctx: Lowering, node, out: str, params: QParams) -> bool:
     """ADD / MUL on int8 (TFLite rescales each operand); operands are int8 tensors, int8
-    constants, or 0/1 masks (a DQ of a uint8 Cast, zero point 0) cast to int8."""
+    constants, or 0/1 masks (a DQ of a uint8 Cast, zero point 0) quantized from their float
+    form."""
     names = list(node.input)
     kinds = [_operand(q, ctx, n) for n in names]
     if None in kinds:
@@ -393,10 +401,10 @@ def binary(q: QdqLowering, ctx: Lowering, node, out: str, params: QParams) -> bo
         elif kind == "const":
             data, qp = q.weights[name]
             tensors.append(quantized_const(ctx, _stored(data, perm, rank), qp.schema(), "const"))
-        else:
-            mask = ctx.tensor(ref, perm, rank)
+        else:  # the float mask the DQ lowered to, quantized exactly (0 or 1 step)
+            mask = ctx.tensor(name, perm, rank)
             scale = ctx.value(ctx.producer(name).input[1])
-            index = ctx.op("CAST", [mask], ctx.physical_shape(mask), np.int8)
+            index = ctx.op("QUANTIZE", [mask], ctx.physical_shape(mask), np.int8)
             ctx.flat.tensors[index].quantization = Quantization((float(scale),), (0,))
             tensors.append(index)
     code = {"Add": "ADD", "Mul": "MUL"}[node.op_type]
