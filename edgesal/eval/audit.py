@@ -17,16 +17,16 @@ import numpy as np
 import onnx
 
 from edgesal import __version__
-from edgesal.errors import InputError
-from edgesal.eval import report, sanity
+from edgesal.errors import InputError, ModelLoadError
+from edgesal.eval import report, sanity, tflite
 from edgesal.eval.engines import SerialEngine, run_tasks
 from edgesal.eval.images import CropTransform, check_images
-from edgesal.eval.model import ModelSpec, inspect
+from edgesal.eval.model import ModelSpec, inspect, open_runner
 from edgesal.eval.options import EvalOptions
 from edgesal.eval.pointing import Box, boxes_for, load_boxes, parse_boxes
 from edgesal.eval.store import ResultStore, fingerprint
 from edgesal.eval.summary import summarize_compare, summarize_maps, summarize_sanity
-from edgesal.eval.tasks import CompareTask, ImageTask, Job, SanityTask
+from edgesal.eval.tasks import CompareTask, ImageTask, Job, SanityTask, compare_image
 from edgesal.imaging import center_crop
 from edgesal.onnx_io import load_model
 
@@ -37,22 +37,49 @@ WORK = ".work"
 class Loaded:
     """A saliency model read from a file or given in memory, with its bytes and contract."""
 
-    model: onnx.ModelProto
+    model: onnx.ModelProto | None  # None: a TFLite model (compared, not evaluated)
     data: bytes
     spec: ModelSpec
     where: str
 
     @classmethod
     def of(cls, model: onnx.ModelProto | str | Path, where: str | None = None) -> Loaded:
+        """An ONNX saliency model."""
         if isinstance(model, str | Path):
             where = where or str(model)
             model = load_model(model)
         where = where or "model"
         return cls(model, model.SerializeToString(), inspect(model, where), where)
 
+    @classmethod
+    def either(
+        cls, model: onnx.ModelProto | bytes | str | Path, where: str | None = None
+    ) -> Loaded:
+        """An ONNX or a TFLite saliency model: TFLite by its ``.tflite`` suffix or its flatbuffer
+        identifier; its spec is read from an interpreter, so a missing runtime fails here."""
+        if isinstance(model, str | Path):
+            path = Path(model)
+            if not path.is_file():
+                raise ModelLoadError(f"{path}: no such file")
+            with path.open("rb") as head:
+                if path.suffix.lower() != ".tflite" and not tflite.is_tflite(head.read(8)):
+                    return cls.of(path, where)
+            return cls.from_tflite(path.read_bytes(), where or str(path))
+        if isinstance(model, bytes):
+            if not tflite.is_tflite(model):
+                raise ModelLoadError(f"{where or 'model'}: bytes that are not a TFLite flatbuffer")
+            return cls.from_tflite(model, where or "model")
+        return cls.of(model, where)
+
+    @classmethod
+    def from_tflite(cls, data: bytes, where: str) -> Loaded:
+        """A TFLite saliency model from its flatbuffer bytes (interpreter and spec checked)."""
+        return cls(None, data, tflite.TFLiteRunner(data, where).spec, where)
+
     def describe(self) -> dict:
         return {
             "where": self.where,
+            "format": self.spec.format,
             "sha256": hashlib.sha256(self.data).hexdigest(),
             "methods": list(self.spec.saliency),
             "outputs": self.spec.saliency,
@@ -187,8 +214,8 @@ def _sanity_thumbnails(tasks: list, results: dict) -> dict[str, list[dict[str, n
 
 
 def compare(
-    model_a: onnx.ModelProto | str | Path,
-    model_b: onnx.ModelProto | str | Path,
+    model_a: onnx.ModelProto | bytes | str | Path,
+    model_b: onnx.ModelProto | bytes | str | Path,
     images: dict[str, np.ndarray],
     out: str | Path,
     options: EvalOptions | None = None,
@@ -197,13 +224,15 @@ def compare(
     progress: bool = False,
     resume: bool = True,
 ) -> dict:
-    """Fidelity of saliency model ``b`` to ``a`` (float vs int8, ...) on ``images``."""
+    """Fidelity of saliency model ``b`` to ``a`` (float vs int8, ONNX vs TFLite, ...) on
+    ``images``; each model is ONNX or TFLite (a ``.tflite`` path or flatbuffer bytes), fed the same
+    crop in its own layout and preprocessing, B's maps compared on A's grid."""
     opts = options or EvalOptions()
     opts.validate()
     if not 0 < top_k <= 1:
         raise InputError(f"--top-k {top_k}: must be a fraction in (0, 1]")
     started = time.time()
-    a, b = Loaded.of(model_a), Loaded.of(model_b)
+    a, b = Loaded.either(model_a), Loaded.either(model_b)
     common = [m for m in a.spec.saliency if m in b.spec.saliency]
     if not common:
         raise InputError(
@@ -212,9 +241,10 @@ def compare(
         )
     if tuple(a.spec.size) != tuple(b.spec.size):
         raise InputError(f"{a.where} takes {a.spec.size} images but {b.where} takes {b.spec.size}")
+    _check_same_classes(a.spec, b.spec)
     crops = crops_of(images, a.spec)
     job = Job(a.data, a.where, opts, other=b.data, other_where=b.where, top_k=top_k)
-    tasks = [CompareTask(f"compare:{n}:{_digest(c)}", n, c) for n, c in crops.items()]
+    tasks = [PairTask(f"compare:{n}:{_digest(c)}", n, c) for n, c in crops.items()]
     engine = engine or SerialEngine()
     store = _store(out, resume, a.data, b.data, opts.to_json(), str(top_k))
     results, run = run_tasks(engine, job, tasks, store, progress, "compare")
@@ -233,3 +263,21 @@ def compare(
     maps = {t.name: results[t.key][1] for t in tasks}
     report.write_compare(Path(out), result, crops, maps)
     return result
+
+
+def _check_same_classes(a: ModelSpec, b: ModelSpec) -> None:
+    """Top-1 agreement and B's probability of A's class need the same classes on both sides."""
+    if a.classes and b.classes and a.classes != b.classes:
+        raise InputError(f"{a.where} scores {a.classes} classes but {b.where} scores {b.classes}")
+
+
+@dataclass(frozen=True)
+class PairTask(CompareTask):
+    """A :class:`CompareTask` whose models may each be ONNX or TFLite: runners by
+    :func:`~edgesal.eval.model.open_runner`, made once per worker process."""
+
+    def run(self, worker) -> tuple[dict, dict[str, np.ndarray]]:
+        job, opts = worker.job, worker.opts
+        a = open_runner(job.model, job.where, opts.threads, opts.batch)
+        b = open_runner(job.other, job.other_where, opts.threads, opts.batch)
+        return compare_image(a, b, self, job.top_k)

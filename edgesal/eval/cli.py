@@ -26,10 +26,14 @@ exit status: 0 done, 2 bad input (model, images, boxes, records, flag).
 
 COMPARE_EXAMPLES = """examples:
   edgesal compare a.sal.onnx a.sal.int8.onnx --images photos/ -o report/
+  edgesal compare a.sal.onnx a.sal.tflite --images photos/ -o report/
 
 Both models are run on every image; B's maps are compared with A's (Spearman, SSIM, top-k IoU)
 and their top-1 predictions checked for agreement. A model with a 'target' input explains A's
-predicted class. exit status: 0 done, 2 bad input.
+predicted class. Either model may be a .tflite file written by 'edgesal export -o X.sal.tflite'
+(run on ai-edge-litert, pip install 'edgesal[device-litert]'); each model gets the same crop in
+its own layout and preprocessing, read from its edgesal metadata. Both must take the same input
+size and score the same classes. exit status: 0 done, 2 bad input.
 """
 
 
@@ -278,14 +282,16 @@ def _print_summary(result: dict) -> None:
 def _add_compare(sub) -> None:
     p = sub.add_parser(
         "compare",
-        help="fidelity of one saliency model's maps to another's (float vs int8, ...)",
-        description="Run saliency models A and B on the same images and measure how close B's\n"
-        "maps are to A's: Spearman rank correlation, SSIM, top-k IoU, top-1 agreement.",
+        help="fidelity of one saliency model's maps to another's (float vs int8, ONNX vs "
+        "TFLite, ...)",
+        description="Run saliency models A and B (.onnx or .tflite) on the same images and\n"
+        "measure how close B's maps are to A's: Spearman rank correlation, SSIM, top-k IoU,\n"
+        "top-1 agreement (float vs int8, ONNX vs TFLite, device vs workstation).",
         epilog=COMPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model_a", help="reference saliency model (.onnx)")
-    p.add_argument("model_b", help="saliency model to check against A (.onnx)")
+    p.add_argument("model_a", help="reference saliency model (.onnx or .tflite)")
+    p.add_argument("model_b", help="saliency model to check against A (.onnx or .tflite)")
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.add_argument(

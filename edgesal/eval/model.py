@@ -1,15 +1,20 @@
 """The saliency model under evaluation, read through its edgesal metadata and run on onnxruntime.
 
 :class:`ModelSpec` is what the metadata says (image input, layout, preprocessing, score and
-saliency outputs, target); :class:`Runner` holds the two sessions a worker needs: the saliency
-model itself (plus the Sobel control output) and a forward-only copy with a free batch axis, which
-scores whole batches of perturbed images in one call.
+saliency outputs, target), built by :func:`contract` from the metadata and the file's signature, so
+an ONNX model and a TFLite one (:mod:`edgesal.eval.tflite`) follow the same rules.
+:class:`SaliencyRunner` turns an image into the model's input and its outputs into an
+:class:`Explained`; :class:`Runner` is the onnxruntime one and holds the two sessions a worker
+needs: the saliency model itself (plus the Sobel control output) and a forward-only copy with a
+free batch axis, which scores whole batches of perturbed images in one call.
+:func:`open_runner` opens either format from its bytes.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -40,8 +45,12 @@ class ModelSpec:
     saliency: dict[str, str]  # method -> output name
     target: str
     target_input: bool
-    probabilities: bool  # the scores already are a distribution (a Softmax/Sigmoid output)
+    # the scores already are a distribution (ONNX: a Softmax/Sigmoid output); None: the file does
+    # not say (TFLite), the runner decides per row as the device runtime does
+    probabilities: bool | None
     labels: list[str] = field(default_factory=list)
+    classes: int = 0  # width of the score output; 0 when its shape is not static
+    format: str = "onnx"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -55,13 +64,32 @@ class ModelSpec:
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
 
 
+Dims = tuple[int | str | None, ...] | None  # a tensor's shape, None (or None dims) where unknown
+
+
 def inspect(model: onnx.ModelProto, where: str = "model") -> ModelSpec:
     """Read the contract of an exported saliency model; a model that is not one is an error."""
-    meta = metadata.read(model)
-    outputs = meta.get("outputs") if isinstance(meta.get("outputs"), dict) else {}
-    names = [o.name for o in model.graph.output]
-    saliency = _saliency_outputs(meta, outputs, names, where)
-    scores = outputs.get("scores") or next((n for n in names if n not in saliency.values()), None)
+    info = TensorInfo(model)
+    inputs = {
+        v.name: (info.dims(v.name), np.dtype(info.np_dtype(v.name)).name)
+        for v in graph_inputs(model)
+    }
+    outputs = {o.name: info.dims(o.name) for o in model.graph.output}
+    spec = contract(metadata.read(model), inputs, outputs, where)
+    return replace(spec, probabilities=_is_distribution(model, spec.scores))
+
+
+def contract(
+    meta: dict, inputs: dict[str, tuple[Dims, str]], outputs: dict[str, Dims], where: str
+) -> ModelSpec:
+    """The spec from decoded ``edgesal.*`` metadata and the file's signature: ``inputs`` name ->
+    (dims, numpy dtype name), ``outputs`` name -> dims, in file order. ``probabilities`` is left
+    None: only the graph can tell."""
+    container = meta.get("outputs")
+    declared = container if isinstance(container, dict) else {}
+    names = list(outputs)
+    saliency = _saliency_outputs(meta, declared, names, where)
+    scores = declared.get("scores") or next((n for n in names if n not in saliency.values()), None)
     if scores not in names:
         raise ModelLoadError(f"{where}: no class-score output (outputs: {', '.join(names)})")
     target = str(meta.get("target", "argmax"))
@@ -70,27 +98,37 @@ def inspect(model: onnx.ModelProto, where: str = "model") -> ModelSpec:
             f"{where}: target '{target}' explains a tensor, not a class; deletion, insertion and "
             "ROAD need class probabilities (export with --target argmax, class:K or input)"
         )
-    info = TensorInfo(model)
-    image = str(meta.get("input") or _first_image_input(model, info, where))
-    shape = info.shape(image)
+    image = str(meta.get("input") or _first_image_input(inputs, where))
+    if image not in inputs:
+        raise ModelLoadError(
+            f"{where}: metadata names image input '{image}', not among {list(inputs)}"
+        )
+    dims, dtype = inputs[image]
+    if dims is None or not all(isinstance(d, int) for d in dims):
+        raise InputError(f"{where}: image input '{image}' has no static shape ({dims})")
+    shape = tuple(int(d) for d in dims)
     layout = str(meta.get("layout") or ("NCHW" if shape[1] in (1, 3) else "NHWC"))
-    dtype = np.dtype(info.np_dtype(image)).name
-    pre = _preprocess(meta, shape, layout, dtype)
-    fed = {i.name for i in graph_inputs(model)}
     return ModelSpec(
         where=where,
         input=image,
         layout=layout,
-        shape=tuple(shape),
+        shape=shape,
         dtype=dtype,
-        preprocess=pre,
-        scores=scores,
+        preprocess=_preprocess(meta, shape, layout, dtype),
+        scores=str(scores),
         saliency=saliency,
         target=target,
-        target_input=TARGET_INPUT in fed,
-        probabilities=_is_distribution(model, scores),
+        target_input=TARGET_INPUT in inputs,
+        probabilities=None,
         labels=list(meta.get("labels") or []),
+        classes=_width(outputs[scores]),
     )
+
+
+def _width(dims: Dims) -> int:
+    """Values per item of a [batch, ...] output; 0 when a dim is not static."""
+    rest = list(dims or ())[1:]
+    return int(np.prod(rest)) if dims and all(isinstance(d, int) for d in rest) else 0
 
 
 def _saliency_outputs(meta: dict, outputs: dict, names: list[str], where: str) -> dict[str, str]:
@@ -110,10 +148,10 @@ def _saliency_outputs(meta: dict, outputs: dict, names: list[str], where: str) -
     return found
 
 
-def _first_image_input(model: onnx.ModelProto, info: TensorInfo, where: str) -> str:
-    for value in graph_inputs(model):
-        if len(info.dims(value.name) or ()) == 4:
-            return value.name
+def _first_image_input(inputs: dict[str, tuple[Dims, str]], where: str) -> str:
+    for name, (dims, _) in inputs.items():
+        if len(dims or ()) == 4:
+            return name
     raise ModelLoadError(f"{where}: no rank-4 image input")
 
 
@@ -153,10 +191,65 @@ class Explained:
     probs: np.ndarray
     target: int
     maps: dict[str, np.ndarray]
-    sobel: np.ndarray
+    sobel: np.ndarray | None = None  # the Sobel control map, where the runner computes it
 
 
-class Runner:
+class SaliencyRunner:
+    """What every runtime shares: the model's layout and dtype, probabilities, ``explain``.
+
+    A subclass runs the saliency model, ``_run(feeds) -> (scores, maps in spec.saliency order,
+    sobel or None)``, and scores batches, ``predict(pixels) -> [B, classes]``.
+    """
+
+    spec: ModelSpec
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, list, np.ndarray | None]:
+        raise NotImplementedError
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities [B, classes] of a batch of images [B, H, W, C]."""
+        raise NotImplementedError
+
+    def to_model(self, pixels: np.ndarray) -> np.ndarray:
+        """[B, H, W, C] values in the input's units -> the model's layout and dtype."""
+        x = pixels.transpose(0, 3, 1, 2) if self.spec.layout == "NCHW" else pixels
+        if self.spec.dtype == "uint8":
+            return np.ascontiguousarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+        return np.ascontiguousarray(x, dtype=self.spec.dtype)
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, np.float64).reshape(scores.shape[0], -1)
+        return scores if self.spec.probabilities else softmax(scores)
+
+    def explain(self, pixels: np.ndarray, target: int | None = None) -> Explained:
+        """Run the saliency model on one image [H, W, C]; ``target`` None: the model's own rule
+        (argmax or class:K; a model with a target input explains its top class)."""
+        x = self._fill(self.to_model(pixels[None]), self.spec.batch)
+        feeds = {self.spec.input: x}
+        if self.spec.target_input:
+            if target is None:
+                target = int(np.argmax(self.predict(pixels[None])[0]))
+            feeds[TARGET_INPUT] = np.full(self.spec.batch, target, np.int64)
+        scores, maps, sobel = self._run(feeds)
+        probs = self.probabilities(scores)[0]
+        if target is None:
+            parsed = Target.parse(self.spec.target)
+            target = parsed.index if parsed.kind == "class" else int(np.argmax(probs))
+        named = {
+            m: np.asarray(v[0], np.float32) for m, v in zip(self.spec.saliency, maps, strict=True)
+        }
+        control = None if sobel is None else np.asarray(sobel[0], np.float32)
+        return Explained(probs, int(target), named, control)
+
+    @staticmethod
+    def _fill(x: np.ndarray, batch: int) -> np.ndarray:
+        """Repeat the last item until ``x`` has the model's fixed batch size."""
+        if len(x) == batch:
+            return x
+        return np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
+
+
+class Runner(SaliencyRunner):
     """The sessions of one worker: the saliency model (+ Sobel control) and a batch forward."""
 
     def __init__(self, model: onnx.ModelProto, spec: ModelSpec, threads: int = 1, batch: int = 32):
@@ -188,35 +281,9 @@ class Runner:
         channels = self.spec.shape[1] if self.spec.layout == "NCHW" else self.spec.shape[3]
         return np.zeros((n, h, w, channels), np.float32)
 
-    def to_model(self, pixels: np.ndarray) -> np.ndarray:
-        """[B, H, W, C] values in the input's units -> the model's layout and dtype."""
-        x = pixels.transpose(0, 3, 1, 2) if self.spec.layout == "NCHW" else pixels
-        if self.spec.dtype == "uint8":
-            return np.ascontiguousarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
-        return np.ascontiguousarray(x, dtype=self.spec.dtype)
-
-    def probabilities(self, scores: np.ndarray) -> np.ndarray:
-        scores = np.asarray(scores, np.float64).reshape(scores.shape[0], -1)
-        return scores if self.spec.probabilities else softmax(scores)
-
-    def explain(self, pixels: np.ndarray, target: int | None = None) -> Explained:
-        """Run the saliency model on one image [H, W, C]; ``target`` None: the model's own rule
-        (argmax or class:K; a model with a target input explains its top class)."""
-        x = self._fill(self.to_model(pixels[None]), self.spec.batch)
-        feeds = {self.spec.input: x}
-        if self.spec.target_input:
-            if target is None:
-                target = int(np.argmax(self.predict(pixels[None])[0]))
-            feeds[TARGET_INPUT] = np.full(self.spec.batch, target, np.int64)
+    def _run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, list, np.ndarray | None]:
         scores, *maps, sobel = self.saliency.run(self.outputs, feeds)
-        probs = self.probabilities(scores)[0]
-        if target is None:
-            parsed = Target.parse(self.spec.target)
-            target = parsed.index if parsed.kind == "class" else int(np.argmax(probs))
-        named = {
-            m: np.asarray(v[0], np.float32) for m, v in zip(self.spec.saliency, maps, strict=True)
-        }
-        return Explained(probs, int(target), named, np.asarray(sobel[0], np.float32))
+        return scores, maps, sobel
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities [B, classes] of a batch of images [B, H, W, C]."""
@@ -230,12 +297,17 @@ class Runner:
             chunks.append(self.probabilities(scores)[: len(part)])
         return np.concatenate(chunks)
 
-    @staticmethod
-    def _fill(x: np.ndarray, batch: int) -> np.ndarray:
-        """Repeat the last item until ``x`` has the model's fixed batch size."""
-        if len(x) == batch:
-            return x
-        return np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
+
+@functools.lru_cache(maxsize=2)
+def open_runner(data: bytes, where: str, threads: int = 1, batch: int = 32) -> SaliencyRunner:
+    """The runner of a saliency model's file bytes, ONNX or TFLite (kept for the next task of the
+    same job: a worker asks once per task, bytes hash once)."""
+    from edgesal.eval import tflite
+
+    if tflite.is_tflite(data):
+        return tflite.TFLiteRunner(data, where, threads)
+    model = onnx.load_from_string(data)
+    return Runner(model, inspect(model, where), threads, batch)
 
 
 def pixels_of(crop: np.ndarray, pre: Preprocess) -> np.ndarray:
