@@ -47,6 +47,11 @@ class Loaded:
         """An ONNX saliency model."""
         if isinstance(model, str | Path):
             where = where or str(model)
+            if _is_tflite_file(Path(model)):
+                raise InputError(
+                    f"{model}: a TFLite model; eval reads ONNX models (compare the .tflite with "
+                    f"its ONNX source: edgesal compare MODEL.sal.onnx {model} --images ...)"
+                )
             model = load_model(model)
         where = where or "model"
         return cls(model, model.SerializeToString(), inspect(model, where), where)
@@ -61,9 +66,8 @@ class Loaded:
             path = Path(model)
             if not path.is_file():
                 raise ModelLoadError(f"{path}: no such file")
-            with path.open("rb") as head:
-                if path.suffix.lower() != ".tflite" and not tflite.is_tflite(head.read(8)):
-                    return cls.of(path, where)
+            if not _is_tflite_file(path):
+                return cls.of(path, where)
             return cls.from_tflite(path.read_bytes(), where or str(path))
         if isinstance(model, bytes):
             if not tflite.is_tflite(model):
@@ -88,6 +92,16 @@ class Loaded:
             "layout": self.spec.layout,
             "dtype": self.spec.dtype,
         }
+
+
+def _is_tflite_file(path: Path) -> bool:
+    """A ``.tflite`` suffix, or the flatbuffer identifier whatever the suffix."""
+    if path.suffix.lower() == ".tflite":
+        return True
+    if not path.is_file():
+        return False
+    with path.open("rb") as head:
+        return tflite.is_tflite(head.read(8))
 
 
 def _digest(array: np.ndarray) -> str:

@@ -207,6 +207,14 @@ def test_bad_model_b_is_refused_naming_the_file(capsys, bad, tmp_path, name, mes
     assert message.format(root=bad) in err
 
 
+def test_eval_of_a_tflite_model_points_to_compare(capsys, files, tmp_path):
+    code, _, err = run(
+        capsys, "eval", files / "m.sal.tflite", "--images", files / "images", "-o", tmp_path,
+    )  # fmt: skip
+    assert code == 2 and f"{files}/m.sal.tflite: a TFLite model; eval reads ONNX" in err
+    assert "edgesal compare MODEL.sal.onnx" in err
+
+
 def test_missing_litert_is_a_clear_error(files, tmp_path, monkeypatch):
     for module in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
         monkeypatch.setitem(sys.modules, module, None)
