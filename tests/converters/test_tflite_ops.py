@@ -130,6 +130,16 @@ def cases() -> list[Graph]:
     c.append(
         one("ConvTranspose", image, {"w": f32(3, 4, 4, 4)}, "ConvTranspose-s3", strides=[3, 3])
     )
+    c.append(
+        one(
+            "ConvTranspose",
+            image,
+            {"w": f32(3, 4, 4, 4), "b": f32(4)},
+            "ConvTranspose-s2-k4-twice",  # output exactly twice the input: SAME phases
+            strides=[2, 2],
+            pads=[1, 2, 1, 0],
+        )
+    )
     # --- pooling
     c.append(
         one(
@@ -512,21 +522,46 @@ def test_transpose_is_free_and_convs_stay_nhwc():
     assert "TRANSPOSE" not in ops[:-1], ops  # only the output may be moved back to NCHW
 
 
-def test_depthwise_gradient_without_zeros():
+@pytest.mark.parametrize(
+    ("kernel", "pads", "exact"),
+    [
+        (3, [1, 1, 1, 1], False),
+        (3, [2, 0, 1, 2], False),
+        (3, [0, 0, 0, 0], False),
+        (3, [1, 1, 2, 2], True),  # the gradient of a 3x3 stride-2 pad-1 conv on even sizes
+        (3, [2, 0, 1, 3], True),
+        (5, [2, 2, 3, 3], True),  # 5x5 stride 2 pad 2
+        (5, [1, 3, 4, 2], True),
+        (1, [0, 0, 1, 1], True),  # phases without taps
+    ],
+)
+def test_depthwise_gradient_without_zeros(kernel: int, pads: list[int], exact: bool):
     """A depthwise Conv over a zero insertion (the strided depthwise gradient) is computed by
-    phases: four small depthwise convs, no zero insertion before them."""
+    phases: four small depthwise convs, no zero insertion before them; when the output is twice
+    the input, SAME phases with neither PAD nor SLICE."""
     dy = f32(1, 6, 7, 5)
-    for pads in ([1, 1, 1, 1], [2, 0, 1, 2], [0, 0, 0, 0]):
-        nodes = [
-            make("ConvTranspose", ["x", "ones"], ["z"], group=6, strides=[2, 2]),
-            make("Conv", ["z", "w", "b"], ["y"], group=6, pads=pads),
-        ]
-        consts = {"ones": np.ones((6, 1, 1, 1), np.float32), "w": f32(6, 1, 3, 3), "b": f32(6)}
-        ops = check_graph(Graph(nodes, {"x": dy}, ["y"], consts, id=f"dw-grad-{pads}"))
-        assert (
-            ops.count("DEPTHWISE_CONV_2D") == 4
-            and "PAD" not in ops[ops.index("DEPTH_TO_SPACE") - 2 :]
-        ), ops
+    nodes = [
+        make("ConvTranspose", ["x", "ones"], ["z"], group=6, strides=[2, 2]),
+        make("Conv", ["z", "w", "b"], ["y"], group=6, pads=pads),
+    ]
+    consts = {
+        "ones": np.ones((6, 1, 1, 1), np.float32),
+        "w": f32(6, 1, kernel, kernel),
+        "b": f32(6),
+    }
+    ops = check_graph(Graph(nodes, {"x": dy}, ["y"], consts, id=f"dw-grad-{kernel}-{pads}"))
+    assert ops.count("DEPTHWISE_CONV_2D") == 4, ops
+    assert "PAD" not in ops[ops.index("DEPTH_TO_SPACE") - 2 :], ops
+    if exact:
+        assert not {"PAD", "SLICE"} & set(ops), ops
+
+
+@pytest.mark.parametrize("id", ["ConvTranspose-s2", "ConvTranspose-s2-k4-twice"])
+def test_transposed_conv_to_twice_the_size_needs_no_pad_or_crop(id: str):
+    """A stride-2 ConvTranspose whose output is exactly twice its input (the gradient of a
+    stride-2 conv on even sizes) is one SAME CONV_2D and a DEPTH_TO_SPACE."""
+    ops = check_graph(next(c for c in CASES if c.id == id))
+    assert ops == ["CONV_2D", "DEPTH_TO_SPACE", "TRANSPOSE"], ops
 
 
 def test_data_dependent_shape_is_refused():

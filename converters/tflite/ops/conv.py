@@ -137,7 +137,9 @@ def conv_transpose(ctx: Lowering, node) -> None:
     y[j] = sum_{i,k: j = i*s + k*d - pad} x[i] w[k].
 
     - group 1, no dilation, equal strides: the sub-pixel form (:func:`_sub_pixel`), one CONV_2D
-      and a DEPTH_TO_SPACE (XNNPACK's TRANSPOSE_CONV took ~10x longer on a 3-channel stem);
+      and a DEPTH_TO_SPACE (XNNPACK's TRANSPOSE_CONV took ~10x longer on a 3-channel stem); when
+      the output is exactly s times the input (the gradient of a stride-s conv on sizes it
+      divides) a SAME CONV_2D (:func:`same_phases`) needing neither the PAD nor the crop;
     - group 1, no dilation, unequal strides: TRANSPOSE_CONV over the full output (in-1)*s + k;
     - grouped or dilated: zero insertion (PAD on channels + DEPTH_TO_SPACE), then a stride-1
       conv with the flipped kernel.
@@ -156,7 +158,13 @@ def conv_transpose(ctx: Lowering, node) -> None:
     o = weight.shape[1] * group
     bias = _bias(ctx, node, o, weight.dtype)
     if group == 1 and dilations == [1, 1] and strides[0] == strides[1]:
-        y, full = _sub_pixel(ctx, x, weight, int(strides[0]))
+        stride = int(strides[0])
+        kernels = same_phases(weight, stride, begins, (h, w), out_hw, common=True)
+        if kernels is not None:
+            y = _sub_pixel_same(ctx, x, kernels, stride, bias)
+            ctx.hold(node.output[0], y, layout.NHWC)
+            return
+        y, full = _sub_pixel(ctx, x, weight, stride)
         crops = [(-b, t - f + b) for b, f, t in zip(begins, full, out_hw, strict=True)]
         y = pad_nhwc(ctx, y, crops)
         if isinstance(bias, str) or np.any(bias):
@@ -238,19 +246,34 @@ def _depthwise_phases(ctx: Lowering, node, source: str, s: int, weight: np.ndarr
     """Conv(zero_insert(dy, s), v, pads) depthwise = ConvTranspose(dy, flip(v), stride s, begin
     pad K-1-pad_begin), computed without the zeros: phase (r_h, r_w) is a stride-1 depthwise conv
     of dy with the sub-kernel of :func:`_sub_pixel`; the s*s phases are concatenated on channels
-    and interleaved by DEPTH_TO_SPACE. (One multiplier-s*s depthwise conv and a 6-D TRANSPOSE
-    measured slower on XNNPACK.)"""
+    and interleaved by DEPTH_TO_SPACE. When the output is s times dy, each phase is a SAME conv
+    with its own smallest window (:func:`same_phases`; 1x1, 1x2, 2x1, 2x2 for MobileNetV2's
+    3x3 stride 2): no PAD before and no SLICE after. (One multiplier-s*s depthwise conv and a
+    6-D TRANSPOSE measured slower on XNNPACK.)"""
     u = weight[:, :, ::-1, ::-1]  # [C, 1, K, K] flipped
     c, _, kh, kw = u.shape
     m = [-(-kh // s), -(-kw // s)]
     dy = ctx.tensor(source, layout.NHWC)
     n, h, w, _ = ctx.physical_shape(dy)
-    padded = pad_nhwc(ctx, dy, [(m[0] - 1, m[0] - 1), (m[1] - 1, m[1] - 1)])
-    lengths = [h + m[0] - 1, w + m[1] - 1]
     out_hw = ctx.shape(node.output[0])[2:]
     begins = [k - 1 - p for k, (p, _) in zip((kh, kw), pads, strict=True)]
-    crops = [(-b, t + b - s * n_) for b, t, n_ in zip(begins, out_hw, lengths, strict=True)]
     bias = _bias(ctx, node, c, u.dtype)
+    kernels = same_phases(u, s, begins, (h, w), out_hw, common=False)
+    if kernels is not None:
+        late = isinstance(bias, str)
+        conv_bias = ctx.const(np.zeros(c, u.dtype) if late else bias)
+        phases = [
+            _depthwise_same(ctx, dy, k.transpose(1, 2, 3, 0), conv_bias, [n, h, w, c])
+            for k in kernels
+        ]
+        y = _interleave(ctx, phases, s, [n, h, w, c], u.dtype)
+        if late:
+            y = ctx.op("ADD", [y, ctx.tensor(bias, [0], 1)], ctx.physical_shape(y), u.dtype)
+        ctx.hold(node.output[0], y, layout.NHWC)
+        return
+    padded = pad_nhwc(ctx, dy, [(m[0] - 1, m[0] - 1), (m[1] - 1, m[1] - 1)])
+    lengths = [h + m[0] - 1, w + m[1] - 1]
+    crops = [(-b, t + b - s * n_) for b, t, n_ in zip(begins, out_hw, lengths, strict=True)]
     late = isinstance(bias, str) or any(after > 0 for _, after in crops)
     conv_bias = ctx.const(np.zeros(c, u.dtype) if late else bias)
     phases = []
@@ -276,28 +299,127 @@ def _depthwise_phases(ctx: Lowering, node, source: str, s: int, weight: np.ndarr
                 fused_activation_function="NONE",
             )
         )
-    stacked = ctx.op(
-        "CONCATENATION",
-        phases,
-        [n, *lengths, c * s * s],
-        u.dtype,
-        "ConcatenationOptions",
-        axis=3,
-        fused_activation_function="NONE",
-    )
-    y = ctx.op(
-        "DEPTH_TO_SPACE",
-        [stacked],
-        [n, lengths[0] * s, lengths[1] * s, c],
-        u.dtype,
-        "DepthToSpaceOptions",
-        block_size=s,
-    )
-    y = pad_nhwc(ctx, y, crops)
+    y = pad_nhwc(ctx, _interleave(ctx, phases, s, [n, *lengths, c], u.dtype), crops)
     if late and (isinstance(bias, str) or np.any(bias)):
         b = ctx.tensor(bias, [0], 1) if isinstance(bias, str) else ctx.const(bias)
         y = ctx.op("ADD", [y, b], ctx.physical_shape(y), u.dtype)
     ctx.hold(node.output[0], y, layout.NHWC)
+
+
+def _interleave(ctx: Lowering, phases: list[int], s: int, shape, dtype) -> int:
+    """CONCATENATION of the s*s phase tensors ``shape`` [N, H, W, C] on channels, then
+    DEPTH_TO_SPACE: phase r_h*s + r_w lands at (q*s + r_h, p*s + r_w)."""
+    n, h, w, c = shape
+    stacked = ctx.op(
+        "CONCATENATION",
+        phases,
+        [n, h, w, c * s * s],
+        dtype,
+        "ConcatenationOptions",
+        axis=3,
+        fused_activation_function="NONE",
+    )
+    return ctx.op(
+        "DEPTH_TO_SPACE",
+        [stacked],
+        [n, h * s, w * s, c],
+        dtype,
+        "DepthToSpaceOptions",
+        block_size=s,
+    )
+
+
+def _depthwise_same(ctx: Lowering, x: int, filt: np.ndarray, bias: int, shape) -> int:
+    """A stride-1 SAME DEPTHWISE_CONV_2D of ``x`` with filter [1, kh, kw, C]."""
+    return ctx.op(
+        "DEPTHWISE_CONV_2D",
+        [x, ctx.const(filt), bias],
+        shape,
+        filt.dtype,
+        "DepthwiseConv2DOptions",
+        padding="SAME",
+        stride_h=1,
+        stride_w=1,
+        depth_multiplier=1,
+        dilation_h_factor=1,
+        dilation_w_factor=1,
+        fused_activation_function="NONE",
+    )
+
+
+def same_phases(
+    weight: np.ndarray, s: int, begins, in_hw, out_hw, common: bool
+) -> list[np.ndarray] | None:
+    """ConvTranspose(x, weight [I, O, kh, kw], stride s, begin pads) as s*s stride-1 SAME
+    correlations of x, one per output phase (r_h, r_w) in row-major order; None unless the
+    output is exactly s times the input (then nothing is padded or cropped).
+
+    Per axis y[s*q + r] = sum_t x[q + o] w[t] over the taps t = r + begin - s*o, so phase r is a
+    correlation with taps at offsets o; TFLite's SAME window of size k covers offsets
+    -(k-1)//2 .. k-1-(k-1)//2, and each phase gets the smallest window holding its offsets
+    (``common``: one window holding every phase's, for stacking phases as output channels).
+    Returns kernels in ConvTranspose layout [I, O, kh', kw'].
+    """
+    if [int(o) for o in out_hw] != [s * int(i) for i in in_hw]:
+        return None
+    taps = [
+        [[((r + b - t) // s, t) for t in range(size) if (r + b - t) % s == 0] for r in range(s)]
+        for b, size in zip(begins, weight.shape[2:], strict=True)
+    ]
+    windows = [[_same_window([o for o, _ in phase]) for phase in axis] for axis in taps]
+    if common:
+        windows = [[_same_window([o for phase in axis for o, _ in phase])] * s for axis in taps]
+    kernels = []
+    for rh, rw in itertools.product(range(s), range(s)):
+        (kh, ch), (kw, cw) = windows[0][rh], windows[1][rw]
+        k = np.zeros((*weight.shape[:2], kh, kw), weight.dtype)
+        for (oh, th), (ow, tw) in itertools.product(taps[0][rh], taps[1][rw]):
+            k[:, :, ch + oh, cw + ow] = weight[:, :, th, tw]
+        kernels.append(k)
+    return kernels
+
+
+def _same_window(offsets: list[int]) -> tuple[int, int]:
+    """(size k, before (k-1)//2) of the smallest SAME window covering ``offsets``."""
+    before, after = max([0, *(-o for o in offsets)]), max([0, *offsets])
+    before = max(before, after - 1)
+    after = max(after, before)
+    return before + after + 1, before
+
+
+def _sub_pixel_same(ctx: Lowering, x: int, kernels: list[np.ndarray], s: int, bias) -> int:
+    """The phases of :func:`same_phases` (one common window) stacked as the output channels of
+    one SAME CONV_2D, interleaved by DEPTH_TO_SPACE: no PAD before, no SLICE after."""
+    filt = np.concatenate([k.transpose(1, 0, 2, 3) for k in kernels])  # [s*s*O, I, kh, kw]
+    n, h, w, _ = ctx.physical_shape(x)
+    o = kernels[0].shape[1]
+    late = isinstance(bias, str)
+    conv_bias = np.zeros(s * s * o, filt.dtype) if late else np.tile(bias, s * s)
+    y = ctx.op(
+        "CONV_2D",
+        [x, ctx.const(filt.transpose(0, 2, 3, 1)), ctx.const(conv_bias)],
+        [n, h, w, s * s * o],
+        filt.dtype,
+        "Conv2DOptions",
+        padding="SAME",
+        stride_h=1,
+        stride_w=1,
+        dilation_h_factor=1,
+        dilation_w_factor=1,
+        fused_activation_function="NONE",
+    )
+    if s > 1:
+        y = ctx.op(
+            "DEPTH_TO_SPACE",
+            [y],
+            [n, h * s, w * s, o],
+            filt.dtype,
+            "DepthToSpaceOptions",
+            block_size=s,
+        )
+    if late:
+        y = ctx.op("ADD", [y, ctx.tensor(bias, [0], 1)], ctx.physical_shape(y), filt.dtype)
+    return y
 
 
 def _sub_pixel(ctx: Lowering, x: int, weight: np.ndarray, s: int) -> tuple[int, list[int]]:
