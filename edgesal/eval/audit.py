@@ -21,12 +21,12 @@ from edgesal.errors import InputError, ModelLoadError
 from edgesal.eval import report, sanity, tflite
 from edgesal.eval.engines import SerialEngine, run_tasks
 from edgesal.eval.images import CropTransform, check_images
-from edgesal.eval.model import ModelSpec, inspect, open_runner
+from edgesal.eval.model import ModelSpec, inspect
 from edgesal.eval.options import EvalOptions
 from edgesal.eval.pointing import Box, boxes_for, load_boxes, parse_boxes
 from edgesal.eval.store import ResultStore, fingerprint
 from edgesal.eval.summary import summarize_compare, summarize_maps, summarize_sanity
-from edgesal.eval.tasks import CompareTask, ImageTask, Job, SanityTask, compare_image
+from edgesal.eval.tasks import CompareTask, ImageTask, Job, SanityTask
 from edgesal.imaging import center_crop
 from edgesal.onnx_io import load_model
 
@@ -258,7 +258,7 @@ def compare(
     _check_same_classes(a.spec, b.spec)
     crops = crops_of(images, a.spec)
     job = Job(a.data, a.where, opts, other=b.data, other_where=b.where, top_k=top_k)
-    tasks = [PairTask(f"compare:{n}:{_digest(c)}", n, c) for n, c in crops.items()]
+    tasks = [CompareTask(f"compare:{n}:{_digest(c)}", n, c) for n, c in crops.items()]
     engine = engine or SerialEngine()
     store = _store(out, resume, a.data, b.data, opts.to_json(), str(top_k))
     results, run = run_tasks(engine, job, tasks, store, progress, "compare")
@@ -283,15 +283,3 @@ def _check_same_classes(a: ModelSpec, b: ModelSpec) -> None:
     """Top-1 agreement and B's probability of A's class need the same classes on both sides."""
     if a.classes and b.classes and a.classes != b.classes:
         raise InputError(f"{a.where} scores {a.classes} classes but {b.where} scores {b.classes}")
-
-
-@dataclass(frozen=True)
-class PairTask(CompareTask):
-    """A :class:`CompareTask` whose models may each be ONNX or TFLite: runners by
-    :func:`~edgesal.eval.model.open_runner`, made once per worker process."""
-
-    def run(self, worker) -> tuple[dict, dict[str, np.ndarray]]:
-        job, opts = worker.job, worker.opts
-        a = open_runner(job.model, job.where, opts.threads, opts.batch)
-        b = open_runner(job.other, job.other_where, opts.threads, opts.batch)
-        return compare_image(a, b, self, job.top_k)

@@ -13,7 +13,6 @@ free batch axis, which scores whole batches of perturbed images in one call.
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -298,10 +297,8 @@ class Runner(SaliencyRunner):
         return np.concatenate(chunks)
 
 
-@functools.lru_cache(maxsize=2)
 def open_runner(data: bytes, where: str, threads: int = 1, batch: int = 32) -> SaliencyRunner:
-    """The runner of a saliency model's file bytes, ONNX or TFLite (kept for the next task of the
-    same job: a worker asks once per task, bytes hash once)."""
+    """The runner of a saliency model's file bytes, ONNX or TFLite."""
     from edgesal.eval import tflite
 
     if tflite.is_tflite(data):

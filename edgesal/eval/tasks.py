@@ -18,7 +18,7 @@ import onnx
 from edgesal.errors import InputError
 from edgesal.eval import perturb, sanity
 from edgesal.eval.controls import random_map
-from edgesal.eval.model import Explained, Runner, inspect, pixels_of
+from edgesal.eval.model import Explained, Runner, SaliencyRunner, inspect, open_runner, pixels_of
 from edgesal.eval.options import EvalOptions
 from edgesal.eval.pointing import Box, pointing_hit
 from edgesal.eval.road import road_curves
@@ -91,18 +91,18 @@ class Worker:
 
     def __init__(self, job: Job):
         self.job, self.opts = job, job.options
-        self._runner: Runner | None = None
-        self._other: Runner | None = None
+        self._runner: SaliencyRunner | None = None
+        self._other: SaliencyRunner | None = None
         self._sanity: SanityState | None = None
 
     @property
-    def runner(self) -> Runner:
+    def runner(self) -> SaliencyRunner:
         if self._runner is None:
             self._runner = _runner(self.job.model, self.job.where, self.opts)
         return self._runner
 
     @property
-    def other(self) -> Runner:
+    def other(self) -> SaliencyRunner:
         if self._other is None:
             self._other = _runner(self.job.other, self.job.other_where, self.opts)
         return self._other
@@ -118,11 +118,11 @@ class Worker:
         return task.run(self)
 
 
-def _runner(data: bytes | None, where: str, opts: EvalOptions) -> Runner:
+def _runner(data: bytes | None, where: str, opts: EvalOptions) -> SaliencyRunner:
+    """The runner of an ONNX or TFLite saliency model's bytes (eval itself takes ONNX only)."""
     if data is None:
         raise InputError("compare needs a second model")
-    model = onnx.load_from_string(data)
-    return Runner(model, inspect(model, where), opts.threads, opts.batch)
+    return open_runner(data, where, opts.threads, opts.batch)
 
 
 def evaluate_image(runner: Runner, task: ImageTask, opts: EvalOptions) -> Result:
@@ -213,7 +213,7 @@ def map_scores(
     return scores
 
 
-def compare_image(a: Runner, b: Runner, task: CompareTask, top_k: float) -> Result:
+def compare_image(a: SaliencyRunner, b: SaliencyRunner, task: CompareTask, top_k: float) -> Result:
     """Fidelity of model ``b``'s maps to model ``a``'s on one image (both explain a's class
     when ``b`` takes a target input)."""
     ea = a.explain(pixels_of(task.crop, a.spec.preprocess))
