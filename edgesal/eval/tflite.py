@@ -20,7 +20,7 @@ from edgesal import metadata
 from edgesal.errors import ModelLoadError
 from edgesal.eval.model import SaliencyRunner, contract
 from edgesal.targets import TARGET_INPUT
-from runtimes.backends.litert import LiteRtBackend, _interpreter_class
+from runtimes.backends.litert import LiteRtBackend, interpreter_class
 from runtimes.backends.tflite_meta import ENTRY, read_metadata
 from runtimes.errors import BackendError
 from runtimes.model import probabilities
@@ -36,14 +36,14 @@ def _interpreter(data: bytes, where: str, threads: int):
     """(interpreter, package name) on ``data``, verified: a truncated or corrupt flatbuffer is
     refused."""
     try:
-        interpreter_class, package = _interpreter_class()
+        factory, package = interpreter_class()
     except BackendError:
         raise ModelLoadError(
             f"{where}: running a .tflite model needs ai-edge-litert: "
             "pip install 'edgesal[device-litert]' (or tflite-runtime with numpy<2)"
         ) from None
     try:
-        return interpreter_class(model_content=data, num_threads=max(1, threads)), package
+        return factory(model_content=data, num_threads=max(1, threads)), package
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(
             f"{where}: {package} cannot load it as a TFLite model (truncated or corrupt?): {exc}"

@@ -20,7 +20,8 @@ from runtimes.errors import BackendError, ModelError
 log = logging.getLogger("runtimes.backend")
 
 
-def _interpreter_class() -> tuple[type, str]:
+def interpreter_class() -> tuple[type, str]:
+    """The LiteRT interpreter class and its package: ai-edge-litert, else tflite-runtime."""
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -58,11 +59,11 @@ class LiteRtBackend:
 
     @classmethod
     def load(cls, path: Path, options: BackendOptions) -> LiteRtBackend:
-        interpreter_class, package = _interpreter_class()
+        factory, package = interpreter_class()
         try:
             raw = path.read_bytes()
             metadata = read_metadata(raw)
-            interpreter = interpreter_class(model_content=raw, num_threads=max(1, options.threads))
+            interpreter = factory(model_content=raw, num_threads=max(1, options.threads))
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
             raise ModelError(f"{path}: {package} cannot load the model: {exc}") from exc
         if options.device not in ("auto", "cpu"):
