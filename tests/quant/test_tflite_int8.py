@@ -24,7 +24,7 @@ from edgesal.quant.cli import register
 from edgesal.quant.images import CalibrationWarning, load_split, model_inputs
 from edgesal.quant.tflite import runner, to_tflite
 from tests.converters.test_tflite_export import runtime_python  # noqa: F401 (fixture)
-from tests.converters.tflite_harness import operator_names
+from tests.converters.tflite_harness import interpreter, operator_names
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = dict(augment=1, tune=2, latency_runs=0, search=SearchOptions(blocks=3, max_evaluations=8))
@@ -259,3 +259,92 @@ def test_zoo_int8_tflite_meets_budget(name, method, zoo_quantized, record_proper
           f"{len(data) / 1e6:.2f} MB")  # fmt: skip
     assert mean_rho >= 0.9 and mean_iou >= 0.7, tresult.report.format()
     assert tresult.report.meets_budget
+
+
+def _qdq_graph() -> tuple[onnx.ModelProto, np.ndarray]:
+    """x -> Q/DQ -> Conv (asymmetric pads: an explicit PAD) -> Q/DQ -> depthwise Conv -> Q/DQ
+    -> Add(skip) -> Q/DQ -> Relu -> Q/DQ, written by hand: uint8 activations with non-zero zero
+    points, int8 per-channel weights, int32 biases."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1, 3, 9, 11)).astype(np.float32)
+    inits, nodes = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def qdq(name, scale, zero):
+        s, z = const(f"{name}_s", np.float32(scale)), const(f"{name}_z", np.uint8(zero))
+        nodes.append(helper.make_node("QuantizeLinear", [name, s, z], [f"{name}_q"]))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{name}_q", s, z], [f"{name}_dq"]))
+        return f"{name}_dq"
+
+    def weight(name, shape, s_in):
+        w = rng.normal(size=shape).astype(np.float32) * 0.3
+        scale = (np.abs(w).reshape(shape[0], -1).max(axis=1) / 127).astype(np.float32)
+        wq = np.round(w / scale.reshape(-1, 1, 1, 1)).astype(np.int8)
+        bias = rng.normal(size=shape[0]).astype(np.float32) * 0.1
+        bq = np.round(bias / (s_in * scale)).astype(np.int32)
+        for n, q, s in ((name, wq, scale), (f"{name}_b", bq, s_in * scale)):
+            zero = np.zeros(shape[0], q.dtype)
+            nodes.append(
+                helper.make_node(
+                    "DequantizeLinear",
+                    [
+                        const(f"{n}_q", q),
+                        const(f"{n}_s", s.astype(np.float32)),
+                        const(f"{n}_z", zero),
+                    ],
+                    [f"{n}_dq"],
+                    axis=0,
+                )
+            )
+        return f"{name}_dq", f"{name}_b_dq"
+
+    xd = qdq("x", 0.02, 131)
+    w1, b1 = weight("w1", (6, 3, 3, 3), 0.02)
+    nodes.append(helper.make_node("Conv", [xd, w1, b1], ["c1"], pads=[0, 1, 2, 1]))
+    c1 = qdq("c1", 0.05, 120)
+    w2, b2 = weight("w2", (6, 1, 3, 3), 0.05)
+    nodes.append(helper.make_node("Conv", [c1, w2, b2], ["c2"], pads=[1, 1, 1, 1], group=6))
+    c2 = qdq("c2", 0.06, 125)
+    nodes.append(helper.make_node("Add", [c2, c1], ["a"]))
+    a = qdq("a", 0.08, 110)
+    nodes.append(helper.make_node("Relu", [a], ["r"]))
+    r = qdq("r", 0.04, 0)
+    nodes.append(helper.make_node("Identity", [r], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    graph.node[0].input[0] = "image"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model, x
+
+
+def test_hand_written_qdq_graph_is_int8_and_matches_onnxruntime():
+    """Every quantized node of a hand-written QDQ graph becomes an int8 kernel, and TFLite
+    equals onnxruntime to one quantization step of the Add."""
+    model, x = _qdq_graph()
+    data = qdq_to_tflite(model)
+    kinds = [(name, TYPES[ins[0].Type()]) for name, ins, _ in _tensors(data)]
+    assert ("PAD", "INT8") in kinds and ("CONV_2D", "INT8") in kinds
+    assert ("DEPTHWISE_CONV_2D", "INT8") in kinds and ("ADD", "INT8") in kinds
+    assert ("RELU", "INT8") in kinds
+    # float only at the boundaries: QUANTIZE of the input, the output's NHWC -> NCHW TRANSPOSE
+    assert {k[0] for k in kinds if k[1] == "FLOAT32"} <= {"TRANSPOSE", "QUANTIZE"}
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["y"], {"image": x}
+    )[0]
+    it = interpreter(data)
+    got = it.get_signature_runner()(image=x.transpose(0, 2, 3, 1).copy())["y"]  # NHWC input
+    # the convolutions (explicit PAD included) agree exactly; TFLite's fixed-point ADD rounds a
+    # few elements one step of its output scale (0.08) away from onnxruntime
+    assert np.abs(got - want).max() <= 0.08 + 1e-5
+    assert np.mean(got == want) > 0.9
