@@ -6,8 +6,10 @@ interleaved (wall clock, 2 threads) and by process CPU time (1 thread, no spinni
 disturbed by other load). The forward-only model is timed too: methods whose forward pass must
 stay float (see docs/quantization.md) cannot go below it. The naive
 ``onnxruntime.quantization.quantize_static`` defaults are scored on the same validation images.
-TFLite int8 rows need an int8 TFLite writer, which does not exist yet.
-Usage: python benchmarks/bench_int8.py [--runs 30] [--methods vanilla,gradcam] [--write]
+With ``--tflite`` the fp32 export and the int8 model lowered from the same QDQ model
+(``edgesal quantize --format tflite``) are also timed on ai-edge-litert (XNNPACK, 2 threads,
+interleaved) and their file sizes compared.
+Usage: python benchmarks/bench_int8.py [--runs 30] [--methods vanilla,gradcam] [--tflite] [--write]
 """
 
 from __future__ import annotations
@@ -107,7 +109,9 @@ def bench(name: str, method: str, args) -> dict:
         for k, m in (("forward", forward), ("fp32", fp32), ("int8", int8))
     }
     valid = result.report.summary("validation")
+    tflite = tflite_row(fp32, result, x, args) if args.tflite else None
     return {
+        "tflite": tflite,
         "model": name,
         "method": method,
         "float_nodes": len(result.kept),
@@ -122,6 +126,52 @@ def bench(name: str, method: str, args) -> dict:
         "fp32_bytes": len(fp32.SerializeToString()),
         "int8_bytes": len(int8.SerializeToString()),
     }
+
+
+def tflite_row(fp32: onnx.ModelProto, result, x: np.ndarray, args) -> dict:
+    """fp32 and int8 TFLite latency (ai-edge-litert, interleaved wall clock), sizes, and the
+    int8 TFLite map's validation means."""
+    from converters.tflite.convert import to_tflite
+    from edgesal.quant.tflite import interpreter
+    from edgesal.quant.tflite import to_tflite as int8_tflite
+
+    files = {"fp32": to_tflite(fp32)}
+    files["int8"], measured = int8_tflite(result, args.threads)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    fns = {}
+    for kind, data in files.items():
+        it = interpreter(data, args.threads)
+        index = it.get_input_details()[0]["index"]
+
+        def run(it=it, index=index):
+            it.set_tensor(index, nhwc)
+            it.invoke()
+
+        fns[kind] = run
+    valid = measured.report.summary("validation")
+    return {
+        "wall_ms": interleaved_medians(fns, args.runs),
+        "bytes": {k: len(v) for k, v in files.items()},
+        "spearman": valid.spearman,
+        "iou": valid.top10_iou,
+    }
+
+
+def tflite_table(rows: list[dict]) -> str:
+    lines = [
+        "| model | method | TFLite val Spearman | val IoU | fp32 ms | int8 ms | int8/fp32 | "
+        "fp32 MB | int8 MB | size |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r["tflite"]
+        w, b = t["wall_ms"], t["bytes"]
+        lines.append(
+            f"| {r['model']} | {r['method']} | {t['spearman']:.3f} | {t['iou']:.3f} | "
+            f"{w['fp32']:.2f} | {w['int8']:.2f} | {w['int8'] / w['fp32']:.2f}x | "
+            f"{b['fp32'] / 1e6:.1f} | {b['int8'] / 1e6:.1f} | {b['int8'] / b['fp32']:.2f}x |"
+        )
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -152,6 +202,7 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenet_v2,efficientnet_lite0")
     parser.add_argument("--methods", default="vanilla,gradcam,integrated")
     parser.add_argument("--steps", type=int, default=8, help="integrated-gradients steps")
+    parser.add_argument("--tflite", action="store_true", help="also time the TFLite files")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
     rows = [
@@ -166,10 +217,17 @@ def main() -> None:
         "time, 1 thread, spinning off. int8 = `edgesal quantize --calib builtin` at the default "
         "budget (validation: the 4 held-out photos; 'naive' = plain `quantize_static` defaults "
         f"on the same images). Integrated gradients with {args.steps} steps. Float nodes: "
-        "nodes the search kept float / all quantizable nodes. TFLite int8: not measured (no "
-        "int8 TFLite writer yet).\n\n"
+        "nodes the search kept float / all quantizable nodes.\n\n"
         f"{table(rows)}\n"
     )
+    if args.tflite:
+        body += (
+            "\nTFLite (ai-edge-litert, XNNPACK, 1x224x224x3, median of "
+            f"{args.runs} interleaved runs with {args.threads} threads): the fp32 export against "
+            "the int8 file lowered from the same QDQ model (`--format tflite`); Spearman and IoU "
+            "of the TFLite int8 map on the 4 held-out photos.\n\n"
+            f"{tflite_table(rows)}\n"
+        )
     print(body)
     print(json.dumps(rows, indent=2))
     if args.write:
