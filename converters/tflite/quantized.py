@@ -36,7 +36,7 @@ from converters.tflite.convert import to_tflite
 from converters.tflite.ops.elementwise import broadcast_perm
 from converters.tflite.ops.masks import float_mask
 from converters.tflite.ops.registry import attrs, inputs
-from converters.tflite.ops.spatial import onnx_pads, spatial_attrs, tflite_padding
+from converters.tflite.ops.spatial import onnx_pads, same_pads, spatial_attrs, tflite_padding
 from converters.tflite.schema import Quantization
 from edgesal.onnx_io import load_model
 
@@ -500,11 +500,13 @@ def max_pool(q: QdqLowering, ctx: Lowering, node, out: str, params: QParams) -> 
     if int(a.get("ceil_mode", 0)) or list(a.get("dilations", [1, 1])) != [1, 1]:
         return False
     strides = list(a.get("strides", [1, 1]))
+    sizes = ctx.shape(source)[2:]
+    pads = onnx_pads(ctx, a, sizes, kernel, strides, [1, 1])
+    same = [same_pads(sizes[i], kernel[i], strides[i]) for i in range(2)]
+    if list(pads) != same and any(p != (0, 0) for p in pads):
+        return False  # an explicit PAD would pad with the zero point, not -inf
+    padding = "VALID" if all(p == (0, 0) for p in pads) else "SAME"
     x = q.view(ctx, source, layout.NHWC)
-    pads = onnx_pads(ctx, a, ctx.physical_shape(x)[1:3], kernel, strides, [1, 1])
-    x2, padding = tflite_padding(ctx, x, pads, kernel, strides, [1, 1])
-    if x2 != x:  # an explicit PAD would pad with the zero point, not -inf
-        return False
     ctx.emit(
         "MAX_POOL_2D",
         [x],

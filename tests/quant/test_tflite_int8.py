@@ -263,8 +263,9 @@ def test_zoo_int8_tflite_meets_budget(name, method, zoo_quantized, record_proper
 
 def _qdq_graph() -> tuple[onnx.ModelProto, np.ndarray]:
     """x -> Q/DQ -> Conv (asymmetric pads: an explicit PAD) -> Q/DQ -> depthwise Conv -> Q/DQ
-    -> Add(skip) -> Q/DQ -> Relu -> Q/DQ, written by hand: uint8 activations with non-zero zero
-    points, int8 per-channel weights, int32 biases."""
+    -> Add(skip) -> Q/DQ -> Relu -> Q/DQ -> output y, and on to MaxPool -> GlobalAveragePool ->
+    Flatten -> Gemm -> output logits, written by hand: uint8 activations with non-zero zero
+    points, int8 per-channel conv weights, a per-tensor Gemm weight, int32 biases."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(3)
@@ -275,8 +276,12 @@ def _qdq_graph() -> tuple[onnx.ModelProto, np.ndarray]:
         inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def qdq(name, scale, zero):
-        s, z = const(f"{name}_s", np.float32(scale)), const(f"{name}_z", np.uint8(zero))
+    def qdq(name, scale, zero, same_as=None):
+        s, z = (
+            (f"{same_as}_s", f"{same_as}_z")
+            if same_as
+            else (const(f"{name}_s", np.float32(scale)), const(f"{name}_z", np.uint8(zero)))
+        )
         nodes.append(helper.make_node("QuantizeLinear", [name, s, z], [f"{name}_q"]))
         nodes.append(helper.make_node("DequantizeLinear", [f"{name}_q", s, z], [f"{name}_dq"]))
         return f"{name}_dq"
@@ -315,11 +320,36 @@ def _qdq_graph() -> tuple[onnx.ModelProto, np.ndarray]:
     nodes.append(helper.make_node("Relu", [a], ["r"]))
     r = qdq("r", 0.04, 0)
     nodes.append(helper.make_node("Identity", [r], ["y"]))
+    nodes.append(
+        helper.make_node("MaxPool", [r], ["m"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+    )
+    m = qdq("m", 0, 0, same_as="r")
+    nodes.append(helper.make_node("GlobalAveragePool", [m], ["g"]))
+    g = qdq("g", 0.01, 3)
+    nodes.append(helper.make_node("Flatten", [g], ["f"]))
+    f = qdq("f", 0, 0, same_as="g")
+    w = rng.normal(size=(4, 6)).astype(np.float32)
+    w_s = np.float32(np.abs(w).max() / 127)
+    nodes.append(
+        helper.make_node(
+            "DequantizeLinear",
+            [const("fc_q", np.round(w / w_s).astype(np.int8)), const("fc_s", w_s),
+             const("fc_z", np.int8(0))],
+            ["fc_dq"],
+        )
+    )  # fmt: skip
+    nodes.append(helper.make_node("Gemm", [f, "fc_dq", const("fc_b", np.ones(4, np.float32))],
+                                  ["l"], transB=1))  # fmt: skip
+    l_ = qdq("l", 0.1, 128)
+    nodes.append(helper.make_node("Identity", [l_], ["logits"]))
     graph = helper.make_graph(
         nodes,
         "qdq",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, x.shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, None),
+        ],
         inits,
     )
     graph.node[0].input[0] = "image"
@@ -336,14 +366,15 @@ def test_hand_written_qdq_graph_is_int8_and_matches_onnxruntime():
     kinds = [(name, TYPES[ins[0].Type()]) for name, ins, _ in _tensors(data)]
     assert ("PAD", "INT8") in kinds and ("CONV_2D", "INT8") in kinds
     assert ("DEPTHWISE_CONV_2D", "INT8") in kinds and ("ADD", "INT8") in kinds
-    assert ("RELU", "INT8") in kinds
+    assert ("RELU", "INT8") in kinds and ("MAX_POOL_2D", "INT8") in kinds
+    assert ("MEAN", "INT8") in kinds and ("FULLY_CONNECTED", "INT8") in kinds
     # float only at the boundaries: QUANTIZE of the input, the output's NHWC -> NCHW TRANSPOSE
     assert {k[0] for k in kinds if k[1] == "FLOAT32"} <= {"TRANSPOSE", "QUANTIZE"}
-    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        ["y"], {"image": x}
-    )[0]
-    it = interpreter(data)
-    got = it.get_signature_runner()(image=x.transpose(0, 2, 3, 1).copy())["y"]  # NHWC input
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want, want_l = session.run(["y", "logits"], {"image": x})
+    out = interpreter(data).get_signature_runner()(image=x.transpose(0, 2, 3, 1).copy())
+    got = out["y"]  # (NHWC input, outputs in ONNX layout)
+    assert np.abs(out["logits"] - want_l).max() <= 2 * 0.1 + 1e-5
     # the convolutions (explicit PAD included) agree exactly; TFLite's fixed-point ADD rounds a
     # few elements one step of its output scale (0.08) away from onnxruntime
     assert np.abs(got - want).max() <= 0.08 + 1e-5
