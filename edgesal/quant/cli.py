@@ -200,6 +200,10 @@ def run(args: argparse.Namespace) -> int:
 
         onnx.save(result.model, str(output))
     result.report.sizes = {"float": Path(args.model).stat().st_size, "int8": output.stat().st_size}
+    if fmt == "tflite":  # the float model as TFLite: the size the int8 file replaces
+        from converters.tflite.convert import to_tflite as float_tflite
+
+        result.report.sizes["float_tflite"] = len(float_tflite(result.source))
     report_path = (
         Path(args.report) if args.report else output.with_name(output.name + ".report.json")
     )

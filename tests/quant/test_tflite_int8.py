@@ -127,6 +127,9 @@ def test_builtins_only_with_int8_kernels(tiny, method):
     assert counted["CONV_2D"] >= 1 and counted["FULLY_CONNECTED"] >= 1
     if method != "gradcam":  # Grad-CAM's backward pass stops before the depthwise conv
         assert counted["DEPTHWISE_CONV_2D"] >= 1
+        # the zero insertion of the strided depthwise conv's gradient stays int8
+        moves = {(n, TYPES[ins[0].Type()]) for n, ins, _ in _tensors(data)}
+        assert ("DEPTH_TO_SPACE", "INT8") in moves
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -173,7 +176,7 @@ def test_cli_writes_tflite_and_measures_it(tiny_saliency, photo_folder, tmp_path
     report = json.loads((tmp_path / "tiny.int8.tflite.report.json").read_text())
     assert report["output_format"] == "tflite-int8"
     assert status == (0 if report["meets_budget"] else 1)
-    assert report["sizes"]["int8"] == len(data)
+    assert report["sizes"]["int8"] == len(data) and report["sizes"]["float_tflite"] > 0
     pre = metadata.Preprocess(**metadata.read(tiny_saliency["gradcam"])["preprocess"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
