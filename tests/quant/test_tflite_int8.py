@@ -222,6 +222,7 @@ def test_runs_on_tflite_runtime(tiny, photos, runtime_python, tmp_path):  # noqa
     reports = json.loads(done.stdout.strip().splitlines()[-1])
     for (method, (result, data)), report in zip(tiny.items(), reports, strict=True):
         assert report["backend"] == "tflite-runtime/XNNPACK" and report["numpy"].startswith("1.")
+        assert report["delegates"] >= 1, f"{method}: XNNPACK took no part of the int8 model"
         got = dict(np.load(str(tmp_path / method) + ".npz"))
         want_l, want_m = runner(data, "logits", "saliency", threads=2)({"image": photos[0]})
         step = _step(result.model, "logits") or 1e-4 * float(np.ptp(want_l))
