@@ -455,6 +455,15 @@ def cases() -> list[Graph]:
             id="OneHot",
         )
     )
+    for trans_b, w in ((0, f32(7, 5)), (1, f32(5, 7))):
+        picked = [
+            *oh,
+            make("Reshape", ["y", "s"], ["r"]),
+            make("Gemm", ["r", "w", "c"], ["z"], transB=trans_b, alpha=0.5),
+        ]
+        consts = {"d": i64(7), "v": np.asarray([0, 1], np.float32), "s": i64(2, 7)}
+        consts |= {"w": w, "c": f32(5)}
+        c.append(Graph(picked, {"x": f32(2, 7)}, ["z"], consts, id=f"Gemm-one-hot-{trans_b}"))
     # --- resize
     sizes = lambda *s: {"r": np.zeros(0, np.float32), "sc": np.zeros(0, np.float32), "sz": i64(*s)}  # noqa: E731
     c.append(one("Resize", wide, sizes(1, 8, 18, 20), "Resize-bilinear", mode="linear"))
@@ -562,6 +571,14 @@ def test_transposed_conv_to_twice_the_size_needs_no_pad_or_crop(id: str):
     stride-2 conv on even sizes) is one SAME CONV_2D and a DEPTH_TO_SPACE."""
     ops = check_graph(next(c for c in CASES if c.id == id))
     assert ops == ["CONV_2D", "DEPTH_TO_SPACE", "TRANSPOSE"], ops
+
+
+def test_one_hot_argmax_gemm_is_a_row_lookup():
+    """The classifier gradient at the top class, Gemm(OneHot(ArgMax)) with a constant, reads one
+    row of the weights (GATHER) instead of multiplying by the whole matrix."""
+    for trans_b in (0, 1):
+        ops = check_graph(next(c for c in CASES if c.id == f"Gemm-one-hot-{trans_b}"))
+        assert "GATHER" in ops and not {"FULLY_CONNECTED", "ONE_HOT"} & set(ops), ops
 
 
 def test_data_dependent_shape_is_refused():
