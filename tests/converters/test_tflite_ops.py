@@ -140,6 +140,16 @@ def cases() -> list[Graph]:
             pads=[1, 2, 1, 0],
         )
     )
+    c.append(
+        one(
+            "ConvTranspose",
+            image,
+            {"w": f32(3, 4, 3, 3)},
+            "ConvTranspose-s2-twice-shifted",  # taps at offsets -1, 0: PAD (1, 0), then VALID
+            strides=[2, 2],
+            pads=[0, 0, 1, 1],
+        )
+    )
     # --- pooling
     c.append(
         one(
@@ -534,17 +544,17 @@ def test_transpose_is_free_and_convs_stay_nhwc():
 @pytest.mark.parametrize(
     ("kernel", "pads", "exact"),
     [
-        (3, [1, 1, 1, 1], False),
-        (3, [2, 0, 1, 2], False),
-        (3, [0, 0, 0, 0], False),
-        (3, [1, 1, 2, 2], True),  # the gradient of a 3x3 stride-2 pad-1 conv on even sizes
-        (3, [2, 0, 1, 3], True),
-        (5, [2, 2, 3, 3], True),  # 5x5 stride 2 pad 2
-        (5, [1, 3, 4, 2], True),
-        (1, [0, 0, 1, 1], True),  # phases without taps
+        (3, [1, 1, 1, 1], None),
+        (3, [2, 0, 1, 2], None),
+        (3, [0, 0, 0, 0], None),
+        (3, [1, 1, 2, 2], 0),  # the gradient of a 3x3 stride-2 pad-1 conv on even sizes
+        (3, [2, 0, 1, 3], 2),  # windows at offsets (-1, 0) along H: two phases padded
+        (5, [2, 2, 3, 3], 0),  # 5x5 stride 2 pad 2
+        (5, [1, 3, 4, 2], 3),
+        (1, [0, 0, 1, 1], 0),  # phases without taps
     ],
 )
-def test_depthwise_gradient_without_zeros(kernel: int, pads: list[int], exact: bool):
+def test_depthwise_gradient_without_zeros(kernel: int, pads: list[int], exact: int | None):
     """A depthwise Conv over a zero insertion (the strided depthwise gradient) is computed by
     phases: four small depthwise convs, no zero insertion before them; when the output is twice
     the input, SAME phases with neither PAD nor SLICE."""
@@ -561,16 +571,24 @@ def test_depthwise_gradient_without_zeros(kernel: int, pads: list[int], exact: b
     ops = check_graph(Graph(nodes, {"x": dy}, ["y"], consts, id=f"dw-grad-{kernel}-{pads}"))
     assert ops.count("DEPTHWISE_CONV_2D") == 4, ops
     assert "PAD" not in ops[ops.index("DEPTH_TO_SPACE") - 2 :], ops
-    if exact:
-        assert not {"PAD", "SLICE"} & set(ops), ops
+    if exact is not None:  # no crop; a PAD only right before a phase whose window is not SAME's
+        assert "SLICE" not in ops and ops.count("PAD") == exact, ops
+        assert all(ops[i + 1] == "DEPTHWISE_CONV_2D" for i, op in enumerate(ops) if op == "PAD")
 
 
-@pytest.mark.parametrize("id", ["ConvTranspose-s2", "ConvTranspose-s2-k4-twice"])
-def test_transposed_conv_to_twice_the_size_needs_no_pad_or_crop(id: str):
+@pytest.mark.parametrize(
+    ("id", "expected"),
+    [
+        ("ConvTranspose-s2", ["CONV_2D", "DEPTH_TO_SPACE", "TRANSPOSE"]),
+        ("ConvTranspose-s2-k4-twice", ["CONV_2D", "DEPTH_TO_SPACE", "TRANSPOSE"]),
+        ("ConvTranspose-s2-twice-shifted", ["PAD", "CONV_2D", "DEPTH_TO_SPACE", "TRANSPOSE"]),
+    ],
+)
+def test_transposed_conv_to_twice_the_size_needs_no_crop(id: str, expected: list[str]):
     """A stride-2 ConvTranspose whose output is exactly twice its input (the gradient of a
-    stride-2 conv on even sizes) is one SAME CONV_2D and a DEPTH_TO_SPACE."""
-    ops = check_graph(next(c for c in CASES if c.id == id))
-    assert ops == ["CONV_2D", "DEPTH_TO_SPACE", "TRANSPOSE"], ops
+    stride-2 conv on even sizes) is one CONV_2D of the exact window and a DEPTH_TO_SPACE: no
+    crop, and a PAD (fused into the conv by XNNPACK) only where the window is not SAME's."""
+    assert check_graph(next(c for c in CASES if c.id == id)) == expected
 
 
 def test_one_hot_argmax_gemm_is_a_row_lookup():

@@ -139,7 +139,7 @@ def conv_transpose(ctx: Lowering, node) -> None:
     - group 1, no dilation, equal strides: the sub-pixel form (:func:`_sub_pixel`), one CONV_2D
       and a DEPTH_TO_SPACE (XNNPACK's TRANSPOSE_CONV took ~10x longer on a 3-channel stem); when
       the output is exactly s times the input (the gradient of a stride-s conv on sizes it
-      divides) a SAME CONV_2D (:func:`same_phases`) needing neither the PAD nor the crop;
+      divides) a stride-1 CONV_2D of the exact window (:func:`exact_phases`) and no crop;
     - group 1, no dilation, unequal strides: TRANSPOSE_CONV over the full output (in-1)*s + k;
     - grouped or dilated: zero insertion (PAD on channels + DEPTH_TO_SPACE), then a stride-1
       conv with the flipped kernel.
@@ -159,9 +159,9 @@ def conv_transpose(ctx: Lowering, node) -> None:
     bias = _bias(ctx, node, o, weight.dtype)
     if group == 1 and dilations == [1, 1] and strides[0] == strides[1]:
         stride = int(strides[0])
-        kernels = same_phases(weight, stride, begins, (h, w), out_hw, common=True)
-        if kernels is not None:
-            y = _sub_pixel_same(ctx, x, kernels, stride, bias)
+        phases = exact_phases(weight, stride, begins, (h, w), out_hw, common=True)
+        if phases is not None:
+            y = _sub_pixel_exact(ctx, x, phases, stride, bias)
             ctx.hold(node.output[0], y, layout.NHWC)
             return
         y, full = _sub_pixel(ctx, x, weight, stride)
@@ -246,10 +246,10 @@ def _depthwise_phases(ctx: Lowering, node, source: str, s: int, weight: np.ndarr
     """Conv(zero_insert(dy, s), v, pads) depthwise = ConvTranspose(dy, flip(v), stride s, begin
     pad K-1-pad_begin), computed without the zeros: phase (r_h, r_w) is a stride-1 depthwise conv
     of dy with the sub-kernel of :func:`_sub_pixel`; the s*s phases are concatenated on channels
-    and interleaved by DEPTH_TO_SPACE. When the output is s times dy, each phase is a SAME conv
-    with its own smallest window (:func:`same_phases`; 1x1, 1x2, 2x1, 2x2 for MobileNetV2's
-    3x3 stride 2): no PAD before and no SLICE after. (One multiplier-s*s depthwise conv and a
-    6-D TRANSPOSE measured slower on XNNPACK.)"""
+    and interleaved by DEPTH_TO_SPACE. When the output is s times dy, each phase is a conv
+    over dy with its own smallest window (:func:`exact_phases`; 1x1, 1x2, 2x1, 2x2 for
+    MobileNetV2's 3x3 stride 2, all SAME): no shared PAD before and no SLICE after. (One
+    multiplier-s*s depthwise conv and a 6-D TRANSPOSE measured slower on XNNPACK.)"""
     u = weight[:, :, ::-1, ::-1]  # [C, 1, K, K] flipped
     c, _, kh, kw = u.shape
     m = [-(-kh // s), -(-kw // s)]
@@ -258,14 +258,11 @@ def _depthwise_phases(ctx: Lowering, node, source: str, s: int, weight: np.ndarr
     out_hw = ctx.shape(node.output[0])[2:]
     begins = [k - 1 - p for k, (p, _) in zip((kh, kw), pads, strict=True)]
     bias = _bias(ctx, node, c, u.dtype)
-    kernels = same_phases(u, s, begins, (h, w), out_hw, common=False)
-    if kernels is not None:
+    exact = exact_phases(u, s, begins, (h, w), out_hw, common=False)
+    if exact is not None:
         late = isinstance(bias, str)
         conv_bias = ctx.const(np.zeros(c, u.dtype) if late else bias)
-        phases = [
-            _depthwise_same(ctx, dy, k.transpose(1, 2, 3, 0), conv_bias, [n, h, w, c])
-            for k in kernels
-        ]
+        phases = [_depthwise_phase(ctx, dy, phase, conv_bias, [n, h, w, c]) for phase in exact]
         y = _interleave(ctx, phases, s, [n, h, w, c], u.dtype)
         if late:
             y = ctx.op("ADD", [y, ctx.tensor(bias, [0], 1)], ctx.physical_shape(y), u.dtype)
@@ -329,15 +326,18 @@ def _interleave(ctx: Lowering, phases: list[int], s: int, shape, dtype) -> int:
     )
 
 
-def _depthwise_same(ctx: Lowering, x: int, filt: np.ndarray, bias: int, shape) -> int:
-    """A stride-1 SAME DEPTHWISE_CONV_2D of ``x`` with filter [1, kh, kw, C]."""
+def _depthwise_phase(ctx: Lowering, x: int, phase: Phase, bias: int, shape) -> int:
+    """One stride-1 DEPTHWISE_CONV_2D of ``x`` for ``phase`` (kernel [C, 1, kh, kw])."""
+    kernel, pads = phase
+    x, padding = tflite_padding(ctx, x, pads, kernel.shape[2:], [1, 1], [1, 1])
+    filt = kernel.transpose(1, 2, 3, 0)  # [1, kh, kw, C]
     return ctx.op(
         "DEPTHWISE_CONV_2D",
         [x, ctx.const(filt), bias],
         shape,
         filt.dtype,
         "DepthwiseConv2DOptions",
-        padding="SAME",
+        padding=padding,
         stride_h=1,
         stride_w=1,
         depth_multiplier=1,
@@ -347,18 +347,22 @@ def _depthwise_same(ctx: Lowering, x: int, filt: np.ndarray, bias: int, shape) -
     )
 
 
-def same_phases(
+Phase = tuple[np.ndarray, list[tuple[int, int]]]  # ConvTranspose-layout kernel, (before, after)
+
+
+def exact_phases(
     weight: np.ndarray, s: int, begins, in_hw, out_hw, common: bool
-) -> list[np.ndarray] | None:
-    """ConvTranspose(x, weight [I, O, kh, kw], stride s, begin pads) as s*s stride-1 SAME
-    correlations of x, one per output phase (r_h, r_w) in row-major order; None unless the
-    output is exactly s times the input (then nothing is padded or cropped).
+) -> list[Phase] | None:
+    """ConvTranspose(x, weight [I, O, kh, kw], stride s, begin pads) as s*s stride-1
+    correlations of x, one per output phase (r_h, r_w) in row-major order, each the size of x;
+    None unless the output is exactly s times the input (then nothing is cropped).
 
     Per axis y[s*q + r] = sum_t x[q + o] w[t] over the taps t = r + begin - s*o, so phase r is a
-    correlation with taps at offsets o; TFLite's SAME window of size k covers offsets
-    -(k-1)//2 .. k-1-(k-1)//2, and each phase gets the smallest window holding its offsets
-    (``common``: one window holding every phase's, for stacking phases as output channels).
-    Returns kernels in ConvTranspose layout [I, O, kh', kw'].
+    correlation with taps at offsets o in [lo, hi] (widened to hold 0): a window of hi - lo + 1
+    taps over x padded by (-lo, hi) (SAME when that is TensorFlow's split, else a PAD that
+    XNNPACK fuses into the convolution). ``common``: one window holding every phase's offsets,
+    for stacking the phases as output channels. Returns (kernel in ConvTranspose layout
+    [I, O, kh', kw'], pads).
     """
     if [int(o) for o in out_hw] != [s * int(i) for i in in_hw]:
         return None
@@ -366,33 +370,32 @@ def same_phases(
         [[((r + b - t) // s, t) for t in range(size) if (r + b - t) % s == 0] for r in range(s)]
         for b, size in zip(begins, weight.shape[2:], strict=True)
     ]
-    windows = [[_same_window([o for o, _ in phase]) for phase in axis] for axis in taps]
+    spans = [[_span([o for o, _ in phase]) for phase in axis] for axis in taps]
     if common:
-        windows = [[_same_window([o for phase in axis for o, _ in phase])] * s for axis in taps]
-    kernels = []
+        spans = [[_span([o for phase in axis for o, _ in phase])] * s for axis in taps]
+    phases = []
     for rh, rw in itertools.product(range(s), range(s)):
-        (kh, ch), (kw, cw) = windows[0][rh], windows[1][rw]
-        k = np.zeros((*weight.shape[:2], kh, kw), weight.dtype)
+        (lh, hh), (lw, hw) = spans[0][rh], spans[1][rw]
+        k = np.zeros((*weight.shape[:2], hh - lh + 1, hw - lw + 1), weight.dtype)
         for (oh, th), (ow, tw) in itertools.product(taps[0][rh], taps[1][rw]):
-            k[:, :, ch + oh, cw + ow] = weight[:, :, th, tw]
-        kernels.append(k)
-    return kernels
+            k[:, :, oh - lh, ow - lw] = weight[:, :, th, tw]
+        phases.append((k, [(-lh, hh), (-lw, hw)]))
+    return phases
 
 
-def _same_window(offsets: list[int]) -> tuple[int, int]:
-    """(size k, before (k-1)//2) of the smallest SAME window covering ``offsets``."""
-    before, after = max([0, *(-o for o in offsets)]), max([0, *offsets])
-    before = max(before, after - 1)
-    after = max(after, before)
-    return before + after + 1, before
+def _span(offsets: list[int]) -> tuple[int, int]:
+    """(lo, hi) covering ``offsets`` and 0, so that x is padded and never cropped (a phase
+    without taps gets a zero 1x1 window)."""
+    return min([0, *offsets]), max([0, *offsets])
 
 
-def _sub_pixel_same(ctx: Lowering, x: int, kernels: list[np.ndarray], s: int, bias) -> int:
-    """The phases of :func:`same_phases` (one common window) stacked as the output channels of
-    one SAME CONV_2D, interleaved by DEPTH_TO_SPACE: no PAD before, no SLICE after."""
-    filt = np.concatenate([k.transpose(1, 0, 2, 3) for k in kernels])  # [s*s*O, I, kh, kw]
+def _sub_pixel_exact(ctx: Lowering, x: int, phases: list[Phase], s: int, bias) -> int:
+    """The phases of :func:`exact_phases` (one common window) stacked as the output channels of
+    one stride-1 CONV_2D, interleaved by DEPTH_TO_SPACE: no SLICE after."""
+    filt = np.concatenate([k.transpose(1, 0, 2, 3) for k, _ in phases])  # [s*s*O, I, kh, kw]
     n, h, w, _ = ctx.physical_shape(x)
-    o = kernels[0].shape[1]
+    o = phases[0][0].shape[1]
+    x, padding = tflite_padding(ctx, x, phases[0][1], filt.shape[2:], [1, 1], [1, 1])
     late = isinstance(bias, str)
     conv_bias = np.zeros(s * s * o, filt.dtype) if late else np.tile(bias, s * s)
     y = ctx.op(
@@ -401,7 +404,7 @@ def _sub_pixel_same(ctx: Lowering, x: int, kernels: list[np.ndarray], s: int, bi
         [n, h, w, s * s * o],
         filt.dtype,
         "Conv2DOptions",
-        padding="SAME",
+        padding=padding,
         stride_h=1,
         stride_w=1,
         dilation_h_factor=1,
