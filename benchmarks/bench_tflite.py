@@ -10,6 +10,7 @@ Target: the vanilla saliency model within 2.2x the forward model.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from pathlib import Path
@@ -58,7 +59,12 @@ def measure(name: str, methods: list[str], threads: int, runs: int) -> list[dict
     ]
 
 
-def table(rows: list[dict], threads: int) -> str:
+def load_average() -> str:
+    """The 1-minute load average (other jobs share the cores and inflate the times)."""
+    return f"load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load unknown"
+
+
+def table(rows: list[dict], threads: int, load: str) -> str:
     lines = [
         f"TFLite (ai-edge-litert, XNNPACK, {threads} threads), 1x224x224x3 float32; "
         f"median of interleaved runs; target: vanilla <= {TARGET}x forward.",
@@ -71,7 +77,7 @@ def table(rows: list[dict], threads: int) -> str:
             f"| {r['model']} | {r['method']} | {r['forward_ms']:.2f} | {r['saliency_ms']:.2f} "
             f"| {r['ratio']:.2f}x | {r['mb']:.1f} |"
         )
-    lines += ["", f"Machine: {machine_info()}, {platform.machine()}."]
+    lines += ["", f"Machine: {machine_info()}, {platform.machine()}; {load}."]
     return "\n".join(lines)
 
 
@@ -83,8 +89,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    before = load_average()
     rows = [row for name in MODELS for row in measure(name, methods, args.threads, args.runs)]
-    body = table(rows, args.threads)
+    body = table(rows, args.threads, f"{before} before the runs, {load_average()} after")
     print(body)
     if args.write:
         write_section("tflite", body)
