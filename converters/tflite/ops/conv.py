@@ -393,15 +393,28 @@ def _sub_pixel_exact(ctx: Lowering, x: int, phases: list[Phase], s: int, bias) -
     """The phases of :func:`exact_phases` (one common window) stacked as the output channels of
     one stride-1 CONV_2D, interleaved by DEPTH_TO_SPACE: no SLICE after."""
     filt = np.concatenate([k.transpose(1, 0, 2, 3) for k, _ in phases])  # [s*s*O, I, kh, kw]
-    n, h, w, _ = ctx.physical_shape(x)
-    o = phases[0][0].shape[1]
+    _, h, w, _ = ctx.physical_shape(x)
     x, padding = tflite_padding(ctx, x, phases[0][1], filt.shape[2:], [1, 1], [1, 1])
     late = isinstance(bias, str)
-    conv_bias = np.zeros(s * s * o, filt.dtype) if late else np.tile(bias, s * s)
+    conv_bias = np.zeros(len(filt), filt.dtype) if late else np.tile(bias, s * s)
+    y = _phase_conv(ctx, x, filt.transpose(0, 2, 3, 1), conv_bias, padding, [h, w], s)
+    if late:
+        y = ctx.op("ADD", [y, ctx.tensor(bias, [0], 1)], ctx.physical_shape(y), filt.dtype)
+    return y
+
+
+def _phase_conv(
+    ctx: Lowering, x: int, filt: np.ndarray, bias: np.ndarray, padding: str, lengths, s: int
+) -> int:
+    """One stride-1 CONV_2D whose output channels are the s*s phases ((r_h*s + r_w)*O + o;
+    ``filt`` [s*s*O, kh, kw, I]) over ``lengths`` positions, then DEPTH_TO_SPACE (DCR order)
+    interleaving them into an s times larger grid."""
+    n = ctx.physical_shape(x)[0]
+    channels = filt.shape[0]
     y = ctx.op(
         "CONV_2D",
-        [x, ctx.const(filt.transpose(0, 2, 3, 1)), ctx.const(conv_bias)],
-        [n, h, w, s * s * o],
+        [x, ctx.const(filt), ctx.const(bias)],
+        [n, *lengths, channels],
         filt.dtype,
         "Conv2DOptions",
         padding=padding,
@@ -411,18 +424,16 @@ def _sub_pixel_exact(ctx: Lowering, x: int, phases: list[Phase], s: int, bias) -
         dilation_w_factor=1,
         fused_activation_function="NONE",
     )
-    if s > 1:
-        y = ctx.op(
-            "DEPTH_TO_SPACE",
-            [y],
-            [n, h * s, w * s, o],
-            filt.dtype,
-            "DepthToSpaceOptions",
-            block_size=s,
-        )
-    if late:
-        y = ctx.op("ADD", [y, ctx.tensor(bias, [0], 1)], ctx.physical_shape(y), filt.dtype)
-    return y
+    if s == 1:
+        return y
+    return ctx.op(
+        "DEPTH_TO_SPACE",
+        [y],
+        [n, lengths[0] * s, lengths[1] * s, channels // (s * s)],
+        filt.dtype,
+        "DepthToSpaceOptions",
+        block_size=s,
+    )
 
 
 def _sub_pixel(ctx: Lowering, x: int, weight: np.ndarray, s: int) -> tuple[int, list[int]]:
@@ -442,31 +453,11 @@ def _sub_pixel(ctx: Lowering, x: int, weight: np.ndarray, s: int) -> tuple[int, 
         if th < kh and tw < kw:
             sub[rh, rw, :, a, b, :] = weight[:, :, th, tw].T
     filt = sub.reshape(s * s * cout, m[0], m[1], cin)
-    n, h, w, _ = ctx.physical_shape(x)
     padded = pad_nhwc(ctx, x, [(m[0] - 1, m[0] - 1), (m[1] - 1, m[1] - 1)])
+    _, h, w, _ = ctx.physical_shape(x)
     lengths = [h + m[0] - 1, w + m[1] - 1]
-    y = ctx.op(
-        "CONV_2D",
-        [padded, ctx.const(filt), ctx.const(np.zeros(s * s * cout, weight.dtype))],
-        [n, *lengths, s * s * cout],
-        weight.dtype,
-        "Conv2DOptions",
-        padding="VALID",
-        stride_h=1,
-        stride_w=1,
-        dilation_h_factor=1,
-        dilation_w_factor=1,
-        fused_activation_function="NONE",
-    )
-    if s > 1:
-        y = ctx.op(
-            "DEPTH_TO_SPACE",
-            [y],
-            [n, lengths[0] * s, lengths[1] * s, cout],
-            weight.dtype,
-            "DepthToSpaceOptions",
-            block_size=s,
-        )
+    zeros = np.zeros(s * s * cout, weight.dtype)
+    y = _phase_conv(ctx, padded, filt, zeros, "VALID", lengths, s)
     return y, [lengths[0] * s, lengths[1] * s]
 
 
