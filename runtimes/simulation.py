@@ -67,3 +67,15 @@ def stop_after(seconds: float | None) -> None:
     timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.daemon = True
     timer.start()
+
+
+def run_example(flags: list[str], simulate: bool, seconds: float | None) -> int:
+    """``edgesal run`` with ``flags`` for a firmware example, stopped after ``seconds``; with
+    ``simulate``, against a fake thermal zone that heats past the limit and cools."""
+    from runtimes.cli import main as runtime_main
+
+    stop_after(seconds)
+    if not simulate:
+        return runtime_main(flags)
+    with ThermalSimulator() as thermal:
+        return runtime_main([*flags, "--thermal-dir", str(thermal)])

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtimes.cli import main as runtime_main
-from runtimes.simulation import ThermalSimulator, stop_after
+from runtimes.simulation import run_example
 
 
 def csi_pipeline(sensor: int = 0, width: int = 1280, height: int = 720, fps: int = 30) -> str:
@@ -52,12 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulate", metavar="VIDEO", help="replay VIDEO as the camera, fake heat")
     parser.add_argument("--seconds", type=float, help="stop after this long")
     args = parser.parse_args(argv)
-    flags = runtime_args(args)
-    stop_after(args.seconds)
-    if not args.simulate:
-        return runtime_main(flags)
-    with ThermalSimulator() as thermal:
-        return runtime_main([*flags, "--thermal-dir", str(thermal)])
+    return run_example(runtime_args(args), bool(args.simulate), args.seconds)
 
 
 if __name__ == "__main__":
