@@ -189,21 +189,20 @@ def run(args: argparse.Namespace) -> int:
         if issubclass(w.category, CalibrationWarning):
             print(f"edgesal: warning: {w.message}", file=sys.stderr)
     output.parent.mkdir(parents=True, exist_ok=True)
+    sizes = {"float": Path(args.model).stat().st_size}
     if fmt == "tflite":
+        from converters.tflite.convert import to_tflite as float_tflite
         from edgesal.quant.tflite import to_tflite
 
         options.progress("lowering to int8 TFLite and measuring its maps")
         data, result = to_tflite(result, args.threads)
         output.write_bytes(data)
+        sizes["float_tflite"] = len(float_tflite(result.source))  # what the int8 file replaces
     else:
         import onnx
 
         onnx.save(result.model, str(output))
-    result.report.sizes = {"float": Path(args.model).stat().st_size, "int8": output.stat().st_size}
-    if fmt == "tflite":  # the float model as TFLite: the size the int8 file replaces
-        from converters.tflite.convert import to_tflite as float_tflite
-
-        result.report.sizes["float_tflite"] = len(float_tflite(result.source))
+    result.report.sizes = {**sizes, "int8": output.stat().st_size}
     report_path = (
         Path(args.report) if args.report else output.with_name(output.name + ".report.json")
     )

@@ -20,17 +20,16 @@ OUTPUT_FORMAT = "tflite-int8"
 
 def interpreter(data: bytes, threads: int = 2):
     """A TFLite interpreter of ``data`` with tensors allocated (XNNPACK applies by default)."""
+    from runtimes.backends.litert import interpreter_class
+    from runtimes.errors import BackendError
+
     try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError as exc:
-            raise InputError(
-                "--format tflite measures the int8 maps with a TFLite interpreter: install "
-                f"ai-edge-litert (or tflite-runtime): {exc}"
-            ) from exc
-    it = Interpreter(model_content=data, num_threads=threads)
+        factory, _ = interpreter_class()
+    except BackendError as exc:
+        raise InputError(
+            f"--format tflite measures the int8 maps with a TFLite interpreter: {exc}"
+        ) from exc
+    it = factory(model_content=data, num_threads=threads)
     it.allocate_tensors()
     return it
 
