@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from runtimes.contract import Preprocess
 from runtimes.model import MethodChain
-from runtimes.overlay import OverlayStyle, draw, top_fraction_mask
+from runtimes.overlay import OverlayStyle, draw, top_fraction_mask, top_region_outlines
 from runtimes.pipeline import Pipeline, PipelineConfig
 from runtimes.preprocess import Preprocessor, Region, model_region
 from runtimes.runner import Runner, TurnGate
@@ -102,6 +103,21 @@ def test_region_and_preprocessing_centre_crop():
     assert tensor.shape == (1, 3, 64, 64) and crop[..., 0].max() > 0  # RGB: red in channel 0
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(
+    "stats", [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.5,), (0.25,))]
+)
+def test_preprocessing_equals_the_formula(layout, stats):
+    mean, std = stats
+    pre = Preprocess(size=(64, 48), mean=mean, std=std, color="RGB", layout=layout)
+    frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    tensor, crop, _ = Preprocessor(pre)(frame)
+    expected = (crop / np.float32(pre.pixel_scale) - np.float32(mean)) / np.float32(std)
+    expected = expected.transpose(2, 0, 1) if layout == "NCHW" else expected
+    assert tensor.dtype == np.float32 and tensor.flags.c_contiguous
+    np.testing.assert_allclose(tensor[0], expected, rtol=1e-6, atol=1e-6)
+
+
 def test_overlay_contour_and_text():
     saliency = np.zeros((32, 32), np.float32)
     saliency[8:16, 8:16] = 1.0
@@ -112,6 +128,28 @@ def test_overlay_contour_and_text():
     assert (out == 255).all(axis=-1).sum() > 20  # white contour and text pixels
     plain = draw(frame, None, None, "", OverlayStyle(text=False))
     assert np.array_equal(plain, frame)
+
+
+def test_outline_encloses_the_salient_block_scaled_to_the_region():
+    saliency = np.zeros((32, 32), np.float32)
+    saliency[8:16, 8:16] = 1.0
+    (outline,) = top_region_outlines(saliency, 0.0625, (128, 64))
+    x, y, w, h = cv2.boundingRect(outline)
+    # the block spans x 32..64, y 16..32 in a 128x64 image (x4, x2); the outline hugs it
+    assert 28 <= x <= 38 and 58 <= x + w <= 68 and 14 <= y <= 20 and 28 <= y + h <= 34
+
+
+def test_outline_of_a_speckled_map_is_a_few_regions_not_every_pixel():
+    rng = np.random.default_rng(0)
+    speckle = rng.random((224, 224)).astype(np.float32) ** 8
+    speckle[60:120, 60:120] += 0.5 * rng.random((60, 60)).astype(np.float32)
+    raw = cv2.findContours(
+        top_fraction_mask(speckle, 0.1).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )[0]
+    outlines = top_region_outlines(speckle, 0.1, (224, 224))
+    largest = max(outlines, key=cv2.contourArea)
+    assert len(raw) > 1000 and len(outlines) <= 20
+    assert cv2.pointPolygonTest(largest, (90.0, 90.0), False) > 0
 
 
 def test_file_source_loses_no_frame_live_source_drops_old_ones(models, video):
