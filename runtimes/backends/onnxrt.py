@@ -51,6 +51,9 @@ def _session_options(threads: int) -> ort.SessionOptions:
     so.intra_op_num_threads = max(1, threads)
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # A memory pattern reserves one block sized for the whole run per run in flight; allocating
+    # tensors as they live keeps 15-30 MB less resident for MobileNetV2 saliency at 1-3% latency.
+    so.enable_mem_pattern = False
     so.log_severity_level = 3
     return so
 
