@@ -32,7 +32,9 @@ def top_fraction_mask(saliency: np.ndarray, fraction: float) -> np.ndarray:
     """Boolean mask of the ``fraction`` most salient pixels (ties at the threshold included)."""
     if fraction <= 0:
         return np.zeros(saliency.shape, bool)
-    threshold = np.quantile(saliency, 1.0 - min(fraction, 1.0))
+    flat = saliency.ravel()
+    keep = max(1, round(min(fraction, 1.0) * flat.size))
+    threshold = np.partition(flat, flat.size - keep)[flat.size - keep]
     return saliency >= threshold if threshold > saliency.min() else saliency > threshold
 
 
