@@ -198,9 +198,10 @@ def _verdict(r: dict) -> str:
         (r["ratio"] <= 1.3, f"{r['ratio']:.2f}x"),
         (r["peak_rss_mb"] <= 250, f"{r['peak_rss_mb']:.0f} MB"),
     ]
-    met = ", ".join(text for ok, text in checks if ok) or "none"
-    missed = ", ".join(text for ok, text in checks if not ok) or "none"
-    return f"- `--workers {r['workers']} --threads {r['threads']}`: met {met}; not met {missed}."
+    met = ", ".join(text for ok, text in checks if ok)
+    missed = ", ".join(text for ok, text in checks if not ok)
+    parts = [f"met {met}" if met else "met none", f"not met {missed}" if missed else "all met"]
+    return f"- `--workers {r['workers']} --threads {r['threads']}`: {'; '.join(parts)}."
 
 
 def _section(text: str, results: list[dict], machine: str, repeats: int) -> str:

@@ -160,7 +160,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.1,
         metavar="FRACTION",
-        help="outline the top FRACTION most salient pixels (0: off; default 0.1)",
+        help="outline the top FRACTION most salient area, map smoothed first (0: off; default 0.1)",
     )
     g.add_argument("--no-text", action="store_true", help="no label/score text")
     g.add_argument(
