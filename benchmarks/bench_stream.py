@@ -64,6 +64,7 @@ def measure(model: str, video: str, threads: int, workers: int, budget: int) -> 
 
     from runtimes.backends import BackendOptions
     from runtimes.governor import peak_rss_bytes
+    from runtimes.heap import limit_malloc_arenas
     from runtimes.model import MethodChain
     from runtimes.pipeline import Pipeline, PipelineConfig
     from runtimes.runner import Runner
@@ -71,6 +72,7 @@ def measure(model: str, video: str, threads: int, workers: int, budget: int) -> 
     from runtimes.sinks import BoardSink
     from runtimes.sources import open_source
 
+    limit_malloc_arenas()  # as `edgesal run` does
     chain = MethodChain.load([model], BackendOptions(threads=threads))
     board = FrameBoard(quality=80)
     sink = BoardSink(board, always_encode=True)

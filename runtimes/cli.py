@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from runtimes.errors import DeviceError
+from runtimes.heap import limit_malloc_arenas
 
 log = logging.getLogger("runtimes")
 
@@ -412,6 +413,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    limit_malloc_arenas()
     try:
         runner, server = build_runner(args)
     except DeviceError as exc:

@@ -7,7 +7,6 @@ the chosen backend is imported, so a device installs exactly one of them.
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from runtimes.errors import BackendError, ModelError
+from runtimes.heap import return_free_heap
 
 
 @dataclass(frozen=True)
@@ -57,23 +57,12 @@ def load_backend(path: str | Path, options: BackendOptions | None = None) -> Bac
             raise BackendError(
                 f"{path}: .onnx models need onnxruntime (pip install 'edgesal[device]'): {exc}"
             ) from exc
-        return _returning_free_heap(OnnxRuntimeBackend.load(path, options))
-    if suffix == ".tflite":
+        backend = OnnxRuntimeBackend.load(path, options)
+    elif suffix == ".tflite":
         from runtimes.backends.litert import LiteRtBackend
 
-        return _returning_free_heap(LiteRtBackend.load(path, options))
-    raise ModelError(f"{path}: unknown model format '{suffix}' (expected .onnx or .tflite)")
-
-
-def _returning_free_heap(backend: Backend) -> Backend:
-    """``backend``, after handing the C heap's freed pages back to the OS (glibc; else a no-op).
-
-    Loading parses the file and folds constants: tens of MB are freed on the loading thread and
-    stay in its malloc arena, which the inference threads' own arenas never reuse, so without this
-    they count in the process's resident memory for good (about 20 MB for MobileNetV2).
-    """
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (AttributeError, OSError):
-        pass
+        backend = LiteRtBackend.load(path, options)
+    else:
+        raise ModelError(f"{path}: unknown model format '{suffix}' (expected .onnx or .tflite)")
+    return_free_heap()
     return backend
