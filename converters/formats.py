@@ -6,6 +6,7 @@ from pathlib import Path
 
 from converters.errors import ConversionError
 from edgesal.errors import ModelLoadError
+from edgesal.onnx_io import is_tflite
 
 FORMATS = ("onnx", "tflite", "savedmodel", "keras")
 _CUSTOM = "CUSTOM"
@@ -23,7 +24,7 @@ def detect_format(path: str | Path) -> str:
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file or folder")
     head = path.read_bytes()[:8]
-    if head[4:8] == b"TFL3" or path.suffix == ".tflite":
+    if is_tflite(head) or path.suffix == ".tflite":
         return "tflite"
     if path.suffix == ".keras" or head[:2] == b"PK":
         return "keras"
@@ -48,7 +49,7 @@ def read_tflite(path: str | Path):
 
     path = Path(path)
     data = path.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
+    if not is_tflite(data):
         raise ModelLoadError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier)")
     try:
         model = tflite.Model.GetRootAs(data, 0)

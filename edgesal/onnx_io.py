@@ -13,6 +13,14 @@ MAX_MODEL_BYTES = 2 * 1024**3  # protobuf's own limit; external data is not foll
 MIN_OPSET = 13
 
 
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8
+
+
+def is_tflite(data: bytes) -> bool:
+    """Whether ``data`` (a file's first 8 bytes suffice) is a TFLite flatbuffer."""
+    return data[4:8] == TFLITE_IDENTIFIER
+
+
 def load_model(path: str | Path) -> onnx.ModelProto:
     """Parse an ONNX file; a missing, oversized, corrupt or non-ONNX file raises ModelLoadError."""
     path = Path(path)
@@ -22,7 +30,7 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     if size > MAX_MODEL_BYTES:
         raise ModelLoadError(f"{path}: {size} bytes is larger than the 2 GiB ONNX limit")
     data = path.read_bytes()
-    if data[:8] == b"TFL3" or data[4:8] == b"TFL3":
+    if is_tflite(data):
         raise ModelLoadError(f"{path}: this is a TFLite flatbuffer, not an ONNX model")
     try:
         model = onnx.load_from_string(data)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import flatbuffers
 import numpy as np
 
+from edgesal.onnx_io import TFLITE_IDENTIFIER
+
 SIGNATURE_KEY = "serving_default"
 SCHEMA_VERSION = 3
 _GREATER_OP_CODES = 127  # codes above it are stored in builtin_code only
@@ -148,7 +150,7 @@ class _Writer:
             metadata=self._offsets("Model", "metadata", metadata),
             signature_defs=self._offsets("Model", "signature_defs", [signature]),
         )
-        b.Finish(root, file_identifier=b"TFL3")
+        b.Finish(root, file_identifier=TFLITE_IDENTIFIER)
         return bytes(b.Output())
 
     # -- tables ---------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from edgesal.eval.store import ResultStore, fingerprint
 from edgesal.eval.summary import summarize_compare, summarize_maps, summarize_sanity
 from edgesal.eval.tasks import CompareTask, ImageTask, Job, SanityTask
 from edgesal.imaging import center_crop
-from edgesal.onnx_io import load_model
+from edgesal.onnx_io import is_tflite, load_model
 
 WORK = ".work"
 
@@ -70,7 +70,7 @@ class Loaded:
                 return cls.of(path, where)
             return cls.from_tflite(path.read_bytes(), where or str(path))
         if isinstance(model, bytes):
-            if not tflite.is_tflite(model):
+            if not is_tflite(model):
                 raise ModelLoadError(f"{where or 'model'}: bytes that are not a TFLite flatbuffer")
             return cls.from_tflite(model, where or "model")
         return cls.of(model, where)
@@ -101,7 +101,7 @@ def _is_tflite_file(path: Path) -> bool:
     if not path.is_file():
         return False
     with path.open("rb") as head:
-        return tflite.is_tflite(head.read(8))
+        return is_tflite(head.read(8))
 
 
 def _digest(array: np.ndarray) -> str:

@@ -27,6 +27,7 @@ from edgesal.graph.info import TensorInfo
 from edgesal.image_input import graph_inputs
 from edgesal.imaging import softmax, to_input
 from edgesal.metadata import Preprocess
+from edgesal.onnx_io import is_tflite
 from edgesal.targets import TARGET_INPUT, Target
 
 
@@ -299,10 +300,10 @@ class Runner(SaliencyRunner):
 
 def open_runner(data: bytes, where: str, threads: int = 1, batch: int = 32) -> SaliencyRunner:
     """The runner of a saliency model's file bytes, ONNX or TFLite."""
-    from edgesal.eval import tflite
+    if is_tflite(data):
+        from edgesal.eval.tflite import TFLiteRunner
 
-    if tflite.is_tflite(data):
-        return tflite.TFLiteRunner(data, where, threads)
+        return TFLiteRunner(data, where, threads)
     model = onnx.load_from_string(data)
     return Runner(model, inspect(model, where), threads, batch)
 

@@ -25,12 +25,6 @@ from runtimes.backends.tflite_meta import ENTRY, read_metadata
 from runtimes.errors import BackendError
 from runtimes.model import probabilities
 
-IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8
-
-
-def is_tflite(data: bytes) -> bool:
-    return data[4:8] == IDENTIFIER
-
 
 def _interpreter(data: bytes, where: str, threads: int):
     """(interpreter, package name) on ``data``, verified: a truncated or corrupt flatbuffer is
