@@ -56,8 +56,14 @@ def without_masks(model: onnx.ModelProto) -> onnx.ModelProto:
             (grad,) = [i for i in node.input if i not in masks]
             node = onnx.helper.make_node("Identity", [grad], list(node.output), name=node.name)
         nodes.append(node)
+    needed = {o.name for o in out.graph.output}
+    live = []
+    for node in reversed(nodes):  # drop the mask computations nothing reads any more
+        if needed.intersection(node.output):
+            live.append(node)
+            needed.update(node.input)
     del out.graph.node[:]
-    out.graph.node.extend(nodes)
+    out.graph.node.extend(reversed(live))
     return out
 
 
