@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from runtimes.backends.onnx_prune import (
     GRAPH_INITIALIZER,
+    GRAPH_INPUT,
     GRAPH_NODE,
     GRAPH_OUTPUT,
     LENGTH_DELIMITED,
@@ -34,6 +35,7 @@ from runtimes.backends.onnx_prune import (
     NODE_OUTPUT,
     VALUE_INFO_NAME,
     _encode_varint,
+    _has_subgraph,
     _strings,
     _varint,
     fields,
@@ -66,6 +68,8 @@ def nchwc_masks(model: bytes) -> bytes:
         return model
     _, g_start, g_end, graph = graph_field
     entries = list(fields(graph))
+    if any(n == GRAPH_NODE and _has_subgraph(payload) for n, _, _, payload in entries):
+        return model  # subgraphs read outer names implicitly: readers cannot be counted here
     nodes = [_parse_node(start, payload) for n, start, _, payload in entries if n == GRAPH_NODE]
     constants = _scalar_constants(entries, nodes)
     readers: dict[str, int] = {}
@@ -88,7 +92,8 @@ def nchwc_masks(model: bytes) -> bytes:
     if not inserted:
         return model
     still_read = {name for node in nodes if node.start not in removed for name in node.inputs}
-    still_read.update(graph_outputs)
+    still_read.update(graph_outputs)  # and graph inputs: an initializer listed there stays
+    still_read.update(_strings(p, VALUE_INFO_NAME)[0] for n, _, _, p in entries if n == GRAPH_INPUT)
     kept = bytearray()
     for number, start, end, payload in entries:
         if number == GRAPH_NODE and start in inserted:

@@ -121,6 +121,7 @@ def test_the_replaced_bounds_leave_the_graph_when_nothing_else_reads_them():
         "condition read twice",
         "cast to int",
         "bound first",
+        "graph with a subgraph",
     ],
 )
 def test_masks_it_does_not_understand_are_left_alone(change):
@@ -139,10 +140,22 @@ def test_masks_it_does_not_understand_are_left_alone(change):
         for node in nodes:
             if node.op_type == "Cast":
                 node.attribute[0].i = TensorProto.INT32
-    else:
+    elif change == "bound first":
         for node in nodes:
             if node.op_type in ("Greater", "Less"):
                 node.input[:] = list(reversed(node.input))
+    else:
+        branch = helper.make_graph(
+            [helper.make_node("Identity", ["above"], ["picked"])],
+            "branch",
+            [],
+            [helper.make_tensor_value_info("picked", TensorProto.BOOL, SHAPE)],
+        )
+        model.graph.input.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
+        nodes.append(
+            helper.make_node("If", ["flag"], ["chosen"], then_branch=branch, else_branch=branch)
+        )
+        model.graph.output.append(helper.make_tensor_value_info("chosen", TensorProto.BOOL, SHAPE))
     raw = model.SerializeToString()
     assert nchwc_masks(raw) == raw
 
@@ -167,3 +180,11 @@ def test_only_the_cpu_provider_alone_gets_the_rewrite(monkeypatch):
     assert onnxrt._for_providers(raw, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == raw
     monkeypatch.setattr(onnxrt.platform, "machine", lambda: "aarch64")
     assert onnxrt._for_providers(raw, ["CPUExecutionProvider"]) == raw
+
+
+def test_an_initializer_also_listed_as_a_graph_input_is_kept():
+    model = _masks_graph()
+    model.graph.input.append(helper.make_tensor_value_info("six", TensorProto.FLOAT, []))
+    rewritten = onnx.load_from_string(nchwc_masks(model.SerializeToString()))
+    assert "HardSigmoid" in [n.op_type for n in rewritten.graph.node]
+    assert {i.name for i in rewritten.graph.initializer} == {"six"}
