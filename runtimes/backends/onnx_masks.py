@@ -29,7 +29,6 @@ from runtimes.backends.onnx_prune import (
     GRAPH_NODE,
     GRAPH_OUTPUT,
     LENGTH_DELIMITED,
-    MODEL_GRAPH,
     NODE_ATTRIBUTE,
     NODE_INPUT,
     NODE_OUTPUT,
@@ -39,6 +38,9 @@ from runtimes.backends.onnx_prune import (
     _strings,
     _varint,
     fields,
+    join_graph,
+    length_delimited,
+    split_graph,
 )
 
 K = 2.0**100
@@ -62,11 +64,10 @@ class _Node:
 def nchwc_masks(model: bytes) -> bytes:
     """``model`` with every float mask of constant-bounded comparisons written as HardSigmoids;
     unchanged when there is none (or the graph is not one this rewrite understands)."""
-    buf = memoryview(model)
-    graph_field = next((f for f in fields(buf) if f[0] == MODEL_GRAPH), None)
-    if graph_field is None:
+    parts = split_graph(model)
+    if parts is None:
         return model
-    _, g_start, g_end, graph = graph_field
+    before, graph, after = parts
     entries = list(fields(graph))
     if any(n == GRAPH_NODE and _has_subgraph(payload) for n, _, _, payload in entries):
         return model  # subgraphs read outer names implicitly: readers cannot be counted here
@@ -104,9 +105,7 @@ def nchwc_masks(model: bytes) -> bytes:
             continue
         else:
             kept += graph[start:end]
-    key = _encode_varint(MODEL_GRAPH << 3 | LENGTH_DELIMITED)
-    graph_bytes = key + _encode_varint(len(kept)) + bytes(kept)
-    return bytes(buf[:g_start]) + graph_bytes + bytes(buf[g_end:])
+    return join_graph(before, bytes(kept), after)
 
 
 def _orphaned(initializer: memoryview, bounds: dict[str, float], still_read: set[str]) -> bool:
@@ -238,8 +237,8 @@ def _node(op: str, inputs: list[str], outputs: list[str], name: str, attrs: list
     body = b"".join(_string(NODE_INPUT, i) for i in inputs)
     body += b"".join(_string(NODE_OUTPUT, o) for o in outputs)
     body += _string(NODE_NAME, name) + _string(NODE_OP_TYPE, op)
-    body += b"".join(_bytes(NODE_ATTRIBUTE, a) for a in attrs)
-    return _bytes(GRAPH_NODE, body)
+    body += b"".join(length_delimited(NODE_ATTRIBUTE, a) for a in attrs)
+    return length_delimited(GRAPH_NODE, body)
 
 
 def _float_attr(name: str, value: float) -> bytes:
@@ -248,8 +247,4 @@ def _float_attr(name: str, value: float) -> bytes:
 
 
 def _string(number: int, text: str) -> bytes:
-    return _bytes(number, text.encode())
-
-
-def _bytes(number: int, payload: bytes) -> bytes:
-    return _encode_varint(number << 3 | LENGTH_DELIMITED) + _encode_varint(len(payload)) + payload
+    return length_delimited(number, text.encode())

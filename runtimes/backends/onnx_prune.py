@@ -78,13 +78,32 @@ def _has_subgraph(node: memoryview) -> bool:
     return False
 
 
+def split_graph(model: bytes) -> tuple[bytes, memoryview, bytes] | None:
+    """(bytes before ``ModelProto.graph``, the graph's payload, bytes after); None without one."""
+    buf = memoryview(model)
+    found = next((f for f in fields(buf) if f[0] == MODEL_GRAPH), None)
+    if found is None:
+        return None
+    _, start, end, graph = found
+    return bytes(buf[:start]), graph, bytes(buf[end:])
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """One encoded length-delimited field (string, bytes or message)."""
+    return _encode_varint(number << 3 | LENGTH_DELIMITED) + _encode_varint(len(payload)) + payload
+
+
+def join_graph(before: bytes, graph: bytes, after: bytes) -> bytes:
+    """The model of :func:`split_graph`'s parts with ``graph`` as its graph payload."""
+    return before + length_delimited(MODEL_GRAPH, graph) + after
+
+
 def prune(model: bytes, outputs: list[str]) -> bytes | None:
     """The serialized model computing only ``outputs``; None when it cannot be pruned safely."""
-    buf = memoryview(model)
-    graph_field = next((f for f in fields(buf) if f[0] == MODEL_GRAPH), None)
-    if graph_field is None:
+    parts = split_graph(model)
+    if parts is None:
         return None
-    _, g_start, g_end, graph = graph_field
+    before, graph, after = parts
     entries = list(fields(graph))
     nodes = [(s, e, p) for n, s, e, p in entries if n == GRAPH_NODE]
     if any(_has_subgraph(p) for _, _, p in nodes):
@@ -106,6 +125,4 @@ def prune(model: bytes, outputs: list[str]) -> bytes | None:
         if number == GRAPH_INPUT and _strings(payload, VALUE_INFO_NAME)[0] not in needed:
             continue
         kept += graph[start:end]
-    key = _encode_varint(MODEL_GRAPH << 3 | LENGTH_DELIMITED)
-    graph_bytes = key + _encode_varint(len(kept)) + bytes(kept)
-    return bytes(buf[:g_start]) + graph_bytes + bytes(buf[g_end:])
+    return join_graph(before, bytes(kept), after)
