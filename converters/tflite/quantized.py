@@ -33,7 +33,7 @@ from onnx import numpy_helper
 from converters.tflite import layout
 from converters.tflite.context import Lowering
 from converters.tflite.convert import to_tflite
-from converters.tflite.ops.conv import zero_insert
+from converters.tflite.ops.conv import conv_geometry, zero_insert
 from converters.tflite.ops.elementwise import broadcast_perm
 from converters.tflite.ops.masks import float_mask
 from converters.tflite.ops.registry import attrs, inputs
@@ -336,14 +336,7 @@ def conv(q: QdqLowering, ctx: Lowering, node, out: str, params: QParams) -> bool
     s_b = q.int8[source].scale[0] * s_w
     b = quantized_const(ctx, _int32_bias(bias, s_b), Quantization(tuple(s_b), (0,) * o), "bias")
     y = q.output(ctx, out, params, layout.NHWC)
-    geometry = {
-        "padding": padding,
-        "stride_h": int(strides[0]),
-        "stride_w": int(strides[1]),
-        "dilation_h_factor": int(dilations[0]),
-        "dilation_w_factor": int(dilations[1]),
-        "fused_activation_function": "NONE",
-    }
+    geometry = conv_geometry(padding, strides, dilations)
     if depthwise:
         filt = quantized_const(ctx, wq.transpose(1, 2, 3, 0), Quantization(tuple(s_w), (0,) * o, 3))
         ctx.emit(

@@ -66,6 +66,18 @@ def conv(ctx: Lowering, node) -> None:
     emit_conv(ctx, x, weight, bias, int(a.get("group", 1)), strides, dilations, padding, out)
 
 
+def conv_geometry(padding: str, strides, dilations) -> dict:
+    """The padding, stride and dilation options CONV_2D and DEPTHWISE_CONV_2D share."""
+    return {
+        "padding": padding,
+        "stride_h": int(strides[0]),
+        "stride_w": int(strides[1]),
+        "dilation_h_factor": int(dilations[0]),
+        "dilation_w_factor": int(dilations[1]),
+        "fused_activation_function": "NONE",
+    }
+
+
 def emit_conv(ctx, x, weight, bias, group, strides, dilations, padding, out) -> None:
     """CONV_2D, DEPTHWISE_CONV_2D, or one CONV_2D per group joined by CONCATENATION.
 
@@ -77,14 +89,7 @@ def emit_conv(ctx, x, weight, bias, group, strides, dilations, padding, out) -> 
     late_bias = isinstance(bias, str)
     b = np.zeros(o, weight.dtype) if late_bias else bias
     target = ctx.temp(ctx.physical_shape(out), weight.dtype, "conv") if late_bias else out
-    geometry = {
-        "padding": padding,
-        "stride_h": int(strides[0]),
-        "stride_w": int(strides[1]),
-        "dilation_h_factor": int(dilations[0]),
-        "dilation_w_factor": int(dilations[1]),
-        "fused_activation_function": "NONE",
-    }
+    geometry = conv_geometry(padding, strides, dilations)
     if group == 1:
         filt = ctx.const(weight.transpose(0, 2, 3, 1))
         ctx.emit("CONV_2D", [x, filt, ctx.const(b)], [target], "Conv2DOptions", **geometry)
