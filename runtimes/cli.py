@@ -133,7 +133,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         type=_positive,
         default=1,
         help="frames in inference at once (default 1); on a small CPU '--workers 2 --threads 1' "
-        "gives more fps than one call on 2 threads (onnxruntime; LiteRT calls take turns)",
+        "gives more fps than one call on 2 threads (each worker costs one call's memory)",
     )
     g.add_argument("--trt-cache", metavar="DIR", help="TensorRT engine cache folder")
     g = p.add_argument_group("preprocessing (overrides the model metadata)")

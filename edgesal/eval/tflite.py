@@ -26,9 +26,8 @@ from runtimes.errors import BackendError
 from runtimes.model import probabilities
 
 
-def _interpreter(data: bytes, where: str, threads: int):
-    """(interpreter, package name) on ``data``, verified: a truncated or corrupt flatbuffer is
-    refused."""
+def _backend(data: bytes, where: str, threads: int) -> LiteRtBackend:
+    """A LiteRT backend on ``data``, verified: a truncated or corrupt flatbuffer is refused."""
     try:
         factory, package = interpreter_class()
     except BackendError:
@@ -36,12 +35,15 @@ def _interpreter(data: bytes, where: str, threads: int):
             f"{where}: running a .tflite model needs ai-edge-litert: "
             "pip install 'edgesal[device-litert]' (or tflite-runtime with numpy<2)"
         ) from None
+    make = lambda: factory(model_content=data, num_threads=max(1, threads))  # noqa: E731
     try:
-        return factory(model_content=data, num_threads=max(1, threads)), package
+        backend = LiteRtBackend(where, make, package, {})
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(
             f"{where}: {package} cannot load it as a TFLite model (truncated or corrupt?): {exc}"
         ) from exc
+    backend.metadata = _metadata(data, where)  # read once the flatbuffer is known to load
+    return backend
 
 
 def _metadata(data: bytes, where: str) -> dict[str, str]:
@@ -58,16 +60,13 @@ def _metadata(data: bytes, where: str) -> dict[str, str]:
 
 
 class TFLiteRunner(SaliencyRunner):
-    """One interpreter: every call computes the scores and every map (no pruned forward)."""
+    """LiteRT interpreters: every call computes the scores and every map (no pruned forward)."""
 
     def __init__(self, data: bytes, where: str, threads: int = 1):
-        interpreter, package = _interpreter(data, where, threads)
-        self.backend = LiteRtBackend(where, interpreter, package, _metadata(data, where))
-        outputs = {
-            d["name"]: tuple(int(x) for x in d["shape"]) for d in interpreter.get_output_details()
-        }
+        self.backend = _backend(data, where, threads)
         meta = metadata.read(self.backend.metadata)
-        self.spec = replace(contract(meta, self.backend.inputs, outputs, where), format="tflite")
+        spec = contract(meta, self.backend.inputs, self.backend.output_shapes, where)
+        self.spec = replace(spec, format="tflite")
         self.outputs = [self.spec.scores, *self.spec.saliency.values()]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, list, None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,30 +41,40 @@ def interpreter_class() -> tuple[type, str]:
 
 
 class LiteRtBackend:
-    """One interpreter; every output is computed on each run (no pruning for flatbuffers). An
-    interpreter is not thread-safe, so concurrent runs (``--workers``) take turns on it."""
+    """A pool of interpreters over one flatbuffer; every output is computed on each run (no
+    pruning for flatbuffers). An interpreter is not thread-safe, so each concurrent run
+    (``--workers``) gets its own: the first is made at load, another only when a run finds all
+    of them busy, so ``--workers N`` ends with N interpreters (N activation arenas and packed
+    weight copies) and one worker keeps one."""
 
-    def __init__(self, path: Path, interpreter, package: str, metadata: dict[str, str]):
+    def __init__(
+        self, path: Path | str, make: Callable[[], object], package: str, metadata: dict[str, str]
+    ):
         self.path, self.metadata = str(path), metadata
         self.name = f"{package}/XNNPACK"
-        self._interp = interpreter
+        self._make = make
+        self._idle: list = []
         self._lock = threading.Lock()
-        interpreter.allocate_tensors()
-        self._in = {d["name"]: d for d in interpreter.get_input_details()}
-        self._out = {d["name"]: d for d in interpreter.get_output_details()}
+        self.interpreters = 0
+        first = self._new_interpreter()
+        self._in = {d["name"]: d for d in first.get_input_details()}
+        self._out = {d["name"]: d for d in first.get_output_details()}
+        self._idle.append(first)
         self.inputs = {
             n: (tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name)
             for n, d in self._in.items()
         }
         self.outputs = list(self._out)
+        self.output_shapes = {n: tuple(int(x) for x in d["shape"]) for n, d in self._out.items()}
 
     @classmethod
     def load(cls, path: Path, options: BackendOptions) -> LiteRtBackend:
         factory, package = interpreter_class()
+        threads = max(1, options.threads)
         try:
             raw = path.read_bytes()
-            metadata = read_metadata(raw)
-            interpreter = factory(model_content=raw, num_threads=max(1, options.threads))
+            make = lambda: factory(model_content=raw, num_threads=threads)  # noqa: E731
+            backend = cls(path, make, package, read_metadata(raw))
         except (ValueError, RuntimeError, OSError, IndexError) as exc:
             raise ModelError(f"{path}: {package} cannot load the model: {exc}") from exc
         if options.device not in ("auto", "cpu"):
@@ -72,19 +83,40 @@ class LiteRtBackend:
                 path,
                 options.device,
             )
-        backend = cls(path, interpreter, package, metadata)
         log.info("%s: %s, %d threads", path, backend.name, options.threads)
         return backend
 
-    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _new_interpreter(self):
+        interpreter = self._make()
+        interpreter.allocate_tensors()
         with self._lock:
+            self.interpreters += 1
+        return interpreter
+
+    def _acquire(self):
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        interpreter = self._new_interpreter()
+        log.info("%s: %d interpreters for concurrent runs", self.path, self.interpreters)
+        return interpreter
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        interpreter = self._acquire()
+        try:
             for name, value in feeds.items():
                 if name in self._in:
                     detail = self._in[name]
                     value = value.astype(detail["dtype"], copy=False)
-                    self._interp.set_tensor(detail["index"], value)
-            self._interp.invoke()
-            return [self._interp.get_tensor(self._out[name]["index"]) for name in outputs]
+                    interpreter.set_tensor(detail["index"], value)
+            interpreter.invoke()
+            return [interpreter.get_tensor(self._out[name]["index"]) for name in outputs]
+        finally:
+            self._release(interpreter)
+
+    def _release(self, interpreter) -> None:
+        with self._lock:
+            self._idle.append(interpreter)
 
     def subset(self, outputs: list[str]) -> LiteRtBackend:
         return self

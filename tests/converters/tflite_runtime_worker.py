@@ -26,7 +26,7 @@ def run(job: dict) -> dict:
             feeds[name] = feeds[name].transpose(0, 2, 3, 1)
     outputs = backend.run(backend.outputs, feeds)
     np.savez(job["out"], **dict(zip(backend.outputs, outputs, strict=True)))
-    ops = [op["op_name"] for op in backend._interp._get_ops_details()]
+    ops = [op["op_name"] for op in backend._acquire()._get_ops_details()]
     contract = build_contract(job["model"], backend.metadata, backend.inputs, backend.outputs)
     return {
         "backend": backend.name,

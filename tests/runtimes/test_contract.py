@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -144,3 +146,30 @@ def test_litert_backend_reads_tflite_metadata_and_runs(tmp_path):
     assert inf.top1 == 0 and inf.saliency.shape == (32, 32)
     expected = np.abs(tensor[0]).max(axis=-1)
     np.testing.assert_allclose(inf.saliency, expected, rtol=1e-6)
+
+
+def test_litert_backend_gives_each_concurrent_run_its_own_interpreter(tmp_path):
+    pytest.importorskip("ai_edge_litert", reason="LiteRT backend needs ai-edge-litert installed")
+    path = synthetic_tflite.build(tmp_path / "m.tflite", size=32)
+    backend = load_backend(path, BackendOptions(threads=1))
+    feed = next(iter(backend.inputs))
+    images = [np.random.default_rng(i).random((1, 32, 32, 3), np.float32) for i in range(4)]
+    expected = [np.abs(x[0]).max(axis=-1) for x in images]
+    for x, want in zip(images, expected, strict=True):
+        np.testing.assert_allclose(backend.run(["saliency"], {feed: x})[0][0], want, rtol=1e-6)
+    assert backend.interpreters == 1  # one caller at a time keeps one interpreter
+    busy = backend._acquire()  # another worker's run in flight
+    np.testing.assert_allclose(backend.run(["saliency"], {feed: images[1]})[0][0], expected[1])
+    assert backend.interpreters == 2
+    backend._release(busy)
+    start = threading.Barrier(4)
+
+    def call(i: int) -> np.ndarray:
+        start.wait()
+        return backend.run(["saliency"], {feed: images[i]})[0][0]
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            for got, want in zip(pool.map(call, range(4)), expected, strict=True):
+                np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert 2 <= backend.interpreters <= 4  # never more than runs in flight
