@@ -14,6 +14,7 @@ from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import fold_constants
 from edgesal.graph.info import TensorInfo
+from edgesal.graph.onehot import gather_one_hot_products
 from edgesal.image_input import ImageInput, find_image_input, graph_inputs
 from edgesal.methods import METHODS, MethodContext, MethodOptions
 from edgesal.methods.integrated import smoothed
@@ -99,7 +100,12 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
         )
     if ctx.roi is not None and ctx.roi.runtime:
         ctx.roi.add_output(b, model)
-    _write_metadata(model, options, target, image, outputs, ctx.roi)
+    lookups = gather_one_hot_products(model)
+    live = {o for n in model.graph.node for o in n.output} | {
+        t.name for t in model.graph.initializer
+    }
+    seeds = [s for s in ctx.seeds.values() if s in live] + lookups
+    _write_metadata(model, options, target, image, outputs, seeds, ctx.roi)
     check(model, "exported saliency model")
     onnx.shape_inference.infer_shapes(model, strict_mode=True)
     return model
@@ -201,6 +207,7 @@ def _write_metadata(
     target: Target,
     image: ImageInput,
     saliency_outputs: dict[str, str],
+    seeds: list[str],
     window: roi.RoiPlan | None = None,
 ) -> None:
     existing = metadata.read(model)
@@ -226,6 +233,7 @@ def _write_metadata(
             "layout": image.layout,
             "outputs": outputs,
             "postprocess": {"reduce": options.reduce, "normalize": options.normalize},
+            "seeds": seeds,
         },
     )
 

@@ -20,6 +20,9 @@ Keys
 ``edgesal.roi``         JSON region-of-interest plan (window or runtime size, crop, split tensor,
                         estimated saving), when exported with --roi/--roi-size; the runtime window
                         model also has an output ``roi_used`` [N, 2] listed in ``outputs``
+``edgesal.seeds``       JSON list of the tensors the backward pass starts from (the target's
+                        seed, or a classifier row looked up for an argmax target); quantization
+                        tells gradient tensors from forward ones by them
 """
 
 from __future__ import annotations

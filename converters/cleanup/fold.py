@@ -12,6 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from edgesal.graph.fold import remove_unused_initializers
 from edgesal.graph.info import TensorInfo
 
 NEVER_FOLDED = {
@@ -90,16 +91,3 @@ def _fold(node: onnx.NodeProto, known: dict, info: TensorInfo) -> list[np.ndarra
 def _has_graph(node: onnx.NodeProto) -> bool:
     graphs = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
     return any(a.type in graphs for a in node.attribute)
-
-
-def remove_unused_initializers(model: onnx.ModelProto) -> None:
-    """Drop initializers no node or output reads (and their entries among the graph inputs)."""
-    graph = model.graph
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    dropped = {t.name for t in graph.initializer if t.name not in used}
-    kept = [t for t in graph.initializer if t.name not in dropped]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    inputs = [i for i in graph.input if i.name not in dropped]
-    del graph.input[:]
-    graph.input.extend(inputs)

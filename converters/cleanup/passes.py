@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from converters.cleanup.fold import remove_unused_initializers
+from edgesal.graph.fold import remove_unused_initializers
 
 # elementwise ops that commute with a Transpose of their only run-time input
 UNARY = {

@@ -42,7 +42,7 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
         del graph.node[:]
         graph.node.extend(kept)
         graph.initializer.extend(new_inits)
-        _drop_unused_initializers(graph)
+        remove_unused_initializers(model)
     return model
 
 
@@ -95,9 +95,14 @@ def _static_shape_op(node: onnx.NodeProto, info: TensorInfo) -> list[np.ndarray]
     return [np.asarray(dims[start:end], dtype=np.int64)]
 
 
-def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    used = {name for node in graph.node for name in node.input}
-    used |= {o.name for o in graph.output} | {i.name for i in graph.input}
-    kept = [t for t in graph.initializer if t.name in used]
+def remove_unused_initializers(model: onnx.ModelProto) -> None:
+    """Drop initializers no node or output reads (and their entries among the graph inputs)."""
+    graph = model.graph
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    dropped = {t.name for t in graph.initializer if t.name not in used}
+    kept = [t for t in graph.initializer if t.name not in dropped]
     del graph.initializer[:]
     graph.initializer.extend(kept)
+    inputs = [i for i in graph.input if i.name not in dropped]
+    del graph.input[:]
+    graph.input.extend(inputs)

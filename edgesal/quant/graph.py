@@ -20,6 +20,7 @@ from onnx import numpy_helper
 
 from edgesal import metadata
 from edgesal.errors import InputError
+from edgesal.graph.fold import remove_unused_initializers
 
 SEED_INIT_PREFIX = "edgesal/seed"
 _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"}
@@ -137,14 +138,6 @@ def _evaluate(model: onnx.ModelProto, nodes: list, outputs: list[str]) -> dict[s
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(sub.SerializeToString(), options, ["CPUExecutionProvider"])
     return dict(zip(outputs, session.run(outputs, {}), strict=True))
-
-
-def remove_unused_initializers(model: onnx.ModelProto) -> None:
-    """Drop initializers no node or output reads (in place)."""
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    kept = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
 
 
 def float_tensors(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:

@@ -7,6 +7,8 @@
   :func:`shared_weights` names it so it is quantized per tensor (the two readers would want
   different per-channel axes).
 - Sum of two tensors becomes Add (residual-branch gradients), which has an int8 kernel.
+- A classifier row looked up for an argmax seed is the one-hot product again, which reads the
+  weights the forward pass reads (one int8 copy instead of a float matrix kept for the lookup).
 - 0/1 gradient masks (``Cast(condition)`` read only by Mul) become uint8 and are dequantized with
   scale 1: the masked product runs as an int8 multiply without quantizing the mask at run time.
 """
@@ -17,7 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgesal.quant.graph import fold_constants
+from edgesal import metadata
+from edgesal.quant.graph import descendants, fold_constants
 
 WEIGHTED = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 COMPARISONS = ("Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal")
@@ -26,6 +29,7 @@ COMPARISONS = ("Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal")
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` with the rewrites above applied."""
     model = fold_constants(model)
+    one_hot_products(model)
     name_nodes(model)
     sums_to_adds(model)
     masks_as_uint8(model)
@@ -148,3 +152,58 @@ def compared_bounds(model: onnx.ModelProto) -> dict[str, list[float]]:
             if tensor not in constants and other in constants and constants[other].size == 1:
                 bounds.setdefault(tensor, []).append(float(constants[other].ravel()[0]))
     return bounds
+
+
+def one_hot_products(model: onnx.ModelProto) -> int:
+    """Undo :func:`edgesal.graph.onehot.gather_one_hot_products` (in place): each row lookup of
+    a constant matrix by ArgMax indices becomes the one-hot product again, and ``edgesal.seeds``
+    names the one-hot rows. Quantization wants this form: the product reads the weights the
+    forward pass reads, so both use one int8 copy, where a lookup would keep the float matrix in
+    the file. Returns how many lookups were undone."""
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    nodes, rows = [], {}
+    for node in graph.node:
+        table = constants.get(node.input[0]) if node.op_type == "Gather" else None
+        source = producers.get(node.input[1]) if table is not None else None
+        axis = _attr(node, "axis", 0)
+        if (
+            source is None
+            or source.op_type != "ArgMax"
+            or _attr(source, "keepdims", 1) != 0
+            or len(table.dims) != 2
+            or axis not in (0, 1)
+        ):
+            nodes.append(node)
+            continue
+        base = node.name or node.output[0]
+        one_hot = f"{base}/one_hot"
+        depth = f"{base}/depth"
+        values = f"{base}/values"
+        dtype = helper.tensor_dtype_to_np_dtype(table.data_type)
+        graph.initializer.append(numpy_helper.from_array(np.asarray([table.dims[axis]]), depth))
+        graph.initializer.append(numpy_helper.from_array(np.asarray([0, 1], dtype), values))
+        nodes.append(helper.make_node("OneHot", [node.input[1], depth, values], [one_hot], axis=-1))
+        product = [one_hot, node.input[0]] if axis == 0 else [node.input[0], one_hot]
+        nodes.append(helper.make_node("Gemm", product, node.output, name=node.name, transB=axis))
+        rows[node.output[0]] = one_hot
+    if rows:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        _seed_rows(model, rows)
+    return len(rows)
+
+
+def _seed_rows(model: onnx.ModelProto, rows: dict[str, str]) -> None:
+    """``edgesal.seeds``: the lookups' one-hot rows replace the seeds computed from them."""
+    seeds = metadata.read(model).get("seeds")
+    if not isinstance(seeds, list):
+        return
+    downstream = descendants(model.graph, list(rows.values()))
+    kept = [s for s in seeds if s not in downstream]
+    metadata.write(model, {"seeds": kept + list(rows.values())})
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)

@@ -18,8 +18,8 @@ import onnx
 from onnxruntime.quantization import QuantType
 from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
+from edgesal.graph.fold import remove_unused_initializers
 from edgesal.quant.calibrate import TensorRange, tensors_data
-from edgesal.quant.graph import remove_unused_initializers
 from edgesal.quant.prepare import shared_weights
 
 # Operators quantized when their neighbours allow it. Data movement (Reshape, Transpose, Slice,
