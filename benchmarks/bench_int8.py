@@ -27,8 +27,9 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import interleaved_medians, machine_info, write_section  # noqa: E402
+from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import metadata, zoo  # noqa: E402
+from edgesal.bench import interleaved_medians  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
 from edgesal.methods import MethodOptions  # noqa: E402
 from edgesal.quant import QuantOptions, load_split, quantize  # noqa: E402

@@ -19,9 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import interleaved_medians, machine_info, write_section  # noqa: E402
+from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
-from edgesal.bench import PEAK_RSS_KB, peak_rss_mb, session  # noqa: E402
+from edgesal.bench import PEAK_RSS_KB, interleaved_medians, peak_rss_mb, session  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
 from runtimes.backends.onnx_masks import nchwc_masks  # noqa: E402
 

@@ -1,13 +1,11 @@
-"""Shared benchmark plumbing: machine info, medians, and writing a section of BENCHMARKS.md."""
+"""Shared benchmark plumbing: machine info and writing a section of BENCHMARKS.md (medians:
+:func:`edgesal.bench.interleaved_medians`)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import re
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,38 +33,6 @@ def machine_info() -> str:
     except ImportError:
         pass
     return ", ".join(parts)
-
-
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]],
-    runs: int,
-    warmup: int = 5,
-    clock: Callable[[], float] = time.perf_counter,
-    block: int = 5,
-    settle: float = 0.3,
-) -> dict[str, float]:
-    """Median ms of each callable over ``runs`` calls, taken in blocks of ``block`` consecutive
-    calls that alternate between the callables: alternating blocks spread machine drift over all
-    of them. Before each block the machine settles for ``settle`` seconds and one untimed call
-    is made: worker threads of the previous runtime keep spinning after their run (OpenMP's
-    block time is 200 ms), and without the pause they stole the cores of the next one
-    (alternating single calls inflated onnxruntime times about 2x here).
-
-    ``clock`` is wall time by default; ``time.process_time`` gives CPU time, which a loaded
-    machine distorts less."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    while any(len(v) < runs for v in samples.values()):
-        for name, fn in fns.items():
-            time.sleep(settle)
-            fn()
-            for _ in range(min(block, runs - len(samples[name]))):
-                start = clock()
-                fn()
-                samples[name].append((clock() - start) * 1e3)
-    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def write_section(name: str, body: str, path: Path = ROOT / "BENCHMARKS.md") -> None:

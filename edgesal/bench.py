@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,25 +44,45 @@ def random_feeds(sess: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndar
     return feeds
 
 
-def time_sessions(
-    sessions: dict[str, ort.InferenceSession], runs: int, warmup: int = 5, block: int = 5
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]],
+    runs: int,
+    warmup: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+    block: int = 5,
+    settle: float = 0.3,
 ) -> dict[str, float]:
-    """Median milliseconds per session, timed in alternating blocks of consecutive runs: blocks
-    spread drift over all sessions, and staying on one session for a block keeps another
-    session's spinning threads from competing for the cores."""
-    feeds = {name: random_feeds(s) for name, s in sessions.items()}
-    for name, s in sessions.items():
+    """Median ms of each callable over ``runs`` calls, taken in blocks of ``block`` consecutive
+    calls that alternate between the callables: alternating blocks spread machine drift over all
+    of them. Before each block the machine settles for ``settle`` seconds and one untimed call
+    is made: worker threads of the previous runtime keep spinning after their run (OpenMP's
+    block time is 200 ms), and without the pause they stole the cores of the next one
+    (alternating single calls inflated onnxruntime times about 2x here).
+
+    ``clock`` is wall time by default; ``time.process_time`` gives CPU time, which a loaded
+    machine distorts less."""
+    for fn in fns.values():
         for _ in range(warmup):
-            s.run(None, feeds[name])
-    samples: dict[str, list[float]] = {name: [] for name in sessions}
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     while any(len(v) < runs for v in samples.values()):
-        for name, s in sessions.items():
-            s.run(None, feeds[name])  # untimed: absorbs the switch from the previous session
+        for name, fn in fns.items():
+            time.sleep(settle)
+            fn()
             for _ in range(min(block, runs - len(samples[name]))):
-                start = time.perf_counter()
-                s.run(None, feeds[name])
-                samples[name].append((time.perf_counter() - start) * 1e3)
+                start = clock()
+                fn()
+                samples[name].append((clock() - start) * 1e3)
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def time_sessions(sessions: dict[str, ort.InferenceSession], runs: int) -> dict[str, float]:
+    """Median milliseconds per session on random inputs, by :func:`interleaved_medians`."""
+    calls = {}
+    for name, sess in sessions.items():
+        feeds = random_feeds(sess)
+        calls[name] = lambda sess=sess, feeds=feeds: sess.run(None, feeds)
+    return interleaved_medians(calls, runs)
 
 
 def resolve_model(model: str) -> tuple[str, onnx.ModelProto]:
@@ -73,12 +95,15 @@ def resolve_model(model: str) -> tuple[str, onnx.ModelProto]:
 
 
 def bench_model(model: str, methods: list[str], threads: int, runs: int) -> list[dict]:
-    """Forward vs each method's saliency model: median ms and ratio to the forward pass."""
+    """Forward vs each method's saliency model: median ms and ratio to the forward pass. Where
+    the device runtime loads a model in another form (``edgesal run`` on an x86 CPU), that form
+    is timed too, as ``METHOD (edgesal run)``."""
     name, forward = resolve_model(model)
     sessions = {"forward": session(forward, threads)}
-    for method in methods:
-        exported = export_saliency(forward, ExportOptions(method=method))
-        sessions[method] = session(exported, threads)
+    for method, raw, loaded in _exports(forward, methods):
+        sessions[method] = session(raw, threads)
+        if loaded != raw:
+            sessions[f"{method} (edgesal run)"] = session(loaded, threads)
     medians = time_sessions(sessions, runs)
     base = medians["forward"]
     return [
@@ -91,6 +116,74 @@ def bench_model(model: str, methods: list[str], threads: int, runs: int) -> list
         }
         for variant, ms in medians.items()
     ]
+
+
+def _exports(forward: onnx.ModelProto, methods: list[str]):
+    """(method, exported file bytes, the bytes as the device runtime's CPU session loads them)."""
+    from runtimes.backends.onnxrt import for_providers
+
+    for method in methods:
+        raw = export_saliency(forward, ExportOptions(method=method)).SerializeToString()
+        yield method, raw, for_providers(raw, ["CPUExecutionProvider"])
+
+
+def profile_model(model: str, method: str, threads: int, runs: int = 50) -> list[dict]:
+    """Where one call of ``method``'s saliency model (in the form ``edgesal run`` loads it)
+    spends its time: onnxruntime's profiler, kernel ms per call by part and operator type.
+    Parts: ``forward`` (the model's own nodes), ``gradient`` (the nodes edgesal appended, their
+    names start with ``edgesal/``) and ``layout`` (the reorders onnxruntime inserts)."""
+    _, forward = resolve_model(model)
+    _, _, loaded = next(_exports(forward, [method]))
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "profile")
+        sess = ort.InferenceSession(loaded, opts, providers=["CPUExecutionProvider"])
+        feeds = random_feeds(sess)
+        for _ in range(runs):
+            sess.run(None, feeds)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    return _breakdown(events, runs)
+
+
+def _breakdown(events: list[dict], runs: int) -> list[dict]:
+    """Kernel time per call grouped by (part, operator type), largest first, with shares."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        op = event["args"]["op_name"]
+        part = (
+            "layout"
+            if op in ("ReorderInput", "ReorderOutput")
+            else ("gradient" if event["name"].startswith("edgesal/") else "forward")
+        )
+        entry = totals.setdefault((part, op), [0.0, 0])
+        entry[0] += event["dur"] / 1e3 / runs
+        entry[1] += 1
+    whole = sum(ms for ms, _ in totals.values()) or 1.0
+    rows = [
+        {"part": part, "op": op, "nodes": count // runs, "ms": ms, "share": ms / whole}
+        for (part, op), (ms, count) in totals.items()
+    ]
+    return sorted(rows, key=lambda r: -r["ms"])
+
+
+def format_profile(rows: list[dict], top: int = 12) -> str:
+    """Markdown table of :func:`profile_model` rows; the smallest are summed as ``other``."""
+    lines = ["| part | operator | nodes | kernel ms | share |", "|---|---|---|---|---|"]
+    shown, rest = rows[:top], rows[top:]
+    for r in shown:
+        lines.append(
+            f"| {r['part']} | {r['op']} | {r['nodes']} | {r['ms']:.3f} | {r['share']:.0%} |"
+        )
+    if rest:
+        ms, share = sum(r["ms"] for r in rest), sum(r["share"] for r in rest)
+        lines.append(f"| other | {len(rest)} types | | {ms:.3f} | {share:.0%} |")
+    lines.append(f"| all | | | {sum(r['ms'] for r in rows):.3f} | 100% |")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict]) -> str:

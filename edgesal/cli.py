@@ -324,14 +324,24 @@ def _add_bench(sub) -> None:
     p.add_argument("--threads", type=_positive_int, default=2, help="intra-op threads (2)")
     p.add_argument("--runs", type=_positive_int, default=50, help="timed runs per model (50)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also show where each saliency call spends its time (onnxruntime's profiler: "
+        "kernel ms by forward / gradient / layout part and operator type)",
+    )
     p.set_defaults(func=_run_bench)
 
 
 def _run_bench(args) -> int:
-    from edgesal.bench import bench_model, format_table
+    from edgesal.bench import bench_model, format_profile, format_table, profile_model
 
-    rows = bench_model(args.model, args.methods.split(","), args.threads, args.runs)
+    methods = args.methods.split(",")
+    rows = bench_model(args.model, methods, args.threads, args.runs)
     print(format_table(rows))
+    for method in methods if args.profile else []:
+        print(f"\n{method}, as `edgesal run` loads it: kernel time per call")
+        print(format_profile(profile_model(args.model, method, args.threads, args.runs)))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

@@ -81,7 +81,7 @@ def open_session(
         chain = wanted[i:]
         try:
             session = ort.InferenceSession(
-                _for_providers(model, chain),
+                for_providers(model, chain),
                 _session_options(options.threads),
                 providers=[(p, _provider_options(p, options)) for p in chain],
             )
@@ -98,7 +98,7 @@ def open_session(
     raise BackendError(f"{label}: no execution provider could load the model: {last_error}")
 
 
-def _for_providers(model: bytes, chain: list[str]) -> bytes:
+def for_providers(model: bytes, chain: list[str]) -> bytes:
     """The model as ``chain`` runs it fastest: on the float32 CPU provider alone of an x86 build,
     gradient masks as HardSigmoids onnxruntime keeps in its blocked layout (15-20% faster saliency,
     bit-identical maps; see :mod:`runtimes.backends.onnx_masks`). GPU providers may run float16,

@@ -176,10 +176,10 @@ def test_an_exported_saliency_model_gives_the_same_bits(method):
 def test_only_the_cpu_provider_alone_gets_the_rewrite(monkeypatch):
     raw = export_saliency(nchw_cnn(), ExportOptions(method="vanilla")).SerializeToString()
     monkeypatch.setattr(onnxrt.platform, "machine", lambda: "x86_64")
-    assert onnxrt._for_providers(raw, ["CPUExecutionProvider"]) != raw
-    assert onnxrt._for_providers(raw, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == raw
+    assert onnxrt.for_providers(raw, ["CPUExecutionProvider"]) != raw
+    assert onnxrt.for_providers(raw, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == raw
     monkeypatch.setattr(onnxrt.platform, "machine", lambda: "aarch64")
-    assert onnxrt._for_providers(raw, ["CPUExecutionProvider"]) == raw
+    assert onnxrt.for_providers(raw, ["CPUExecutionProvider"]) == raw
 
 
 def test_an_initializer_also_listed_as_a_graph_input_is_kept():
