@@ -12,7 +12,7 @@ from onnx import helper
 from edgesal import __version__, metadata, roi
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
-from edgesal.graph.fold import fold_constants
+from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
 from edgesal.graph.info import TensorInfo
 from edgesal.graph.onehot import gather_one_hot_products
 from edgesal.image_input import ImageInput, find_image_input, graph_inputs
@@ -101,6 +101,8 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     if ctx.roi is not None and ctx.roi.runtime:
         ctx.roi.add_output(b, model)
     lookups = gather_one_hot_products(model)
+    drop_dead_nodes(model.graph, f"{b.prefix}/")  # what the rewrites left unread
+    remove_unused_initializers(model)
     live = {o for n in model.graph.node for o in n.output} | {
         t.name for t in model.graph.initializer
     }

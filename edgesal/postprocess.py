@@ -27,6 +27,8 @@ def reduce_channels(b: Builder, attribution: str, shape: tuple[int, ...], layout
         return attribution, shape, True
     axis = 1 if layout == "NCHW" else 3
     spatial = tuple(d for i, d in enumerate(shape) if i != axis)
+    if shape[axis] == 1:  # one channel (Grad-CAM maps, grey inputs): every reduction is |x|
+        return b.Reshape(b.Abs(attribution), b.ints(spatial)), spatial, False
     if how == "absmax":
         reduced = b.reduce("ReduceMax", b.Abs(attribution), [axis], keepdims=0)
     else:

@@ -106,3 +106,20 @@ def remove_unused_initializers(model: onnx.ModelProto) -> None:
     inputs = [i for i in graph.input if i.name not in dropped]
     del graph.input[:]
     graph.input.extend(inputs)
+
+
+def drop_dead_nodes(graph: onnx.GraphProto, prefix: str) -> None:
+    """Remove the nodes named ``prefix...`` whose outputs nothing reads, until none is left (what
+    rewrites of appended nodes leave behind); the model's own nodes stay as they are."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [
+            i
+            for i, node in enumerate(graph.node)
+            if node.name.startswith(prefix) and not any(o in used for o in node.output)
+        ]
+        if not dead:
+            return
+        for i in reversed(dead):
+            del graph.node[i]

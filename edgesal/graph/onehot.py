@@ -15,31 +15,28 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgesal.graph.fold import remove_unused_initializers
 from edgesal.graph.info import TensorInfo
 
 
 def gather_one_hot_products(model: onnx.ModelProto) -> list[str]:
     """Replace each such Gemm by a Gather (in place); returns the replaced products' outputs,
-    which now start the backward pass where the one-hot seed did."""
+    which now start the backward pass where the one-hot seed did. The one-hot rows are left
+    for the caller's dead-node sweep (other readers may still come)."""
     graph = model.graph
     info = TensorInfo(model)
     constants = {t.name: t for t in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
-    nodes, orphans, starts = [], [], []
+    nodes, starts = [], []
     for node in graph.node:
         lookup = _row_lookup(node, info, constants, producers)
         if lookup is None:
             nodes.append(node)
             continue
         nodes += _gather_nodes(node, *lookup, constants, graph)
-        orphans.append(node.input[0])
         starts.append(node.output[0])
-    if orphans:
+    if starts:
         del graph.node[:]
         graph.node.extend(nodes)
-        _drop_orphaned(graph, orphans)
-        remove_unused_initializers(model)
     return starts
 
 
@@ -107,18 +104,3 @@ def _gather_nodes(node, indices: str, alpha: float, trans_b: int, constants, gra
         graph.initializer.append(numpy_helper.from_array(np.asarray(alpha, dtype), scale))
         nodes.append(helper.make_node("Mul", [rows, scale], [out], name=f"{base}/Mul"))
     return nodes
-
-
-def _drop_orphaned(graph: onnx.GraphProto, tensors: list[str]) -> None:
-    """Remove the producers of ``tensors`` that nothing reads any more, and theirs in turn (the
-    one-hot rows the lookups replaced); nodes that were unread before stay."""
-    producers = {out: node for node in graph.node for out in node.output}
-    outputs = {o.name for o in graph.output}
-    pending = list(tensors)
-    while pending:
-        node = producers.pop(pending.pop(), None)
-        used = {name for n in graph.node for name in n.input} | outputs
-        if node is None or any(o in used for o in node.output):
-            continue
-        graph.node.remove(node)
-        pending += [name for name in node.input if name]

@@ -100,12 +100,25 @@ def _cam(ctx: MethodContext, x: str, copies: int, plus: bool) -> str:
     weights = (
         _plus_weights(ctx, activation, grad, spatial_axes)
         if plus
-        else b.reduce("ReduceMean", grad, spatial_axes, keepdims=1)
+        else _spatial_mean(ctx, grad, spatial_axes)
     )
     cam = b.Relu(b.reduce("ReduceSum", b.Mul(weights, activation), [channel_axis], keepdims=1))
     if layout == "NHWC":
         cam = b.Transpose(cam, perm=_TO_NCHW)
     return _upsample(ctx, cam, x)
+
+
+def _spatial_mean(ctx: MethodContext, grad: str, axes: list[int]) -> str:
+    """mean over ``axes`` of ``grad``. When the layer feeds a global average pool its gradient is
+    one value per channel broadcast over space (an Expand): that value is the mean, read without
+    materialising the broadcast and averaging it back."""
+    node = next((n for n in reversed(ctx.b.graph.node) if grad in n.output), None)
+    if node is not None and node.op_type == "Expand":
+        source, shape = ctx.shape(node.input[0]), ctx.shape(grad)
+        keeps = [1 if i in axes else d for i, d in enumerate(shape)]
+        if list(source) == keeps:
+            return node.input[0]
+    return ctx.b.reduce("ReduceMean", grad, axes, keepdims=1)
 
 
 def _plus_weights(ctx: MethodContext, activation: str, grad: str, axes: list[int]) -> str:
