@@ -2,7 +2,7 @@
 
 An argmax target seeds the backward pass with ``OneHot(ArgMax(scores))``; its gradient through a
 classifier's Gemm is that row times the weight matrix, a product that reads all K x N weights to
-keep one row (~1.5% of a zoo model's vanilla saliency time on onnxruntime). ``Gather`` reads the
+keep one row (1.5-4% of a zoo model's vanilla saliency time). ``Gather`` reads the
 row alone and gives the same values: every other term of the product is ``0 * w``. ArgMax
 indices always lie in range, so the lookup cannot fail where OneHot would give a zero row; other
 index sources (the runtime ``target`` input) keep the product. The TFLite lowering makes the
