@@ -71,6 +71,15 @@ class TensorInfo:
         return self._values.get(name)
 
 
+def attrs(node: onnx.NodeProto) -> dict[str, object]:
+    """The node's attributes as Python values (strings decoded)."""
+    result = {}
+    for a in node.attribute:
+        value = onnx.helper.get_attribute_value(a)
+        result[a.name] = value.decode() if isinstance(value, bytes) else value
+    return result
+
+
 def _constant_value(node: onnx.NodeProto) -> np.ndarray:
     attr = node.attribute[0]
     if attr.name == "value":

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgesal.graph.info import TensorInfo
+from edgesal.graph.info import TensorInfo, attrs
 
 
 def gather_one_hot_products(model: onnx.ModelProto) -> list[str]:
@@ -44,14 +44,14 @@ def _row_lookup(node, info: TensorInfo, constants, producers) -> tuple[str, floa
     """(ArgMax indices, alpha, transB) when ``node`` is Gemm(one-hot rows, constant B)."""
     if node.op_type != "Gemm" or (len(node.input) > 2 and node.input[2]):
         return None
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if attrs.get("transA", 0) or node.input[1] not in constants:
+    options = attrs(node)
+    if options.get("transA", 0) or node.input[1] not in constants:
         return None
     indices = _argmax_one_hot(node.input[0], info, constants, producers)
     return (
         None
         if indices is None
-        else (indices, float(attrs.get("alpha", 1.0)), attrs.get("transB", 0))
+        else (indices, float(options.get("alpha", 1.0)), options.get("transB", 0))
     )
 
 
@@ -68,7 +68,7 @@ def _argmax_one_hot(name: str, info: TensorInfo, constants, producers) -> str | 
         node = producers.get(node.input[0])
     if node is None or node.op_type != "OneHot" or not all(n in constants for n in node.input[1:]):
         return None
-    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
+    axis = attrs(node).get("axis", -1)
     depth = numpy_helper.to_array(constants[node.input[1]]).ravel()
     values = numpy_helper.to_array(constants[node.input[2]]).ravel()
     if axis not in (-1, 1) or list(depth) != [shape[1]] or list(values) != [0, 1]:
@@ -78,7 +78,7 @@ def _argmax_one_hot(name: str, info: TensorInfo, constants, producers) -> str | 
     if source is None or source.op_type != "ArgMax" or info.shape(indices) != shape[:1]:
         return None
     scored = info.shape(source.input[0])
-    arg = {a.name: helper.get_attribute_value(a) for a in source.attribute}
+    arg = attrs(source)
     axis = arg.get("axis", 0) % len(scored)
     return indices if scored[axis] == shape[1] and arg.get("keepdims", 1) == 0 else None
 

@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgesal import metadata
+from edgesal.graph.info import attrs
 from edgesal.quant.graph import descendants, fold_constants
 
 WEIGHTED = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
@@ -167,11 +168,11 @@ def one_hot_products(model: onnx.ModelProto) -> int:
     for node in graph.node:
         table = constants.get(node.input[0]) if node.op_type == "Gather" else None
         source = producers.get(node.input[1]) if table is not None else None
-        axis = _attr(node, "axis", 0)
+        axis = attrs(node).get("axis", 0)
         if (
             source is None
             or source.op_type != "ArgMax"
-            or _attr(source, "keepdims", 1) != 0
+            or attrs(source).get("keepdims", 1) != 0
             or len(table.dims) != 2
             or axis not in (0, 1)
         ):
@@ -203,7 +204,3 @@ def _seed_rows(model: onnx.ModelProto, rows: dict[str, str]) -> None:
     downstream = descendants(model.graph, list(rows.values()))
     kept = [s for s in seeds if s not in downstream]
     metadata.write(model, {"seeds": kept + list(rows.values())})
-
-
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import onnx
-from onnx import helper
 
 from converters.tflite.context import Lowering
+from edgesal.graph.info import attrs  # noqa: F401  (the lowerings import it from here)
 
 LowerFn = Callable[[Lowering, onnx.NodeProto], None]
 LOWERINGS: dict[str, LowerFn] = {}
@@ -28,15 +28,6 @@ def lowers(*op_types: str, emits: str | dict[str, str] | None = None):
         return fn
 
     return register
-
-
-def attrs(node: onnx.NodeProto) -> dict[str, object]:
-    """The node's attributes as Python values (strings decoded)."""
-    result = {}
-    for a in node.attribute:
-        value = helper.get_attribute_value(a)
-        result[a.name] = value.decode() if isinstance(value, bytes) else value
-    return result
 
 
 def inputs(node: onnx.NodeProto) -> list[str]:
