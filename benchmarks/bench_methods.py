@@ -19,10 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
-from edgesal.bench import interleaved_medians, session  # noqa: E402
+from edgesal.bench import as_run_loads, interleaved_medians, session  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
 from edgesal.methods import MethodOptions  # noqa: E402
-from runtimes.backends.onnx_masks import nchwc_masks  # noqa: E402
 
 METHODS = ["vanilla", "gradxinput", "guided", "integrated", "smoothgrad", "gradcam", "gradcampp"]
 
@@ -66,7 +65,7 @@ def bench(name: str, threads: int, runs: int) -> list[dict]:
     for method in METHODS:
         exported = export_saliency(forward, ExportOptions(method=method, params=params))
         sessions[method] = session(exported, threads)
-        loaded = nchwc_masks(exported.SerializeToString())
+        loaded = as_run_loads(exported.SerializeToString())
         sessions[f"{method}/run"] = session(loaded, threads)
     module = load(name, zoo.weights_path(name, progress=False)).eval()
     with torch.no_grad():

@@ -21,9 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
-from edgesal.bench import PEAK_RSS_KB, interleaved_medians, peak_rss_mb, session  # noqa: E402
+from edgesal.bench import PEAK_RSS_KB, as_run_loads, interleaved_medians, peak_rss_mb, session  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
-from runtimes.backends.onnx_masks import nchwc_masks  # noqa: E402
 
 _TORCH_RSS = """
 import sys, torch
@@ -51,7 +50,7 @@ def bench(name: str, threads: int, runs: int) -> dict:
     forward = zoo.build(name, progress=False)
     saliency = export_saliency(forward, ExportOptions(method="vanilla"))
     fwd_sess, sal_sess = session(forward, threads), session(saliency, threads)
-    runtime_sess = session(nchwc_masks(saliency.SerializeToString()), threads)
+    runtime_sess = session(as_run_loads(saliency.SerializeToString()), threads)
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     module = load(name, zoo.weights_path(name, progress=False)).eval()
     xt = torch.from_numpy(x)

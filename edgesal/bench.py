@@ -94,19 +94,25 @@ def resolve_model(model: str) -> tuple[str, onnx.ModelProto]:
     return model, zoo.build(model, progress=False)
 
 
-def bench_model(model: str, methods: list[str], threads: int, runs: int) -> list[dict]:
+def bench_model(
+    model: str, methods: list[str], threads: int, runs: int, profile: bool = False
+) -> list[dict]:
     """Forward vs each method's saliency model: median ms and ratio to the forward pass. Where
     the device runtime loads a model in another form (``edgesal run`` on an x86 CPU), that form
-    is timed too, as ``METHOD (edgesal run)``."""
+    is timed too, as ``METHOD (edgesal run)``. With ``profile`` each method's row also holds
+    ``profile``: :func:`profile_model` of that form."""
     name, forward = resolve_model(model)
     sessions = {"forward": session(forward, threads)}
-    for method, raw, loaded in _exports(forward, methods):
+    loaded_forms = {}
+    for method in methods:
+        raw = export_saliency(forward, ExportOptions(method=method)).SerializeToString()
+        loaded_forms[method] = as_run_loads(raw)
         sessions[method] = session(raw, threads)
-        if loaded != raw:
-            sessions[f"{method} (edgesal run)"] = session(loaded, threads)
+        if loaded_forms[method] != raw:
+            sessions[f"{method} (edgesal run)"] = session(loaded_forms[method], threads)
     medians = time_sessions(sessions, runs)
     base = medians["forward"]
-    return [
+    rows = [
         {
             "model": name,
             "variant": variant,
@@ -116,31 +122,31 @@ def bench_model(model: str, methods: list[str], threads: int, runs: int) -> list
         }
         for variant, ms in medians.items()
     ]
+    for row in rows if profile else []:
+        if row["variant"] in loaded_forms:
+            row["profile"] = profile_model(loaded_forms[row["variant"]], threads, runs)
+    return rows
 
 
-def _exports(forward: onnx.ModelProto, methods: list[str]):
-    """(method, exported file bytes, the bytes as the device runtime's CPU session loads them)."""
+def as_run_loads(raw: bytes) -> bytes:
+    """A serialized model in the form the device runtime's CPU session loads it."""
     from runtimes.backends.onnxrt import for_providers
 
-    for method in methods:
-        raw = export_saliency(forward, ExportOptions(method=method)).SerializeToString()
-        yield method, raw, for_providers(raw, ["CPUExecutionProvider"])
+    return for_providers(raw, ["CPUExecutionProvider"])
 
 
-def profile_model(model: str, method: str, threads: int, runs: int = 50) -> list[dict]:
-    """Where one call of ``method``'s saliency model (in the form ``edgesal run`` loads it)
-    spends its time: onnxruntime's profiler, kernel ms per call by part and operator type.
-    Parts: ``forward`` (the model's own nodes), ``gradient`` (the nodes edgesal appended, their
-    names start with ``edgesal/``) and ``layout`` (the reorders onnxruntime inserts)."""
-    _, forward = resolve_model(model)
-    _, _, loaded = next(_exports(forward, [method]))
+def profile_model(model: bytes, threads: int, runs: int = 50) -> list[dict]:
+    """Where one call of the serialized ``model`` spends its time: onnxruntime's profiler,
+    kernel ms per call by part and operator type. Parts: ``forward`` (the model's own nodes),
+    ``gradient`` (the nodes edgesal appended, their names start with ``edgesal/``) and
+    ``layout`` (the reorders onnxruntime inserts)."""
     with tempfile.TemporaryDirectory() as tmp:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "profile")
-        sess = ort.InferenceSession(loaded, opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         feeds = random_feeds(sess)
         for _ in range(runs):
             sess.run(None, feeds)

@@ -334,14 +334,14 @@ def _add_bench(sub) -> None:
 
 
 def _run_bench(args) -> int:
-    from edgesal.bench import bench_model, format_profile, format_table, profile_model
+    from edgesal.bench import bench_model, format_profile, format_table
 
-    methods = args.methods.split(",")
-    rows = bench_model(args.model, methods, args.threads, args.runs)
+    rows = bench_model(args.model, args.methods.split(","), args.threads, args.runs, args.profile)
     print(format_table(rows))
-    for method in methods if args.profile else []:
-        print(f"\n{method}, as `edgesal run` loads it: kernel time per call")
-        print(format_profile(profile_model(args.model, method, args.threads, args.runs)))
+    for row in rows:
+        if "profile" in row:
+            print(f"\n{row['variant']}, as `edgesal run` loads it: kernel time per call")
+            print(format_profile(row["profile"]))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

@@ -8,7 +8,7 @@ import platform
 import onnx
 import pytest
 
-from edgesal.bench import _breakdown, bench_model, interleaved_medians, profile_model
+from edgesal.bench import _breakdown, bench_model, interleaved_medians
 from edgesal.cli import main
 from tests.models import nchw_cnn
 
@@ -67,7 +67,8 @@ def test_breakdown_groups_kernel_time_by_part_and_operator():
 
 
 def test_profile_of_a_real_export_covers_forward_and_gradient(model_file):
-    rows = profile_model(model_file, "vanilla", threads=1, runs=3)
+    (row,) = [r for r in bench_model(model_file, ["vanilla"], 1, 3, profile=True) if "profile" in r]
+    rows = row["profile"]
     parts = {(r["part"], r["op"]) for r in rows}
     assert ("forward", "Conv") in parts and ("gradient", "Conv") in parts
     assert abs(sum(r["share"] for r in rows) - 1) < 1e-9
