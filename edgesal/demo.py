@@ -33,7 +33,7 @@ def run_demo(out: str | Path, models: list[str], methods: list[str], threads: in
         exported = export_saliency(forward, options)
         path = out / f"{name}.sal.onnx"
         save(exported, path)
-        result = _run_on_photos(exported, photos, pre, meta["labels"], methods, out / name, threads)
+        result = _run_on_photos(exported, photos, pre, meta["labels"], out / name, threads)
         summary["models"][name] = {"model_file": str(path), **result}
         print(f"{name}: overlays in {out / name}/ (crop, then {', '.join(methods)})")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -42,12 +42,13 @@ def run_demo(out: str | Path, models: list[str], methods: list[str], threads: in
 
 
 def _run_on_photos(
-    model: onnx.ModelProto, photos: dict, pre, labels, methods: list[str], folder: Path, threads
+    model: onnx.ModelProto, photos: dict, pre, labels, folder: Path, threads
 ) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     sess = session(model, threads)
     input_name = sess.get_inputs()[0].name
     outputs = [o.name for o in sess.get_outputs()]
+    maps = saliency_outputs(model)
     results, timings = {}, []
     for photo, rgb in sorted(photos.items()):
         crop = center_crop(rgb, pre)
@@ -60,7 +61,7 @@ def _run_on_photos(
         top5 = np.argsort(probs)[::-1][:5]
         label = f"{labels[top5[0]]} {probs[top5[0]]:.2f}"
         tiles = [_caption(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), label)]
-        tiles += [_caption(overlay(crop, values[f"saliency_{m}"][0]), m) for m in methods]
+        tiles += [_caption(overlay(crop, values[name][0]), m) for m, name in maps.items()]
         cv2.imwrite(str(folder / f"{photo}.png"), np.hstack(tiles))
         results[photo] = {
             "top5": [
@@ -71,6 +72,14 @@ def _run_on_photos(
             "panel": str(folder / f"{photo}.png"),
         }
     return {"photos": results, "median_latency_ms_all_methods": round(float(np.median(timings)), 2)}
+
+
+def saliency_outputs(model: onnx.ModelProto) -> dict[str, str]:
+    """Method -> output name: ``saliency`` for a one-method export, ``saliency_<method>`` for
+    several (as the export's metadata records them)."""
+    meta = metadata.read(model)
+    outputs = meta["outputs"]
+    return outputs.get("saliency_by_method") or {meta["method"]: outputs["saliency"]}
 
 
 def _caption(bgr: np.ndarray, text: str) -> np.ndarray:
