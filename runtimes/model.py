@@ -87,9 +87,20 @@ class Variant:
         values = backend.run(wanted, self.feeds(tensor, target))
         seconds = time.perf_counter() - start
         probs = probabilities(values[0][0] if values[0].ndim > 1 else values[0])
+        if self.contract.target_input:
+            self._check_target(target or 0, probs.size)
         explained = target if self.contract.target_input else self._fixed_target(probs)
         saliency = _as_map(values[1], self.output, self.path) if want_map else None
         return Inference(probs, explained, saliency, self.method, seconds)
+
+    def _check_target(self, target: int, classes: int) -> None:
+        """The graph's one-hot seed maps an index outside 0..classes-1 to an all-zero (or, for a
+        negative index, another class's) map without complaint, so the index is checked here."""
+        if not 0 <= target < classes:
+            raise ModelError(
+                f"{self.path}: target class {target} is out of range: the model scores "
+                f"{classes} classes (valid: 0..{classes - 1})"
+            )
 
     def _fixed_target(self, probs: np.ndarray) -> int:
         spec = self.contract.target

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 
 from edgesal.export import ExportOptions, export_saliency
+from runtimes.errors import ModelError
 from runtimes.model import MethodChain
 from runtimes.pipeline import Pipeline
 from tests.runtimes import synthetic
@@ -46,3 +48,16 @@ def test_target_input_export(models, tmp_path):
     red, green = variant.run(tensor, 0), variant.run(tensor, 1)
     assert red.target == 0 and green.target == 1
     assert not np.allclose(red.saliency, green.saliency)
+
+
+@pytest.mark.parametrize("target", [-1, 4, 1000])
+def test_target_input_out_of_range_is_refused(models, tmp_path, target):
+    """The graph would give an all-zero map (or, for -1, the last class's) without complaint."""
+    variant = MethodChain.load([exported(models, tmp_path, target="input")])[0]
+    tensor = variant.preprocessor(synthetic.colour_frames(4)[0])[0]
+    classes = variant.run(tensor, 0).probs.size
+    assert target < 0 or target >= classes
+    with pytest.raises(
+        ModelError, match=rf"target class {target} is out of range.*{classes} classes"
+    ):
+        variant.run(tensor, target)
