@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from edgesal.errors import InputError
 from edgesal.export import ExportOptions, export_saliency
-from edgesal.methods import MethodOptions
+from edgesal.methods import METHODS, MethodOptions
 from edgesal.methods.integrated import path_points
 from tests.models import nchw_cnn
 
@@ -168,26 +168,59 @@ def test_gradcam_matches_torch_reference(cnn, x, method):
     np.testing.assert_allclose(auto, got, rtol=1e-6)
 
 
+def test_layer_by_node_name_equals_layer_by_tensor(cnn, x):
+    named = onnx.ModelProto.FromString(cnn.SerializeToString())
+    node = next(n for n in named.graph.node if n.output[0] == "p1")
+    node.name = "project_conv"
+    by_node = attribution(named, x, "gradcam", layer="project_conv")
+    np.testing.assert_array_equal(by_node, attribution(cnn, x, "gradcam", layer="p1"))
+    assert not np.allclose(by_node, attribution(cnn, x, "gradcam", layer="r1"))
+
+
 def test_multi_method_outputs_equal_single_exports(cnn, x):
-    names = ["vanilla", "gradxinput", "guided", "gradcam", "integrated", "smoothgrad"]
+    names = sorted(METHODS)
     params = MethodOptions(steps=4, samples=3)
-    multi = run(export_saliency(cnn, ExportOptions(methods=names, params=params)), x)
+    post = {"reduce": "l2", "normalize": "percentile"}
+    multi = run(export_saliency(cnn, ExportOptions(methods=names, params=params, **post)), x)
     for name in names:
-        single = run(export_saliency(cnn, ExportOptions(method=name, params=params)), x)
+        single = run(export_saliency(cnn, ExportOptions(method=name, params=params, **post)), x)
         np.testing.assert_allclose(
             multi[f"saliency_{name}"], single["saliency"], rtol=1e-5, atol=1e-6
         )
 
 
-@pytest.mark.parametrize("method", ["integrated", "smoothgrad", "guided", "gradcam"])
-@pytest.mark.parametrize("target", ["class:1", "input", "output:logits:mean"])
-def test_every_method_with_every_target_kind(cnn, x, method, target):
-    options = ExportOptions(method=method, target=target, params=MethodOptions(steps=3, samples=2))
-    exported = export_saliency(cnn, options)
-    sess = ort.InferenceSession(exported.SerializeToString())
-    feeds = {"image": x, **({"target": np.array([1])} if target == "input" else {})}
-    sal = sess.run(["saliency"], feeds)[0]
-    assert sal.shape == (1, 16, 16) and np.isfinite(sal).all()
+def _map(model, x, method, target, runtime_target=None):
+    params = MethodOptions(steps=3, samples=2)
+    exported = export_saliency(
+        model, ExportOptions(method=method, target=target, params=params, **RAW)
+    )
+    sess = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"image": x, **({"target": np.array([runtime_target])} if target == "input" else {})}
+    return sess.run(["saliency"], feeds)[0]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_with_every_target_kind(cnn, x, method):
+    """Each way of naming one class gives the same map, argmax is the top class, and (for
+    methods linear in the seed) a mean target is the mean of the per-class maps."""
+    classes = run(cnn, x)["logits"].shape[1]
+    top = int(np.argmax(run(cnn, x)["logits"]))
+    per_class = [_map(cnn, x, method, f"class:{k}") for k in range(classes)]
+    assert not np.allclose(per_class[0], per_class[1])
+    for k in (0, classes - 1):
+        np.testing.assert_allclose(
+            _map(cnn, x, method, "input", k), per_class[k], rtol=1e-5, atol=1e-7
+        )
+        np.testing.assert_allclose(
+            _map(cnn, x, method, f"output:logits:{k}"), per_class[k], rtol=1e-5, atol=1e-7
+        )
+    for spec in ("argmax", "output:logits:max"):
+        np.testing.assert_allclose(_map(cnn, x, method, spec), per_class[top], rtol=1e-5, atol=1e-7)
+    if method in ("vanilla", "gradxinput", "integrated", "smoothgrad"):
+        mean = _map(cnn, x, method, "output:logits:mean")
+        np.testing.assert_allclose(mean, np.mean(per_class, axis=0), rtol=1e-4, atol=1e-6)
+        total = _map(cnn, x, method, "output:logits:sum")
+        np.testing.assert_allclose(total, np.sum(per_class, axis=0), rtol=1e-4, atol=1e-6)
 
 
 def test_batched_methods_give_independent_maps():
@@ -214,6 +247,7 @@ def test_batched_methods_give_independent_maps():
         ({"smooth": -1}, "--smooth -1"),
         ({"layer": "nope"}, "--layer nope"),
         ({"layer": "f"}, "not a 4-D feature map"),
+        ({"layer": "g"}, r"'g' is not spatial \(shape \[1, 8, 1, 1\]"),
     ],
 )
 def test_bad_method_parameters(cnn, params, message):

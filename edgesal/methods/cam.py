@@ -55,8 +55,12 @@ def find_layer(ctx: MethodContext) -> tuple[str, str]:
                 f"--layer {wanted}: '{tensor}' is not a 4-D feature map computed from the image "
                 f"(shape {list(ctx.info.dims(tensor) or [])})"
             )
-        if min(_spatial(ctx.shape(tensor), layouts[tensor])) < 1:
-            raise InputError(f"--layer {wanted}: '{tensor}' has no spatial extent")
+        if max(_spatial(ctx.shape(tensor), layouts[tensor])) <= 1:
+            raise InputError(
+                f"--layer {wanted}: '{tensor}' is not spatial (shape "
+                f"{list(ctx.shape(tensor))}: one position), so its map would be uniform; name a "
+                "feature map before the global pooling"
+            )
         return tensor, layouts[tensor]
     feeding = _feeding(graph, set(ctx.seeds))
     best = None
