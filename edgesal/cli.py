@@ -108,7 +108,61 @@ def _add_export(sub) -> None:
     p.add_argument("--input-shape", type=_shape, help="fix symbolic input dims, e.g. 1,3,224,224")
     _add_method_params(p)
     _add_roi_flags(p)
+    _add_runtime_metadata_flags(p)
     p.set_defaults(func=_run_export)
+
+
+def _add_runtime_metadata_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "runtime metadata (how runtimes prepare frames and name classes; zoo models carry it, "
+        "other models need it from these flags, docs/runtime.md)"
+    )
+    g.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="per-channel mean")
+    g.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std")
+    g.add_argument("--color", choices=["RGB", "BGR"], help="channel order the model expects")
+    g.add_argument(
+        "--pixel-scale", type=float, help="pixels are divided by this before mean/std (255)"
+    )
+    g.add_argument(
+        "--resize-shorter", type=int, help="resize the frame's shorter side to this, then crop"
+    )
+    g.add_argument("--labels", metavar="FILE", help="class names, one per line (index = class)")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _runtime_metadata(args) -> tuple[dict, list[str] | None]:
+    """(preprocess fields, labels) that the export flags set."""
+    keys = ("mean", "std", "color", "pixel_scale", "resize_shorter")
+    preprocess = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    return preprocess, _read_labels(args.labels) if args.labels else None
+
+
+def _read_labels(path: str) -> list[str]:
+    from pathlib import Path
+
+    from edgesal.errors import InputError
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"--labels {path}: no such file")
+    if file.stat().st_size > 4 << 20:
+        raise InputError(f"--labels {path}: larger than 4 MB; expected one class name per line")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"--labels {path}: not UTF-8 text") from None
+    labels = [line.strip() for line in lines if line.strip()]
+    if not labels:
+        raise InputError(f"--labels {path}: no class names in the file")
+    return labels
 
 
 def _add_roi_flags(p: argparse.ArgumentParser) -> None:
@@ -205,6 +259,7 @@ def _export_one(args, method: str, params, output) -> None:
     from edgesal import metadata
     from edgesal.export import ExportOptions, export_saliency, save
 
+    preprocess, labels = _runtime_metadata(args)
     options = ExportOptions(
         method=method,
         methods=args.methods,
@@ -219,6 +274,8 @@ def _export_one(args, method: str, params, output) -> None:
         roi=args.roi,
         roi_size=args.roi_size,
         roi_split=args.roi_split,
+        preprocess=preprocess,
+        labels=labels,
     )
     model = export_saliency(load_model_any(args.model), options)
     if _output_format(args, output) == "tflite":
@@ -260,10 +317,11 @@ def _add_convert(sub) -> None:
 def _run_convert(args) -> int:
     from converters import convert
     from edgesal.export import save
+    from edgesal.onnx_io import default_opset
 
     model = convert(args.model, opset=args.opset, cleanup=not args.no_cleanup)
     save(model, args.output)
-    print(f"wrote {args.output} ({len(model.graph.node)} nodes, opset {args.opset})")
+    print(f"wrote {args.output} ({len(model.graph.node)} nodes, opset {default_opset(model)})")
     return 0
 
 

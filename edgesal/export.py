@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,8 @@ class ExportOptions:
     roi: tuple[int, int, int, int] | None = None  # fixed window x0,y0,x1,y1 (edgesal/roi.py)
     roi_size: tuple[int, int] | None = None  # W,H of a window placed at run time (input 'roi')
     roi_split: str | None = None  # split tensor of the ROI crop (default: by estimated cost)
+    preprocess: dict[str, object] = field(default_factory=dict)  # Preprocess fields to set
+    labels: list[str] | None = None  # class names, one per score
 
     def method_names(self) -> list[str]:
         return list(self.methods) if self.methods else [self.method]
@@ -223,6 +226,13 @@ def _write_metadata(
         extra["roi"] = window.describe()
         if window.runtime:
             outputs["roi_used"] = roi.ROI_USED
+    if options.preprocess:
+        channels = image.shape[1] if image.layout == "NCHW" else image.shape[3]
+        extra["preprocess"] = metadata.preprocess_for(
+            existing.get("preprocess"), options.preprocess, image.spatial, image.layout, channels
+        )
+    if options.labels is not None:
+        extra["labels"] = _checked_labels(options.labels, model, outputs["scores"])
     metadata.write(
         model,
         {
@@ -238,6 +248,17 @@ def _write_metadata(
             "seeds": seeds,
         },
     )
+
+
+def _checked_labels(labels: list[str], model: onnx.ModelProto, scores: str) -> list[str]:
+    """``labels`` if there is one per score of an item of ``scores``; else an error."""
+    dims = TensorInfo(model).dims(scores) or ()
+    per_item = math.prod(dims[1:]) if len(dims) > 1 and all(d for d in dims[1:]) else None
+    if per_item is not None and len(labels) != per_item:
+        raise InputError(
+            f"--labels: {len(labels)} names for output '{scores}', which scores {per_item} classes"
+        )
+    return labels
 
 
 def save(model: onnx.ModelProto, path: str | Path) -> None:

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 
 import onnx
 
+from edgesal.errors import InputError
+
 PREFIX = "edgesal."
 
 
@@ -64,6 +66,31 @@ class Preprocess:
         data = json.loads(text)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+COLORS = ("RGB", "BGR")
+
+
+def preprocess_for(
+    existing: dict | None, overrides: dict, spatial: tuple[int, int], layout: str, channels: int
+) -> dict:
+    """The ``preprocess`` entry of an export: the model's own (size and layout from its image
+    input when it has none) with the ``edgesal export`` flags applied; bad values name the flag."""
+    merged = {"size": [int(spatial[0]), int(spatial[1])], "layout": layout, **(existing or {})}
+    merged.update(overrides)
+    for key in ("mean", "std"):
+        values = [float(v) for v in merged.get(key, [])]
+        if key in overrides and len(values) not in (1, channels):
+            raise InputError(f"--{key}: {len(values)} values for an image with {channels} channels")
+        if key == "std" and any(v <= 0 for v in values):
+            raise InputError(f"--std {','.join(map(str, values))}: every value must be > 0")
+    if merged.get("color", "RGB") not in COLORS:
+        raise InputError(f"--color {merged['color']}: choose one of {', '.join(COLORS)}")
+    if float(merged.get("pixel_scale", 255.0)) <= 0:
+        raise InputError(f"--pixel-scale {merged['pixel_scale']}: must be > 0")
+    if int(merged.get("resize_shorter", 0)) < 0:
+        raise InputError(f"--resize-shorter {merged['resize_shorter']}: must be >= 0")
+    return merged
 
 
 def write(model: onnx.ModelProto, values: dict[str, object]) -> None:
