@@ -89,3 +89,37 @@ def conv_transpose(rng: np.random.Generator):
     yield _conv(rng, op, (1, 2, 4), (2, 2, 3), strides=[2], output_shape=[10])
     yield _conv(rng, op, (1, 2, 5), (2, 3, 2), strides=[3], dilations=[2], pads=[1, 2])
     yield _conv(rng, op, (1, 2, 3, 3), (2, 2, 3, 3), const=False, strides=[2, 2])
+
+
+def _random_conv(rng: np.random.Generator) -> Case:
+    """One Conv with drawn geometry: dense or depthwise, kernel 1-4, stride 1-3, dilation 1-2,
+    explicit pads below the kernel span or an auto_pad mode, and a size that fits the window."""
+    channels = int(rng.integers(1, 4))
+    depthwise = bool(rng.integers(2))
+    out_channels = channels if depthwise else int(rng.integers(1, 4))
+    kernel = [int(k) for k in rng.integers(1, 5, 2)]
+    strides = [int(s) for s in rng.integers(1, 4, 2)]
+    dilations = [int(d) for d in rng.integers(1, 3, 2)]
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    attrs: dict = {"strides": strides, "dilations": dilations}
+    if depthwise:
+        attrs["group"] = channels
+    mode = rng.choice(["explicit", "SAME_UPPER", "SAME_LOWER", "VALID"])
+    if mode == "explicit":
+        attrs["pads"] = [int(rng.integers(0, s)) for s in span + span]
+    else:  # onnxruntime runs no dilated SAME conv; onnx.reference pads SAME by a negative
+        # amount when the stride exceeds the span
+        attrs["auto_pad"] = str(mode)
+        attrs["dilations"] = dilations = [1, 1]
+        span = kernel
+        attrs["strides"] = strides = [min(s, k) for s, k in zip(strides, span, strict=True)]
+    spatial = [int(s + rng.integers(0, 2 * st + 3)) for s, st in zip(span, strides, strict=True)]
+    w_shape = (out_channels, 1 if depthwise else channels, *kernel)
+    return _conv(rng, "Conv", (int(rng.integers(1, 3)), channels, *spatial), w_shape, **attrs)
+
+
+@cases("Conv")
+def conv_random_geometry(rng: np.random.Generator):
+    """Drawn shapes and attributes on top of the hand-picked ones above (seeded per op type)."""
+    for _ in range(12):
+        yield _random_conv(rng)

@@ -93,3 +93,39 @@ def global_pools(rng: np.random.Generator):
     # tests/test_maxpool_ties.py.
     for shape in [(2, 3, 5, 4), (1, 5, 1, 9)]:
         yield Case("GlobalMaxPool", {"x": distinct(rng, shape)}, id=f"{shape}")
+
+
+def _random_window(rng: np.random.Generator) -> tuple[dict, tuple[int, ...]]:
+    """Drawn pooling geometry (overlapping or not) and an input shape that fits the window."""
+    kernel = [int(k) for k in rng.integers(1, 5, 2)]
+    strides = [int(s) for s in rng.integers(1, 4, 2)]
+    attrs: dict = {"kernel_shape": kernel, "strides": strides}
+    mode = rng.choice(["explicit", "SAME_UPPER", "VALID", "ceil"])
+    if mode == "explicit":
+        attrs["pads"] = [int(rng.integers(0, k)) for k in kernel + kernel]
+    else:
+        if mode == "ceil":
+            attrs["ceil_mode"] = 1
+        else:
+            attrs["auto_pad"] = str(mode)
+        # a stride above the kernel lets a ceil-mode window start past the input (onnxruntime and
+        # PyTorch drop it, ONNX shape inference keeps it: edgesal refuses that node) and makes
+        # onnx.reference pad SAME by a negative amount
+        attrs["strides"] = strides = [min(s, k) for s, k in zip(strides, kernel, strict=True)]
+    spatial = [int(k + rng.integers(0, 2 * s + 3)) for k, s in zip(kernel, strides, strict=True)]
+    return attrs, (int(rng.integers(1, 3)), int(rng.integers(1, 4)), *spatial)
+
+
+@cases("MaxPool")
+def max_pool_random_geometry(rng: np.random.Generator):
+    for i in range(10):
+        attrs, shape = _random_window(rng)
+        yield Case("MaxPool", {"x": distinct(rng, shape)}, attrs=attrs, id=f"drawn{i}-{attrs}")
+
+
+@cases("AveragePool")
+def average_pool_random_geometry(rng: np.random.Generator):
+    for i in range(10):
+        attrs, shape = _random_window(rng)
+        attrs["count_include_pad"] = int(rng.integers(2))
+        yield Case("AveragePool", {"x": rng.standard_normal(shape)}, attrs=attrs, id=f"drawn{i}")
