@@ -1,7 +1,8 @@
 """Model converters: any common format in (ONNX out), the saliency model out as TFLite.
 
 - :func:`convert` (``edgesal convert``): .onnx / .tflite / SavedModel folder / .keras path, or a
-  torch ``nn.Module`` with ``example_input`` -> cleaned, checked ``onnx.ModelProto``;
+  torch ``nn.Module`` with ``example_input`` -> cleaned, checked ``onnx.ModelProto`` (ONNX input
+  upgraded to the requested opset, never down);
 - :func:`from_torch`: the PyTorch route on its own;
 - :func:`to_tflite`: an ONNX model (e.g. ``edgesal.export.export_saliency``'s result) -> TFLite
   flatbuffer bytes with builtin operators only, image input NHWC, edgesal metadata attached;
@@ -17,8 +18,12 @@ from pathlib import Path
 import onnx
 
 
-def convert(source, example_input=None, opset: int = 17, cleanup: bool = True) -> onnx.ModelProto:
-    """A cleaned, checked ONNX model of ``source`` (path, ModelProto, or torch module)."""
+def convert(
+    source, example_input=None, opset: int | None = None, cleanup: bool = True
+) -> onnx.ModelProto:
+    """A cleaned, checked ONNX model of ``source`` (path, ModelProto, or torch module) at
+    ``opset``: ONNX input is upgraded to it (never down); None keeps an ONNX model's own opset
+    (at least 13) and converts the other formats at 17."""
     from converters.inbound import convert as _convert
 
     return _convert(source, example_input=example_input, opset=opset, cleanup=cleanup)

@@ -1,6 +1,7 @@
 """``convert``: any supported model format -> a cleaned, checked ONNX model.
 
-ONNX passes through (checked, upgraded to opset >= 13, cleaned); TFLite, SavedModel and Keras
+ONNX passes through (checked, brought to the requested opset by the ONNX version converter --
+never down -- or, with no opset asked for, to opset >= 13, cleaned); TFLite, SavedModel and Keras
 go through tf2onnx; a PyTorch module through ``torch.onnx.export``. The result records where it
 came from in the ``edgesal.source`` metadata entry.
 """
@@ -14,7 +15,7 @@ import onnx
 from converters.cleanup import clean
 from converters.formats import detect_format
 from edgesal import metadata
-from edgesal.onnx_io import check, load_model, upgraded
+from edgesal.onnx_io import at_opset, check, load_model, upgraded
 
 OPSET = 17
 
@@ -22,13 +23,18 @@ OPSET = 17
 def convert(
     source,
     example_input=None,
-    opset: int = OPSET,
+    opset: int | None = None,
     cleanup: bool = True,
 ) -> onnx.ModelProto:
     """ONNX model of ``source``: a path (.onnx, .tflite, SavedModel folder, .keras), an ONNX
-    ModelProto, or a torch ``nn.Module`` with ``example_input``."""
+    ModelProto, or a torch ``nn.Module`` with ``example_input``.
+
+    ``opset``: the default-domain opset to write. ONNX input is upgraded to it (a downgrade
+    raises InputError); ``None`` keeps an ONNX model's own opset (raised to 13 when older) and
+    converts the other formats at opset 17.
+    """
     if isinstance(source, onnx.ModelProto):
-        model, origin = upgraded(source), "onnx"
+        model, origin = _onnx_at(source, opset, "ONNX model"), "onnx"
         check(model, "ONNX model")
     elif isinstance(source, str | Path):
         model, origin = _from_path(Path(source), opset)
@@ -37,7 +43,8 @@ def convert(
 
         if example_input is None:
             raise TypeError("converting a torch module needs example_input")
-        model, origin = from_torch(source, example_input, opset), f"torch:{type(source).__name__}"
+        origin = f"torch:{type(source).__name__}"
+        model = from_torch(source, example_input, opset or OPSET)
     if cleanup:
         clean(model, str(source) if isinstance(source, str | Path) else "converted model")
     if origin != "onnx":
@@ -45,11 +52,15 @@ def convert(
     return model
 
 
-def _from_path(path: Path, opset: int) -> tuple[onnx.ModelProto, str]:
+def _onnx_at(model: onnx.ModelProto, opset: int | None, where: str) -> onnx.ModelProto:
+    """An ONNX source at ``opset`` (None: its own, at least the gradient rules' floor)."""
+    return upgraded(model) if opset is None else at_opset(model, opset, where)
+
+
+def _from_path(path: Path, opset: int | None) -> tuple[onnx.ModelProto, str]:
     kind = detect_format(path)
     if kind == "onnx":
-        model = upgraded(load_model(path))
-        return model, "onnx"
+        return _onnx_at(load_model(path), opset, str(path)), "onnx"
     from converters import tensorflow
 
     convert_fn = {
@@ -57,7 +68,7 @@ def _from_path(path: Path, opset: int) -> tuple[onnx.ModelProto, str]:
         "savedmodel": tensorflow.from_saved_model,
         "keras": tensorflow.from_keras,
     }[kind]
-    model = convert_fn(path, opset)
+    model = convert_fn(path, opset or OPSET)
     _refuse_unknown_ops(model, path)
     return model, f"{kind}:{path.name}"
 

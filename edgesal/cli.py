@@ -309,7 +309,12 @@ def _add_convert(sub) -> None:
     )
     p.add_argument("model", help=".onnx, .tflite, .keras file or SavedModel folder")
     p.add_argument("-o", "--output", required=True, help="where to write the ONNX model")
-    p.add_argument("--opset", type=_positive_int, default=17, help="target opset (17)")
+    p.add_argument(
+        "--opset",
+        type=_positive_int,
+        help="opset to write: ONNX input is upgraded to it, never down (default: an ONNX model "
+        "keeps its own, at least 13; other formats are converted at 17)",
+    )
     p.add_argument("--no-cleanup", action="store_true", help="skip the graph clean-up passes")
     p.set_defaults(func=_run_convert)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 from onnx import version_converter
 
-from edgesal.errors import ModelLoadError
+from edgesal.errors import InputError, ModelLoadError
 
 MAX_MODEL_BYTES = 2 * 1024**3  # protobuf's own limit; external data is not followed
 MIN_OPSET = 13
@@ -70,3 +70,43 @@ def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
         raise ModelLoadError(
             f"cannot upgrade the model from opset {default_opset(model)} to {MIN_OPSET}: {exc}"
         ) from exc
+
+
+def at_opset(model: onnx.ModelProto, opset: int, where: str = "model") -> onnx.ModelProto:
+    """``model`` with default-domain opset ``opset``: returned as is when already there, else
+    upgraded by the ONNX version converter (IR version raised to what the opset needs) and checked.
+
+    A downgrade, a target below MIN_OPSET or beyond the installed onnx, and a conversion the
+    version converter cannot do raise InputError naming ``where`` and both opsets.
+    """
+    current = default_opset(model)
+    if opset == current and opset >= MIN_OPSET:
+        return model
+    newest = onnx.defs.onnx_opset_version()
+    if opset < current:
+        refusal = f"converting down is not supported (ask for opset {current} or newer)"
+    elif opset < MIN_OPSET:
+        refusal = f"edgesal needs opset {MIN_OPSET} or newer"
+    elif opset > newest:
+        refusal = f"the installed onnx {onnx.__version__} knows opsets up to {newest}"
+    else:
+        unknown = [
+            f"{n.op_type} (node '{n.name or n.output[0]}')"
+            for n in model.graph.node
+            if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)
+        ]
+        refusal = f"operators unknown to onnx: {', '.join(unknown)}" if unknown else None
+    prefix = f"{where}: cannot convert the model from opset {current} to opset {opset}"
+    if refusal:
+        raise InputError(f"{prefix}: {refusal}")
+    try:
+        converted = version_converter.convert_version(model, opset)
+        needed = onnx.helper.find_min_ir_version_for(
+            list(converted.opset_import), ignore_unknown=True
+        )
+        converted.ir_version = max(converted.ir_version, needed)
+        onnx.checker.check_model(converted, full_check=True)
+    except Exception as exc:  # the converter raises RuntimeError("...Assertion `...` failed: ...")
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise InputError(f"{prefix}: {first.rpartition('failed: ')[2]}") from exc
+    return converted

@@ -1,5 +1,6 @@
 """Models in: Keras, SavedModel, TFLite, PyTorch and ONNX -> ONNX, checked against their source
-framework (outputs and input gradients from its own autograd), plus bad-input errors."""
+framework (outputs and input gradients from its own autograd), plus bad-input errors; .keras and
+.tflite through ``edgesal convert`` and ``edgesal export``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ import torch
 
 import converters
 from converters.errors import ConversionError
+from edgesal import metadata
+from edgesal.cli import main
 from edgesal.errors import EdgesalError, ModelLoadError
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.onnx_io import default_opset
+from runtimes.backends.tflite_meta import read_metadata
+from tests.converters.tflite_harness import interpreter
 
 RAW = {"reduce": "none", "normalize": "none"}
 
@@ -205,3 +211,91 @@ def test_onnx_passes_through_checked(tmp_path):
         converters.convert(path)
     with pytest.raises(ModelLoadError, match="no such file"):
         converters.convert(tmp_path / "missing.tflite")
+
+
+def test_saved_model_with_op_without_onnx_equivalent(tmp_path, capsys):
+    """tf2onnx keeps Igamma under its TensorFlow name: refused, naming the op and its node."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
+    def special(x):
+        return {"y": tf.math.igamma(x, x + 2.0) + 1.0}
+
+    module.special = special
+    folder = tmp_path / "igamma"
+    tf.saved_model.save(
+        module, str(folder), signatures={"serving_default": special.get_concrete_function()}
+    )
+    with pytest.raises(
+        ConversionError,
+        match=r"igamma: these operators have no ONNX equivalent: Igamma \(node '[^']*Igamma'\)$",
+    ):
+        converters.convert(folder)
+    capsys.readouterr()
+    assert main(["convert", str(folder), "-o", str(tmp_path / "igamma.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgesal: error: {folder}: these operators have no ONNX equivalent")
+    assert "Traceback" not in err and not (tmp_path / "igamma.onnx").exists()
+
+
+# --- the same formats through the command line
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory):
+    """keras_cnn saved as .keras and as .tflite, with the Keras model itself."""
+    model = keras_cnn()
+    folder = tmp_path_factory.mktemp("cli_formats")
+    model.save(folder / "cnn.keras")
+    (folder / "cnn.tflite").write_bytes(tflite_of(model))
+    return model, folder
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".tflite"])
+def test_cli_convert(keras_files, tmp_path, capsys, suffix):
+    model, folder = keras_files
+    out = tmp_path / "cnn.onnx"
+    assert main(["convert", str(folder / f"cnn{suffix}"), "-o", str(out)]) == 0
+    assert "nodes, opset 17)" in capsys.readouterr().out
+    converted = onnx.load(out)
+    assert default_opset(converted) == 17
+    assert metadata.read(converted)["source"] == f"{suffix[1:]}:cnn{suffix}"
+    x = np.random.default_rng(5).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    got = run(converted, {converted.graph.input[0].name: x})[0]
+    np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".tflite"])
+def test_cli_export_onnx(keras_files, tmp_path, capsys, suffix):
+    """``edgesal export`` converts the model first: vanilla saliency with edgesal metadata."""
+    _, folder = keras_files
+    out = tmp_path / "cnn.sal.onnx"
+    assert main(["export", str(folder / f"cnn{suffix}"), "-o", str(out)]) == 0
+    assert "outputs: " in capsys.readouterr().out
+    sal = onnx.load(out)
+    assert "saliency" in [o.name for o in sal.graph.output]
+    meta = metadata.read(sal)
+    assert meta["method"] == "vanilla" and meta["layout"] == "NHWC"
+    assert meta["outputs"]["saliency"] == "saliency"
+    x = np.random.default_rng(6).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
+    (saliency,) = session.run(["saliency"], {meta["input"]: x})
+    assert saliency.shape == (1, 32, 32) and np.isclose(saliency.max(), 1.0)
+
+
+def test_cli_export_tflite_from_tflite(keras_files, tmp_path, capsys):
+    """.tflite in, .tflite out: one signature with a saliency output, edgesal metadata."""
+    _, folder = keras_files
+    out = tmp_path / "cnn.sal.tflite"
+    assert main(["export", str(folder / "cnn.tflite"), "-o", str(out)]) == 0
+    data = out.read_bytes()
+    it = interpreter(data)
+    signatures = it.get_signature_list()
+    assert list(signatures) == ["serving_default"]
+    assert "saliency" in signatures["serving_default"]["outputs"]
+    meta = metadata.read(read_metadata(data))
+    assert meta["method"] == "vanilla" and meta["layout"] == "NHWC"
+    x = np.random.default_rng(7).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    (name,) = signatures["serving_default"]["inputs"]
+    saliency = it.get_signature_runner()(**{name: x})["saliency"]
+    assert saliency.shape == (1, 32, 32) and np.isclose(saliency.max(), 1.0)

@@ -79,12 +79,15 @@ def _check(item: Exported, photo: str, probed_out: dict, shipped_out: dict) -> C
 
 @pytest.mark.parametrize("key", KEYS, ids=[f"{m}-{k}" for m, k in KEYS])
 def test_flatbuffer_contract(exports, key):
-    """Builtins only, NHWC image input, the ONNX output names as signature keys, metadata."""
+    """Builtins only, NHWC image input, exactly one signature whose output keys are the ONNX
+    output names, metadata."""
     item = exports[key]
     ops = operator_names(item.shipped)
     assert "CUSTOM" not in ops and not any(op.startswith("FLEX") for op in ops)
     it = interpreter(item.shipped)
-    signature = it.get_signature_list()["serving_default"]
+    signatures = it.get_signature_list()
+    assert list(signatures) == ["serving_default"], f"one signature expected: {list(signatures)}"
+    signature = signatures["serving_default"]
     assert signature["outputs"] == sorted(o.name for o in item.onnx.graph.output)
     assert [d["name"] for d in it.get_output_details()] == [o.name for o in item.onnx.graph.output]
     (image,) = it.get_input_details()

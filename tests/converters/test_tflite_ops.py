@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, UnsupportedOpsError
+from converters.tflite.convert import to_tflite
 from converters.tflite.ops import LOWERINGS
 from tests.converters.tflite_harness import Graph, check_graph
 
@@ -616,3 +617,20 @@ def test_data_dependent_shape_is_refused():
     case = Graph(nodes, {"x": f32(2, 3), "p": i64(0, 1, 1, 0)}, ["y"], id="pad-runtime")
     with pytest.raises(ConversionError, match="'y' changes shape with the input data"):
         check_graph(case)
+
+
+def test_operator_without_lowering_is_refused():
+    """Every operator with no TFLite lowering is named with its node, all at once, before any
+    lowering starts."""
+    nodes = [
+        make("Relu", ["x"], ["r"], name="relu"),
+        make("LRN", ["r"], ["n"], name="norm1", size=3),
+        make("Softplus", ["n"], ["y"], name="soft"),
+    ]
+    model = Graph(nodes, {"x": f32(1, 3, 9, 10)}, ["y"], id="no-lowering").model()
+    with pytest.raises(UnsupportedOpsError) as info:
+        to_tflite(model)
+    assert info.value.nodes == [("LRN", "norm1"), ("Softplus", "soft")]
+    message = str(info.value)
+    assert message.startswith("cannot convert to TFLite builtins; no lowering for these operators")
+    assert "  - LRN (node 'norm1')\n  - Softplus (node 'soft')\n" in message
