@@ -29,11 +29,11 @@ def run(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
     return session.run(None, feeds)
 
 
-def gradient_map(model: onnx.ModelProto, target: str, feeds: dict) -> np.ndarray:
-    """The raw input gradient of ``target`` from edgesal's in-graph export."""
+def gradient_map(model: onnx.ModelProto, target: str, feeds: dict) -> tuple[np.ndarray, ...]:
+    """(scores, raw input gradient of ``target``) from edgesal's in-graph export."""
     sal = export_saliency(model, ExportOptions(method="vanilla", target=target, **RAW))
     session = ort.InferenceSession(sal.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(["saliency"], feeds)[0]
+    return tuple(session.run([sal.graph.output[0].name, "saliency"], feeds))
 
 
 def keras_cnn():
@@ -78,7 +78,8 @@ def test_keras_round_trip(tmp_path):
         tape.watch(xt)
         score = model(xt, training=False)[0, k]
     want = tape.gradient(score, xt).numpy()
-    got = gradient_map(onnx_model, f"class:{k}", {onnx_model.graph.input[0].name: x})
+    scores, got = gradient_map(onnx_model, f"class:{k}", {onnx_model.graph.input[0].name: x})
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)  # the saliency model's
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5 * np.abs(want).max())
     assert converters.load_model_any(path).graph.input[0].name == onnx_model.graph.input[0].name
@@ -189,7 +190,8 @@ def test_torch_round_trip():
     k = int(expected.argmax())
     xg = x.clone().requires_grad_(True)
     module(xg)[0, k].backward()
-    got = gradient_map(onnx_model, f"class:{k}", feeds)
+    scores, got = gradient_map(onnx_model, f"class:{k}", feeds)
+    np.testing.assert_allclose(scores, expected.detach().numpy(), rtol=1e-4, atol=1e-5)
     want = xg.grad.numpy()
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5 * np.abs(want).max())
 
