@@ -256,3 +256,12 @@ def test_cli_defaults_match_the_options():
         source = search if hasattr(search, key) else options
         assert getattr(source, key) == value, key
     assert cli.GRADIENT_METHODS == GRADIENT_METHODS
+
+
+def test_quantize_prints_no_onnxruntime_warnings(tiny_saliency, photo_folder, capfd):
+    """The internal sessions (calibration, constant evaluation) read graphs with initializers
+    they do not use; onnxruntime's one warning per initializer must not reach the user."""
+    options = QuantOptions(calib=str(photo_folder), **FAST | {"latency_runs": 0})
+    with pytest.warns(CalibrationWarning):
+        quantize(tiny_saliency["integrated"], options)
+    assert "onnxruntime" not in capfd.readouterr().err
