@@ -69,6 +69,7 @@ class Preprocess:
 
 
 COLORS = ("RGB", "BGR")
+FIELDS = tuple(Preprocess.__dataclass_fields__)
 
 
 def preprocess_for(
@@ -76,6 +77,9 @@ def preprocess_for(
 ) -> dict:
     """The ``preprocess`` entry of an export: the model's own (size and layout from its image
     input when it has none) with the ``edgesal export`` flags applied; bad values name the flag."""
+    unknown = sorted(set(overrides) - set(FIELDS))
+    if unknown:
+        raise InputError(f"preprocess: unknown field(s) {unknown}; known: {list(FIELDS)}")
     merged = {"size": [int(spatial[0]), int(spatial[1])], "layout": layout, **(existing or {})}
     merged.update(overrides)
     for key in ("mean", "std"):

@@ -94,3 +94,11 @@ def test_empty_or_binary_label_files_are_refused(plain, tmp_path, capsys):
             main(["export", str(plain), "-o", str(tmp_path / "o.onnx"), "--labels", str(path)]) == 2
         )
         assert message in capsys.readouterr().err
+
+
+def test_api_refuses_unknown_preprocess_fields():
+    from edgesal.errors import InputError
+    from edgesal.export import ExportOptions, export_saliency
+
+    with pytest.raises(InputError, match=r"unknown field\(s\) \['scale'\]"):
+        export_saliency(nchw_cnn(classes=5), ExportOptions(preprocess={"scale": 2.0}))
