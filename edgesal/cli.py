@@ -146,23 +146,14 @@ def _runtime_metadata(args) -> tuple[dict, list[str] | None]:
 
 
 def _read_labels(path: str) -> list[str]:
-    from pathlib import Path
-
     from edgesal.errors import InputError
+    from runtimes.contract import read_labels
+    from runtimes.errors import DeviceError
 
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"--labels {path}: no such file")
-    if file.stat().st_size > 4 << 20:
-        raise InputError(f"--labels {path}: larger than 4 MB; expected one class name per line")
     try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise InputError(f"--labels {path}: not UTF-8 text") from None
-    labels = [line.strip() for line in lines if line.strip()]
-    if not labels:
-        raise InputError(f"--labels {path}: no class names in the file")
-    return labels
+        return list(read_labels(path))
+    except DeviceError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _add_roi_flags(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtimes.contract import read_labels
 from runtimes.errors import DeviceError
 from runtimes.heap import limit_malloc_arenas
 
@@ -308,18 +309,8 @@ def _overrides(args: argparse.Namespace) -> dict:
     if args.input_size is not None and len(args.input_size) != 2:
         raise DeviceError(f"--input-size {args.input_size}: expected H,W")
     if args.labels:
-        overrides["labels"] = _load_labels(args.labels)
+        overrides["labels"] = read_labels(args.labels)
     return overrides
-
-
-def _load_labels(path: str) -> tuple[str, ...]:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise DeviceError(f"--labels {path}: {exc}") from exc
-    if text.lstrip().startswith("["):
-        return tuple(str(x) for x in json.loads(text))
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def build_runner(args: argparse.Namespace):

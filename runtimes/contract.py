@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
-from runtimes.errors import ModelError
+from runtimes.errors import DeviceError, ModelError
 
 PREFIX = "edgesal."
+MAX_LABEL_FILE = 4 << 20
 SALIENCY = "saliency"
 TARGET_INPUT = "target"
 
@@ -171,3 +173,28 @@ def _preprocess(meta: dict, shape: tuple, dtype: str) -> Preprocess:
 
 def _guess_layout(shape: tuple) -> str:
     return "NHWC" if len(shape) == 4 and shape[3] in (1, 3) and shape[1] not in (1, 3) else "NCHW"
+
+
+def read_labels(path: str) -> tuple[str, ...]:
+    """Class names from a ``--labels`` file (index = class): one name a line, or a JSON list.
+    Bounded in size; a file that is missing, too large, not UTF-8 or empty is refused by name."""
+    file = Path(path)
+    if not file.is_file():
+        raise DeviceError(f"--labels {path}: no such file")
+    if file.stat().st_size > MAX_LABEL_FILE:
+        raise DeviceError(f"--labels {path}: larger than 4 MB; expected one class name per line")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DeviceError(f"--labels {path}: not UTF-8 text") from None
+    if text.lstrip().startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DeviceError(f"--labels {path}: not a JSON list of names ({exc})") from None
+        labels = tuple(str(x) for x in names) if isinstance(names, list) else ()
+    else:
+        labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not labels:
+        raise DeviceError(f"--labels {path}: no class names in the file")
+    return labels

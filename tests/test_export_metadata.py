@@ -102,3 +102,15 @@ def test_api_refuses_unknown_preprocess_fields():
 
     with pytest.raises(InputError, match=r"unknown field\(s\) \['scale'\]"):
         export_saliency(nchw_cnn(classes=5), ExportOptions(preprocess={"scale": 2.0}))
+
+
+def test_labels_as_a_json_list_like_the_device_flag(plain, tmp_path, capsys):
+    """`edgesal export --labels` and `edgesal run --labels` read the same formats."""
+    listed, broken = tmp_path / "labels.json", tmp_path / "broken.json"
+    listed.write_text('["red", "green", "blue", "yellow", "white"]')
+    broken.write_text('["red", ')
+    out = tmp_path / "cnn.sal.onnx"
+    assert main(["export", str(plain), "-o", str(out), "--labels", str(listed)]) == 0
+    assert metadata.read(onnx.load(str(out)))["labels"][4] == "white"
+    assert main(["export", str(plain), "-o", str(out), "--labels", str(broken)]) == 2
+    assert "not a JSON list of names" in capsys.readouterr().err
