@@ -12,6 +12,7 @@ import onnx
 
 from edgesal import metadata, zoo
 from edgesal.bench import session
+from edgesal.eval.model import saliency_outputs
 from edgesal.export import ExportOptions, export_saliency, save
 from edgesal.imaging import center_crop, overlay, softmax, to_input
 
@@ -48,7 +49,8 @@ def _run_on_photos(
     sess = session(model, threads)
     input_name = sess.get_inputs()[0].name
     outputs = [o.name for o in sess.get_outputs()]
-    maps = saliency_outputs(model)
+    meta = metadata.read(model)
+    maps = saliency_outputs(meta, meta["outputs"], outputs, "demo model")
     results, timings = {}, []
     for photo, rgb in sorted(photos.items()):
         crop = center_crop(rgb, pre)
@@ -72,14 +74,6 @@ def _run_on_photos(
             "panel": str(folder / f"{photo}.png"),
         }
     return {"photos": results, "median_latency_ms_all_methods": round(float(np.median(timings)), 2)}
-
-
-def saliency_outputs(model: onnx.ModelProto) -> dict[str, str]:
-    """Method -> output name: ``saliency`` for a one-method export, ``saliency_<method>`` for
-    several (as the export's metadata records them)."""
-    meta = metadata.read(model)
-    outputs = meta["outputs"]
-    return outputs.get("saliency_by_method") or {meta["method"]: outputs["saliency"]}
 
 
 def _caption(bgr: np.ndarray, text: str) -> np.ndarray:

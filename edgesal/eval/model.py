@@ -88,7 +88,7 @@ def contract(
     container = meta.get("outputs")
     declared = container if isinstance(container, dict) else {}
     names = list(outputs)
-    saliency = _saliency_outputs(meta, declared, names, where)
+    saliency = saliency_outputs(meta, declared, names, where)
     scores = declared.get("scores") or next((n for n in names if n not in saliency.values()), None)
     if scores not in names:
         raise ModelLoadError(f"{where}: no class-score output (outputs: {', '.join(names)})")
@@ -131,7 +131,8 @@ def _width(dims: Dims) -> int:
     return int(np.prod(rest)) if dims and all(isinstance(d, int) for d in rest) else 0
 
 
-def _saliency_outputs(meta: dict, outputs: dict, names: list[str], where: str) -> dict[str, str]:
+def saliency_outputs(meta: dict, outputs: dict, names: list[str], where: str) -> dict[str, str]:
+    """Method -> output name of a saliency model, from its metadata and output ``names``."""
     by_method = outputs.get("saliency_by_method")
     if isinstance(by_method, dict) and by_method:
         found = {str(k): str(v) for k, v in by_method.items()}
