@@ -132,7 +132,7 @@ def bench(name: str, method: str, args) -> dict:
 def tflite_row(fp32: onnx.ModelProto, result, x: np.ndarray, args) -> dict:
     """fp32 and int8 TFLite latency (ai-edge-litert, interleaved wall clock), sizes, and the
     int8 TFLite map's validation means."""
-    from converters.tflite.convert import to_tflite
+    from edgesal.converters.tflite.convert import to_tflite
     from edgesal.quant.tflite import interpreter
     from edgesal.quant.tflite import to_tflite as int8_tflite
 

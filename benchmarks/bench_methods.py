@@ -2,7 +2,8 @@
 
 Same weights, same sample counts (IG 16 points, SmoothGrad 8 samples), one run, fixed threads,
 medians in alternating blocks. Each saliency model is timed as the exported file and as
-`edgesal run` loads it on the x86 CPU provider (masks rewritten, runtimes.backends.onnx_masks).
+`edgesal run` loads it on the x86 CPU provider (masks rewritten,
+edgesal.runtimes.backends.onnx_masks).
 Usage: python benchmarks/bench_methods.py [--runs 20] [--threads 2] [--write]
 """
 

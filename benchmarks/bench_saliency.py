@@ -3,7 +3,8 @@
 One run, same machine, fixed threads, interleaved medians; plus peak RSS of a process that loads
 the saliency model and runs 100 frames, against a PyTorch process doing the same. The saliency
 model is timed twice: the exported file as any onnxruntime runs it, and as edgesal's runtime
-loads it on the x86 CPU provider (masks as HardSigmoids, :mod:`runtimes.backends.onnx_masks`).
+loads it on the x86 CPU provider (masks as HardSigmoids,
+:mod:`edgesal.runtimes.backends.onnx_masks`).
 Usage: python benchmarks/bench_saliency.py [--runs 50] [--threads 2] [--write]
 """
 

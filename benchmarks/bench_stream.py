@@ -62,15 +62,15 @@ def measure(model: str, video: str, threads: int, workers: int, budget: int) -> 
     """Runs in a fresh process: the runtime only."""
     import numpy as np
 
-    from runtimes.backends import BackendOptions
-    from runtimes.governor import peak_rss_bytes
-    from runtimes.heap import limit_malloc_arenas
-    from runtimes.model import MethodChain
-    from runtimes.pipeline import Pipeline, PipelineConfig
-    from runtimes.runner import Runner
-    from runtimes.server import FrameBoard
-    from runtimes.sinks import BoardSink
-    from runtimes.sources import open_source
+    from edgesal.runtimes.backends import BackendOptions
+    from edgesal.runtimes.governor import peak_rss_bytes
+    from edgesal.runtimes.heap import limit_malloc_arenas
+    from edgesal.runtimes.model import MethodChain
+    from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
+    from edgesal.runtimes.runner import Runner
+    from edgesal.runtimes.server import FrameBoard
+    from edgesal.runtimes.sinks import BoardSink
+    from edgesal.runtimes.sources import open_source
 
     limit_malloc_arenas()  # as `edgesal run` does
     chain = MethodChain.load([model], BackendOptions(threads=threads))

@@ -1,5 +1,5 @@
 """TFLite: forward pass of a zoo network vs its in-graph saliency model, both as converted by
-``converters.to_tflite`` and run by ai-edge-litert with XNNPACK (2 threads by default).
+``edgesal.converters.to_tflite`` and run by ai-edge-litert with XNNPACK (2 threads by default).
 
     python benchmarks/bench_tflite.py [--methods vanilla,gradcam] [--runs 50] [--write]
 
@@ -26,9 +26,9 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
-from converters import to_tflite  # noqa: E402
 from edgesal import zoo  # noqa: E402
 from edgesal.bench import interleaved_medians  # noqa: E402
+from edgesal.converters import to_tflite  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
 
 MODELS = ("mobilenet_v2", "efficientnet_lite0")

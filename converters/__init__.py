@@ -24,7 +24,7 @@ def convert(
     """A cleaned, checked ONNX model of ``source`` (path, ModelProto, or torch module) at
     ``opset``: ONNX input is upgraded to it (never down); None keeps an ONNX model's own opset
     (at least 13) and converts the other formats at 17."""
-    from converters.inbound import convert as _convert
+    from edgesal.converters.inbound import convert as _convert
 
     return _convert(source, example_input=example_input, opset=opset, cleanup=cleanup)
 
@@ -36,14 +36,14 @@ def from_torch(module, example_input, opset: int = 17) -> onnx.ModelProto:
 
 def to_tflite(model: onnx.ModelProto | str | Path) -> bytes:
     """The TFLite flatbuffer of an ONNX model: builtins only, NHWC image, edgesal metadata."""
-    from converters.tflite.convert import to_tflite as _to_tflite
+    from edgesal.converters.tflite.convert import to_tflite as _to_tflite
 
     return _to_tflite(model)
 
 
 def load_model_any(path: str | Path) -> onnx.ModelProto:
     """``path`` as ONNX: an .onnx file loaded and checked, any other format converted."""
-    from converters.formats import detect_format
+    from edgesal.converters.formats import detect_format
     from edgesal.onnx_io import load_model
 
     if detect_format(path) == "onnx":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from converters.errors import ConversionError
+from edgesal.converters.errors import ConversionError
 from edgesal.errors import ModelLoadError
 from edgesal.onnx_io import is_tflite
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import onnx
 
-from converters.cleanup import clean
-from converters.formats import detect_format
 from edgesal import metadata
+from edgesal.converters.cleanup import clean
+from edgesal.converters.formats import detect_format
 from edgesal.onnx_io import at_opset, check, load_model, upgraded
 
 OPSET = 17
@@ -39,7 +39,7 @@ def convert(
     elif isinstance(source, str | Path):
         model, origin = _from_path(Path(source), opset)
     else:
-        from converters.torch import from_torch
+        from edgesal.converters.torch import from_torch
 
         if example_input is None:
             raise TypeError("converting a torch module needs example_input")
@@ -61,7 +61,7 @@ def _from_path(path: Path, opset: int | None) -> tuple[onnx.ModelProto, str]:
     kind = detect_format(path)
     if kind == "onnx":
         return _onnx_at(load_model(path), opset, str(path)), "onnx"
-    from converters import tensorflow
+    from edgesal.converters import tensorflow
 
     convert_fn = {
         "tflite": tensorflow.from_tflite,
@@ -75,7 +75,7 @@ def _from_path(path: Path, opset: int | None) -> tuple[onnx.ModelProto, str]:
 
 def _refuse_unknown_ops(model: onnx.ModelProto, path: Path) -> None:
     """tf2onnx keeps ops it cannot translate under their TensorFlow names: list them all."""
-    from converters.errors import ConversionError
+    from edgesal.converters.errors import ConversionError
 
     unknown = []
     for node in model.graph.node:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import onnx
 
-from converters.errors import ConversionError
-from converters.formats import read_tflite, refuse_custom_ops
+from edgesal.converters.errors import ConversionError
+from edgesal.converters.formats import read_tflite, refuse_custom_ops
 from edgesal.errors import ModelLoadError
 
 SERVING = "serving_default"

@@ -11,7 +11,7 @@ import warnings
 
 import onnx
 
-from converters.errors import ConversionError
+from edgesal.converters.errors import ConversionError
 
 
 def from_torch(

@@ -130,7 +130,7 @@ def bench_model(
 
 def as_run_loads(raw: bytes) -> bytes:
     """A serialized model in the form the device runtime's CPU session loads it."""
-    from runtimes.backends.onnxrt import for_providers
+    from edgesal.runtimes.backends.onnxrt import for_providers
 
     return for_providers(raw, ["CPUExecutionProvider"])
 

@@ -147,8 +147,8 @@ def _runtime_metadata(args) -> tuple[dict, list[str] | None]:
 
 def _read_labels(path: str) -> list[str]:
     from edgesal.errors import InputError
-    from runtimes.contract import read_labels
-    from runtimes.errors import DeviceError
+    from edgesal.runtimes.contract import read_labels
+    from edgesal.runtimes.errors import DeviceError
 
     try:
         return list(read_labels(path))
@@ -246,8 +246,8 @@ def _output_format(args, output) -> str:
 def _export_one(args, method: str, params, output) -> None:
     from pathlib import Path
 
-    from converters import load_model_any
     from edgesal import metadata
+    from edgesal.converters import load_model_any
     from edgesal.export import ExportOptions, export_saliency, save
 
     preprocess, labels = _runtime_metadata(args)
@@ -270,7 +270,7 @@ def _export_one(args, method: str, params, output) -> None:
     )
     model = export_saliency(load_model_any(args.model), options)
     if _output_format(args, output) == "tflite":
-        from converters import to_tflite
+        from edgesal.converters import to_tflite
 
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_bytes(to_tflite(model))
@@ -311,7 +311,7 @@ def _add_convert(sub) -> None:
 
 
 def _run_convert(args) -> int:
-    from converters import convert
+    from edgesal.converters import convert
     from edgesal.export import save
     from edgesal.onnx_io import default_opset
 
@@ -482,7 +482,7 @@ def _add_eval_commands(sub) -> None:
 
 def _add_runtime_commands(sub) -> None:
     try:
-        from runtimes.cli import register
+        from edgesal.runtimes.cli import register
     except ImportError:
         return
     register(sub)

@@ -3,14 +3,14 @@ budget. Imports numpy, OpenCV and one inference backend only (onnxruntime or Lit
 
 Python API for robot code::
 
-    from runtimes import Pipeline
+    from edgesal.runtimes import Pipeline
     pipe = Pipeline("model.sal.onnx")
     result = pipe.process(frame)   # result.label, .score, .saliency, .overlay, .check, .state
 """
 
-from runtimes.governor import Budget
-from runtimes.overlay import OverlayStyle
-from runtimes.pipeline import FrameResult, Pipeline, PipelineConfig
-from runtimes.selfcheck import CheckConfig
+from edgesal.runtimes.governor import Budget
+from edgesal.runtimes.overlay import OverlayStyle
+from edgesal.runtimes.pipeline import FrameResult, Pipeline, PipelineConfig
+from edgesal.runtimes.selfcheck import CheckConfig
 
 __all__ = ["Budget", "CheckConfig", "FrameResult", "OverlayStyle", "Pipeline", "PipelineConfig"]

@@ -1,7 +1,7 @@
-"""``python -m runtimes run ...`` / ``python -m runtimes records inspect FILE``."""
+"""``python -m edgesal.runtimes run ...`` / ``python -m edgesal.runtimes records inspect FILE``."""
 
 import sys
 
-from runtimes.cli import main
+from edgesal.runtimes.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """``edgesal run`` and ``edgesal records``: the device runtime's command line.
 
 ``register(subparsers)`` adds both commands to an argparse parser (edgesal/cli.py calls it);
-``python -m runtimes`` offers the same commands without the rest of edgesal.
+``python -m edgesal.runtimes`` offers the same commands without the rest of edgesal.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.contract import read_labels
-from runtimes.errors import DeviceError
-from runtimes.heap import limit_malloc_arenas
+from edgesal.runtimes.contract import read_labels
+from edgesal.runtimes.errors import DeviceError
+from edgesal.runtimes.heap import limit_malloc_arenas
 
 log = logging.getLogger("runtimes")
 
@@ -315,15 +315,15 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def build_runner(args: argparse.Namespace):
     """The pipeline, source, sinks and server a ``run`` command line asks for."""
-    from runtimes.backends import BackendOptions
-    from runtimes.governor import Budget
-    from runtimes.model import MethodChain
-    from runtimes.overlay import OverlayStyle
-    from runtimes.pipeline import Pipeline, PipelineConfig
-    from runtimes.progress import ProgressBar
-    from runtimes.runner import Runner
-    from runtimes.selfcheck import CheckConfig
-    from runtimes.sinks import (
+    from edgesal.runtimes.backends import BackendOptions
+    from edgesal.runtimes.governor import Budget
+    from edgesal.runtimes.model import MethodChain
+    from edgesal.runtimes.overlay import OverlayStyle
+    from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
+    from edgesal.runtimes.progress import ProgressBar
+    from edgesal.runtimes.runner import Runner
+    from edgesal.runtimes.selfcheck import CheckConfig
+    from edgesal.runtimes.sinks import (
         BoardSink,
         RecordsSink,
         VideoSink,
@@ -331,7 +331,7 @@ def build_runner(args: argparse.Namespace):
         display_available,
         file_sha256,
     )
-    from runtimes.sources import open_source
+    from edgesal.runtimes.sources import open_source
 
     backend = BackendOptions(args.threads, args.device, args.trt_cache)
     chain = MethodChain.load([args.model, *args.fallback], backend, args.methods, _overrides(args))
@@ -365,7 +365,7 @@ def build_runner(args: argparse.Namespace):
     sinks: list = []
     server = None
     if args.serve:
-        from runtimes.server import FrameBoard, StatusServer
+        from edgesal.runtimes.server import FrameBoard, StatusServer
 
         board = FrameBoard(args.jpeg_quality)
         sinks.append(BoardSink(board))
@@ -429,7 +429,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def inspect_summary(path: str) -> dict:
     """Counts and facts of a records file: what ``records inspect`` prints."""
-    from runtimes.records import RecordReader
+    from edgesal.runtimes.records import RecordReader
 
     reader = RecordReader(path)
     headers, frames, maps, events, unfaithful, checked = [], 0, 0, [], 0, 0
@@ -462,7 +462,7 @@ def inspect_summary(path: str) -> dict:
 
 
 def cmd_records_inspect(args: argparse.Namespace) -> int:
-    from runtimes.records import RecordReader
+    from edgesal.runtimes.records import RecordReader
 
     try:
         info = inspect_summary(args.file)
@@ -514,7 +514,7 @@ def cmd_records_inspect(args: argparse.Namespace) -> int:
 def cmd_records_extract(args: argparse.Namespace) -> int:
     import cv2
 
-    from runtimes.records import RecordReader
+    from edgesal.runtimes.records import RecordReader
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -537,7 +537,7 @@ def cmd_records_extract(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtimes", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m edgesal.runtimes", description=__doc__)
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
     return args.func(args)

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from runtimes.errors import DeviceError, ModelError
+from edgesal.runtimes.errors import DeviceError, ModelError
 
 PREFIX = "edgesal."
 MAX_LABEL_FILE = 4 << 20

@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-log = logging.getLogger("runtimes.governor")
+log = logging.getLogger("edgesal.runtimes.governor")
 POLICIES = ("rate", "method", "resolution", "pause")
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.backends import Backend, BackendOptions, load_backend
-from runtimes.contract import Contract, build_contract
-from runtimes.errors import ModelError
-from runtimes.preprocess import Preprocessor
+from edgesal.runtimes.backends import Backend, BackendOptions, load_backend
+from edgesal.runtimes.contract import Contract, build_contract
+from edgesal.runtimes.errors import ModelError
+from edgesal.runtimes.preprocess import Preprocessor
 
-log = logging.getLogger("runtimes.model")
+log = logging.getLogger("edgesal.runtimes.model")
 MODEL_SUFFIXES = (".onnx", ".tflite")
 
 

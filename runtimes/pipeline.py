@@ -1,7 +1,7 @@
 """The frame-by-frame pipeline: predict, explain, smooth, self-check, govern, draw.
 
 :class:`Pipeline` is the API robot code calls per frame (``result = pipe.process(frame)``); the
-threaded :class:`runtimes.runner.Runner` calls its two halves, :meth:`Pipeline.infer` and
+threaded :class:`edgesal.runtimes.runner.Runner` calls its two halves, :meth:`Pipeline.infer` and
 :meth:`Pipeline.render`, on separate threads so capture, inference and drawing overlap.
 """
 
@@ -14,15 +14,15 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from runtimes.backends import BackendOptions
-from runtimes.governor import Budget, Governor, Sensors, State
-from runtimes.model import Inference, MethodChain, Variant
-from runtimes.overlay import OverlayStyle, draw
-from runtimes.preprocess import Region
-from runtimes.selfcheck import CheckConfig, CheckResult, counterfactual
-from runtimes.smoothing import MapSmoother
+from edgesal.runtimes.backends import BackendOptions
+from edgesal.runtimes.governor import Budget, Governor, Sensors, State
+from edgesal.runtimes.model import Inference, MethodChain, Variant
+from edgesal.runtimes.overlay import OverlayStyle, draw
+from edgesal.runtimes.preprocess import Region
+from edgesal.runtimes.selfcheck import CheckConfig, CheckResult, counterfactual
+from edgesal.runtimes.smoothing import MapSmoother
 
-log = logging.getLogger("runtimes.pipeline")
+log = logging.getLogger("edgesal.runtimes.pipeline")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from runtimes.contract import Preprocess
+from edgesal.runtimes.contract import Preprocess
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.errors import OutputError, RecordsError
+from edgesal.runtimes.errors import OutputError, RecordsError
 
 MAGIC = b"\x89SALREC\n"
 SYNC = b"SREC"

@@ -20,13 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from runtimes.pipeline import FrameResult, Pipeline
-from runtimes.progress import ProgressBar
-from runtimes.sinks import RecordsSink, Sink
-from runtimes.sources import Frame, Source
-from runtimes.stats import StreamStats
+from edgesal.runtimes.pipeline import FrameResult, Pipeline
+from edgesal.runtimes.progress import ProgressBar
+from edgesal.runtimes.sinks import RecordsSink, Sink
+from edgesal.runtimes.sources import Frame, Source
+from edgesal.runtimes.stats import StreamStats
 
-log = logging.getLogger("runtimes.runner")
+log = logging.getLogger("edgesal.runtimes.runner")
 END = object()
 
 

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from runtimes.model import Variant
-from runtimes.overlay import top_fraction_mask
+from edgesal.runtimes.model import Variant
+from edgesal.runtimes.overlay import top_fraction_mask
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
-from runtimes.errors import OutputError
-from runtimes.status_page import PAGE as STATUS_PAGE
+from edgesal.runtimes.errors import OutputError
+from edgesal.runtimes.status_page import PAGE as STATUS_PAGE
 
-log = logging.getLogger("runtimes.server")
+log = logging.getLogger("edgesal.runtimes.server")
 PAGE = STATUS_PAGE.encode()
 BOUNDARY = "edgesalframe"
 

@@ -72,7 +72,7 @@ def stop_after(seconds: float | None) -> None:
 def run_example(flags: list[str], simulate: bool, seconds: float | None) -> int:
     """``edgesal run`` with ``flags`` for a firmware example, stopped after ``seconds``; with
     ``simulate``, against a fake thermal zone that heats past the limit and cools."""
-    from runtimes.cli import main as runtime_main
+    from edgesal.runtimes.cli import main as runtime_main
 
     stop_after(seconds)
     if not simulate:

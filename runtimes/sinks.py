@@ -10,12 +10,12 @@ from typing import Protocol
 
 import cv2
 
-from runtimes.errors import OutputError
-from runtimes.pipeline import FrameResult
-from runtimes.records import RecordWriter
-from runtimes.server import FrameBoard
+from edgesal.runtimes.errors import OutputError
+from edgesal.runtimes.pipeline import FrameResult
+from edgesal.runtimes.records import RecordWriter
+from edgesal.runtimes.server import FrameBoard
 
-log = logging.getLogger("runtimes.sinks")
+log = logging.getLogger("edgesal.runtimes.sinks")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "XVID", ".mov": "mp4v"}
 
 

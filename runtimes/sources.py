@@ -21,9 +21,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from runtimes.errors import SourceError
+from edgesal.runtimes.errors import SourceError
 
-log = logging.getLogger("runtimes.source")
+log = logging.getLogger("edgesal.runtimes.source")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.I)
 PICAMERA = {"picamera2", "picamera", "libcamera", "csi"}

@@ -10,7 +10,7 @@ import pytest
 
 from edgesal import metadata
 from edgesal.cli import main
-from runtimes.model import MethodChain
+from edgesal.runtimes.model import MethodChain
 from tests.models import nchw_cnn
 
 

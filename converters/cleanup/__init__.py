@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import onnx
 
-from converters.cleanup.fold import fold_constants
-from converters.cleanup.passes import (
+from edgesal.converters.cleanup.fold import fold_constants
+from edgesal.converters.cleanup.passes import (
     fold_batchnorm,
     fold_bias_add,
     merge_transposes,

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
-from converters.errors import ConversionError, node_label
-from converters.tflite import layout
-from converters.tflite.layout import Perm
-from converters.tflite.schema import FlatModel, Operator, Tensor
+from edgesal.converters.errors import ConversionError, node_label
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.layout import Perm
+from edgesal.converters.tflite.schema import FlatModel, Operator, Tensor
 from edgesal.graph.info import TensorInfo
 
 _ARITHMETIC = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "DIV": "DivOptions"}

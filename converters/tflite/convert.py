@@ -18,13 +18,13 @@ from typing import Protocol
 import numpy as np
 import onnx
 
-from converters.cleanup.fold import fold_constants
-from converters.errors import ConversionError, UnsupportedOpsError
-from converters.tflite import layout
-from converters.tflite.context import Lowering
-from converters.tflite.ops import LOWERINGS
-from converters.tflite.schema import FlatModel
 from edgesal import metadata
+from edgesal.converters.cleanup.fold import fold_constants
+from edgesal.converters.errors import ConversionError, UnsupportedOpsError
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.context import Lowering
+from edgesal.converters.tflite.ops import LOWERINGS
+from edgesal.converters.tflite.schema import FlatModel
 from edgesal.errors import EdgesalError
 from edgesal.image_input import find_image_input, graph_inputs
 from edgesal.onnx_io import load_model, upgraded

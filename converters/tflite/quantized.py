@@ -30,21 +30,21 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from converters.tflite import layout
-from converters.tflite.context import Lowering
-from converters.tflite.convert import to_tflite
-from converters.tflite.ops.conv import conv_geometry, zero_insert
-from converters.tflite.ops.elementwise import broadcast_perm
-from converters.tflite.ops.masks import float_mask
-from converters.tflite.ops.registry import attrs, inputs
-from converters.tflite.ops.spatial import (
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.context import Lowering
+from edgesal.converters.tflite.convert import to_tflite
+from edgesal.converters.tflite.ops.conv import conv_geometry, zero_insert
+from edgesal.converters.tflite.ops.elementwise import broadcast_perm
+from edgesal.converters.tflite.ops.masks import float_mask
+from edgesal.converters.tflite.ops.registry import attrs, inputs
+from edgesal.converters.tflite.ops.spatial import (
     onnx_pads,
     pad_nhwc,
     same_pads,
     spatial_attrs,
     tflite_padding,
 )
-from converters.tflite.schema import Quantization
+from edgesal.converters.tflite.schema import Quantization
 from edgesal.onnx_io import load_model
 
 # operators that only move or select int8 values: their output inherits the input's parameters
@@ -102,7 +102,8 @@ def qdq_to_tflite(model: onnx.ModelProto | str | Path) -> bytes:
 
 
 class QdqLowering:
-    """The :class:`~converters.tflite.convert.NodeHook` that lowers Q/DQ and fuses int8 groups."""
+    """The :class:`~edgesal.converters.tflite.convert.NodeHook` that lowers Q/DQ and fuses int8
+    groups."""
 
     op_types = ("QuantizeLinear", "DequantizeLinear")
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from converters.cleanup.fold import fold_constants
+from edgesal.converters.cleanup.fold import fold_constants
 
 DECISIONS = {"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal", "ArgMax", "ArgMin"}
 

@@ -1,6 +1,7 @@
 """``edgesal eval MODEL --records FILE``: audit the maps a device recorded (``.salrec``).
 
-The records are read with the device runtime's own reader (:class:`runtimes.records.RecordReader`).
+The records are read with the device runtime's own reader
+(:class:`edgesal.runtimes.records.RecordReader`).
 The audit first checks that the file was recorded with MODEL (the sha256 of the model file the
 device ran, stored in the stream header), then summarizes what the device saw and decided
 (predictions, methods, its own counterfactual self-check). Given the frames the device ran on
@@ -53,8 +54,8 @@ class RecordTask:
 
 
 def _reader(path: str | Path):
-    from runtimes.errors import DeviceError
-    from runtimes.records import RecordReader
+    from edgesal.runtimes.errors import DeviceError
+    from edgesal.runtimes.records import RecordReader
 
     try:
         reader = RecordReader(path)
@@ -101,7 +102,7 @@ def check_identity(headers: list[dict], sha: str, loaded: Loaded, path: str) -> 
 def frame_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     """Readable images of ``folder`` in name order, unreadable ones skipped: the frame indices
     the device's folder source gave them."""
-    from runtimes.sources import IMAGE_SUFFIXES
+    from edgesal.runtimes.sources import IMAGE_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():

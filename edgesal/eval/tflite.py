@@ -2,9 +2,10 @@
 
 The flatbuffer keeps the same ``edgesal.*`` map as an ONNX model's ``metadata_props`` (layout
 rewritten to NHWC) in its ``Model.metadata`` entry ``edgesal``; it is read by the device runtime's
-:func:`~runtimes.backends.tflite_meta.read_metadata`, and the model runs on the device runtime's
-:class:`~runtimes.backends.litert.LiteRtBackend` (ai-edge-litert, else tflite-runtime; XNNPACK),
-imported only when a TFLite model is opened. The spec is built by the same rules as an ONNX
+:func:`~edgesal.runtimes.backends.tflite_meta.read_metadata`, and the model runs on the device
+runtime's :class:`~edgesal.runtimes.backends.litert.LiteRtBackend` (ai-edge-litert, else
+tflite-runtime; XNNPACK), imported only when a TFLite model is opened. The spec is built by the
+same rules as an ONNX
 model's (:func:`edgesal.eval.model.contract`), so both sides of a comparison crop and normalize
 alike and each gets the image in its own layout.
 """
@@ -19,11 +20,11 @@ import numpy as np
 from edgesal import metadata
 from edgesal.errors import ModelLoadError
 from edgesal.eval.model import SaliencyRunner, contract
+from edgesal.runtimes.backends.litert import LiteRtBackend, interpreter_class
+from edgesal.runtimes.backends.tflite_meta import ENTRY, read_metadata
+from edgesal.runtimes.errors import BackendError
+from edgesal.runtimes.model import probabilities
 from edgesal.targets import TARGET_INPUT
-from runtimes.backends.litert import LiteRtBackend, interpreter_class
-from runtimes.backends.tflite_meta import ENTRY, read_metadata
-from runtimes.errors import BackendError
-from runtimes.model import probabilities
 
 
 def _backend(data: bytes, where: str, threads: int) -> LiteRtBackend:

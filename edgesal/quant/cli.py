@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     sizes = {"float": Path(args.model).stat().st_size}
     if fmt == "tflite":
-        from converters.tflite.convert import to_tflite as float_tflite
+        from edgesal.converters.tflite.convert import to_tflite as float_tflite
         from edgesal.quant.tflite import to_tflite
 
         options.progress("lowering to int8 TFLite and measuring its maps")

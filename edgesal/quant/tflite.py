@@ -1,7 +1,8 @@
 """int8 TFLite output of ``edgesal quantize``: the QDQ model's decisions lowered to TFLite.
 
 The calibrated QDQ model (scales, zero points, which nodes stay float) is lowered by
-:func:`converters.tflite.quantized.qdq_to_tflite`; nothing is recalibrated. The fidelity report
+:func:`edgesal.converters.tflite.quantized.qdq_to_tflite`; nothing is recalibrated. The fidelity
+report
 is then measured again with the TFLite interpreter (ai-edge-litert, else tflite-runtime), so its
 rows describe the file that is written.
 """
@@ -20,8 +21,8 @@ OUTPUT_FORMAT = "tflite-int8"
 
 def interpreter(data: bytes, threads: int = 2):
     """A TFLite interpreter of ``data`` with tensors allocated (XNNPACK applies by default)."""
-    from runtimes.backends.litert import interpreter_class
-    from runtimes.errors import BackendError
+    from edgesal.runtimes.backends.litert import interpreter_class
+    from edgesal.runtimes.errors import BackendError
 
     try:
         factory, _ = interpreter_class()
@@ -56,7 +57,7 @@ def runner(data: bytes, scores: str, saliency: str, threads: int = 2):
 def to_tflite(result: QuantResult, threads: int = 2) -> tuple[bytes, QuantResult]:
     """The int8 TFLite flatbuffer of ``result.model`` and the result with its report measured
     on that flatbuffer (same images, same budget)."""
-    from converters.tflite.quantized import qdq_to_tflite
+    from edgesal.converters.tflite.quantized import qdq_to_tflite
 
     data = qdq_to_tflite(result.model)
     graph = result.graph

@@ -18,15 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-from runtimes.governor import Budget
-from runtimes.pipeline import Pipeline, PipelineConfig
-from runtimes.records import RecordWriter
-from runtimes.runner import Runner
-from runtimes.selfcheck import CheckConfig
-from runtimes.server import FrameBoard, StatusServer
-from runtimes.simulation import ThermalSimulator, stop_after
-from runtimes.sinks import BoardSink, RecordsSink
-from runtimes.sources import open_source
+from edgesal.runtimes.governor import Budget
+from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
+from edgesal.runtimes.records import RecordWriter
+from edgesal.runtimes.runner import Runner
+from edgesal.runtimes.selfcheck import CheckConfig
+from edgesal.runtimes.server import FrameBoard, StatusServer
+from edgesal.runtimes.simulation import ThermalSimulator, stop_after
+from edgesal.runtimes.sinks import BoardSink, RecordsSink
+from edgesal.runtimes.sources import open_source
 
 log = logging.getLogger("field_box")
 

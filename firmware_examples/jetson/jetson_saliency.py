@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtimes.simulation import run_example
+from edgesal.runtimes.simulation import run_example
 
 
 def csi_pipeline(sensor: int = 0, width: int = 1280, height: int = 720, fps: int = 30) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtimes.simulation import run_example
+from edgesal.runtimes.simulation import run_example
 
 
 def runtime_args(args: argparse.Namespace) -> list[str]:

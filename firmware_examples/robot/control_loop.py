@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from runtimes.pipeline import FrameResult, Pipeline, PipelineConfig
-from runtimes.selfcheck import CheckConfig
-from runtimes.sources import open_source
+from edgesal.runtimes.pipeline import FrameResult, Pipeline, PipelineConfig
+from edgesal.runtimes.selfcheck import CheckConfig
+from edgesal.runtimes.sources import open_source
 
 
 def steering(result: FrameResult, track: int) -> float | None:

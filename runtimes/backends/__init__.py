@@ -1,7 +1,8 @@
 """Inference backends, chosen lazily by the model file's suffix.
 
-``.onnx`` -> onnxruntime (:mod:`runtimes.backends.onnxrt`); ``.tflite`` -> LiteRT
-(``ai-edge-litert``, else ``tflite-runtime``; :mod:`runtimes.backends.litert`). Only the module of
+``.onnx`` -> onnxruntime (:mod:`edgesal.runtimes.backends.onnxrt`); ``.tflite`` -> LiteRT
+(``ai-edge-litert``, else ``tflite-runtime``; :mod:`edgesal.runtimes.backends.litert`). Only the
+module of
 the chosen backend is imported, so a device installs exactly one of them.
 """
 
@@ -13,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from runtimes.errors import BackendError, ModelError
-from runtimes.heap import return_free_heap
+from edgesal.runtimes.errors import BackendError, ModelError
+from edgesal.runtimes.heap import return_free_heap
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,14 @@ def load_backend(path: str | Path, options: BackendOptions | None = None) -> Bac
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         try:
-            from runtimes.backends.onnxrt import OnnxRuntimeBackend
+            from edgesal.runtimes.backends.onnxrt import OnnxRuntimeBackend
         except ImportError as exc:
             raise BackendError(
                 f"{path}: .onnx models need onnxruntime (pip install 'edgesal[device]'): {exc}"
             ) from exc
         backend = OnnxRuntimeBackend.load(path, options)
     elif suffix == ".tflite":
-        from runtimes.backends.litert import LiteRtBackend
+        from edgesal.runtimes.backends.litert import LiteRtBackend
 
         backend = LiteRtBackend.load(path, options)
     else:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.backends import BackendOptions
-from runtimes.backends.tflite_meta import read_metadata
-from runtimes.errors import BackendError, ModelError
+from edgesal.runtimes.backends import BackendOptions
+from edgesal.runtimes.backends.tflite_meta import read_metadata
+from edgesal.runtimes.errors import BackendError, ModelError
 
-log = logging.getLogger("runtimes.backend")
+log = logging.getLogger("edgesal.runtimes.backend")
 
 
 def interpreter_class() -> tuple[type, str]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from runtimes.backends.onnx_prune import (
+from edgesal.runtimes.backends.onnx_prune import (
     GRAPH_INITIALIZER,
     GRAPH_INPUT,
     GRAPH_NODE,

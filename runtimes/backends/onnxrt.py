@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from runtimes.backends import BackendOptions
-from runtimes.backends.onnx_masks import nchwc_masks
-from runtimes.backends.onnx_prune import prune
-from runtimes.errors import BackendError, ModelError
+from edgesal.runtimes.backends import BackendOptions
+from edgesal.runtimes.backends.onnx_masks import nchwc_masks
+from edgesal.runtimes.backends.onnx_prune import prune
+from edgesal.runtimes.errors import BackendError, ModelError
 
-log = logging.getLogger("runtimes.backend")
+log = logging.getLogger("edgesal.runtimes.backend")
 
 PREFERENCE = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -101,7 +101,8 @@ def open_session(
 def for_providers(model: bytes, chain: list[str]) -> bytes:
     """The model as ``chain`` runs it fastest: on the float32 CPU provider alone of an x86 build,
     gradient masks as HardSigmoids onnxruntime keeps in its blocked layout (15-20% faster saliency,
-    bit-identical maps; see :mod:`runtimes.backends.onnx_masks`). GPU providers may run float16,
+    bit-identical maps; see :mod:`edgesal.runtimes.backends.onnx_masks`). GPU providers may run
+    float16,
     where that form is undefined, and ARM builds have no blocked layout: both get the file as is."""
     if chain != ["CPUExecutionProvider"] or platform.machine().lower() not in ("x86_64", "amd64"):
         return model

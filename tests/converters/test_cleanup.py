@@ -7,9 +7,9 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from converters.cleanup import clean
-from converters.cleanup.fold import fold_constants
-from converters.cleanup.passes import (
+from edgesal.converters.cleanup import clean
+from edgesal.converters.cleanup.fold import fold_constants
+from edgesal.converters.cleanup.passes import (
     fold_batchnorm,
     fold_bias_add,
     merge_transposes,

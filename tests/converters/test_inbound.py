@@ -11,14 +11,13 @@ import pytest
 import tensorflow as tf
 import torch
 
-import converters
-from converters.errors import ConversionError
-from edgesal import metadata
+from edgesal import converters, metadata
 from edgesal.cli import main
+from edgesal.converters.errors import ConversionError
 from edgesal.errors import EdgesalError, ModelLoadError
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.onnx_io import default_opset
-from runtimes.backends.tflite_meta import read_metadata
+from edgesal.runtimes.backends.tflite_meta import read_metadata
 from tests.converters.tflite_harness import interpreter
 
 RAW = {"reduce": "none", "normalize": "none"}

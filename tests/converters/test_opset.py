@@ -9,8 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-import converters
-from edgesal import onnx_io
+from edgesal import converters, onnx_io
 from edgesal.errors import InputError
 from edgesal.onnx_io import at_opset, default_opset
 from tests.models import nchw_cnn

@@ -1,7 +1,8 @@
 """Every saliency method on both zoo models, exported to TFLite and run on ai-edge-litert and on
 tflite-runtime 2.14 (a second venv with numpy < 2), against the ONNX export on onnxruntime.
 
-Equality is checked synced (converters.tflite.verify): the TFLite model also returns the tensors
+Equality is checked synced (edgesal.converters.tflite.verify): the TFLite model also returns the
+tensors
 its gradient decisions read, onnxruntime re-runs the ONNX model from those, and every output must
 agree within 1e-4 of its range; the forward tensors themselves must agree within 1e-4 too. The
 shipped model (no extra outputs) must return what the probed one returns.
@@ -10,7 +11,6 @@ shipped model (no extra outputs) must return what the probed one returns.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,13 +20,19 @@ import numpy as np
 import onnx
 import pytest
 
-from converters.tflite.convert import to_tflite
-from converters.tflite.verify import Comparison, compare, probed, relative_error, tflite_feeds
 from edgesal import metadata, zoo
+from edgesal.converters.tflite.convert import to_tflite
+from edgesal.converters.tflite.verify import (
+    Comparison,
+    compare,
+    probed,
+    relative_error,
+    tflite_feeds,
+)
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.imaging import center_crop, to_input
 from edgesal.methods import METHODS
-from runtimes.backends.tflite_meta import read_metadata
+from edgesal.runtimes.backends.tflite_meta import read_metadata
 from tests.converters.tflite_harness import interpreter, operator_names
 
 pytestmark = pytest.mark.slow
@@ -130,11 +136,14 @@ def runtime_python(request, tmp_path_factory) -> Path:
     folder = Path(cache.mkdir("tflite-runtime-venv")) if cache else tmp_path_factory.mktemp("venv")
     python = folder / "bin" / "python"
     marker = folder / "installed.txt"
-    if not marker.is_file() or marker.read_text() != "\n".join(RUNTIME_PACKAGES):
+    wanted = "\n".join([*RUNTIME_PACKAGES, f"-e {ROOT}"])
+    if not marker.is_file() or marker.read_text() != wanted:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         subprocess.run(pip + RUNTIME_PACKAGES, check=True)
-        marker.write_text("\n".join(RUNTIME_PACKAGES))
+        # edgesal itself as a device installs it: no dependencies beyond the runtime's own.
+        subprocess.run(pip + ["--no-deps", "-e", str(ROOT)], check=True)
+        marker.write_text(wanted)
     return python
 
 
@@ -150,7 +159,6 @@ def test_matches_onnx_on_tflite_runtime(exports, runtime_python, tmp_path):
                 out = tmp_path / f"{name}.{method}.{kind}.{photo}.out.npz"
                 jobs.append({"model": str(model), "feeds": str(feeds), "out": str(out)})
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [
             str(runtime_python),
@@ -159,7 +167,6 @@ def test_matches_onnx_on_tflite_runtime(exports, runtime_python, tmp_path):
         ],
         capture_output=True,
         text=True,
-        env=env,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]

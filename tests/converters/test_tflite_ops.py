@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from converters.errors import ConversionError, UnsupportedOpsError
-from converters.tflite.convert import to_tflite
-from converters.tflite.ops import LOWERINGS
+from edgesal.converters.errors import ConversionError, UnsupportedOpsError
+from edgesal.converters.tflite.convert import to_tflite
+from edgesal.converters.tflite.ops import LOWERINGS
 from tests.converters.tflite_harness import Graph, check_graph
 
 rng = np.random.default_rng(0)

@@ -13,9 +13,8 @@ import pytest
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-import converters
-from converters.tflite.verify import compare, probed, tflite_feeds
-from edgesal import zoo
+from edgesal import converters, zoo
+from edgesal.converters.tflite.verify import compare, probed, tflite_feeds
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.zoo.weights import WheelFile, fetch
 from tests.converters.tflite_harness import interpreter, operator_names

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import tflite
 from onnx import helper, numpy_helper
 
-from converters.tflite.convert import to_tflite
-from converters.tflite.verify import relative_error, tflite_feeds
+from edgesal.converters.tflite.convert import to_tflite
+from edgesal.converters.tflite.verify import relative_error, tflite_feeds
 
 OPSET = 17
 

@@ -1,4 +1,4 @@
-"""Runs .tflite models with the device runtime (``runtimes.backends``) in a separate venv.
+"""Runs .tflite models with the device runtime (``edgesal.runtimes.backends``) in a separate venv.
 
 Usage: python tflite_runtime_worker.py JOBS.json. Each job names a model, an .npz of ONNX-layout
 feeds and an .npz to write every output to; the worker also records which interpreter package
@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from runtimes.backends import BackendOptions, load_backend
-from runtimes.contract import build_contract
+from edgesal.runtimes.backends import BackendOptions, load_backend
+from edgesal.runtimes.contract import build_contract
 
 
 def run(job: dict) -> dict:

@@ -20,8 +20,8 @@ import pytest
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
-from converters.tflite.convert import to_tflite
 from edgesal import metadata, zoo
+from edgesal.converters.tflite.convert import to_tflite
 from edgesal.errors import ModelLoadError
 from edgesal.eval.audit import compare
 from edgesal.eval.cli import main

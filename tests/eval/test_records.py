@@ -34,7 +34,7 @@ def device(tmp_path_factory):
         {f"f{i}.png": rng.integers(0, 256, (30, 40, 3), np.uint8) for i in range(4)},
     )
     command = [
-        sys.executable, "-m", "runtimes", "run", str(root / "a.sal.onnx"),
+        sys.executable, "-m", "edgesal.runtimes", "run", str(root / "a.sal.onnx"),
         "--source", str(root / "frames"), "--records", str(root / "a.salrec"), "--display", "no",
         "--smooth", "0", "--threads", "1", "--selfcheck-every", "2",
     ]  # fmt: skip

@@ -5,7 +5,6 @@ budget on the zoo models (``--format tflite``)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -17,8 +16,8 @@ import pytest
 import tflite
 from scipy.stats import spearmanr
 
-from converters.tflite.quantized import qdq_to_tflite
 from edgesal import metadata
+from edgesal.converters.tflite.quantized import qdq_to_tflite
 from edgesal.quant import QuantOptions, SearchOptions, qdq, quantize
 from edgesal.quant.cli import register
 from edgesal.quant.images import CalibrationWarning, load_split, model_inputs
@@ -260,7 +259,6 @@ def _on_tflite_runtime(python: Path, jobs: list[tuple[str, bytes, Path]], folder
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
         cwd=folder,
     )
     assert done.returncode == 0, done.stderr[-3000:]

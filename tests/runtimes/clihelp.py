@@ -1,4 +1,4 @@
-"""Start ``python -m runtimes run ...`` in the background and find its status page."""
+"""Start ``python -m edgesal.runtimes run ...`` in the background and find its status page."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def runtime_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runtimes", *args]
+    return [sys.executable, "-m", "edgesal.runtimes", *args]
 
 
 def start_server(*args: str, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:

@@ -12,9 +12,9 @@ import time
 
 import cv2
 
-from runtimes import cli
-from runtimes.progress import ProgressBar
-from runtimes.records import RecordReader
+from edgesal.runtimes import cli
+from edgesal.runtimes.progress import ProgressBar
+from edgesal.runtimes.records import RecordReader
 from tests.runtimes.clihelp import ROOT, runtime_cmd, start_server
 
 

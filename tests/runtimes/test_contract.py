@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from runtimes.backends import BackendOptions, load_backend
-from runtimes.backends.onnx_prune import prune
-from runtimes.contract import build_contract
-from runtimes.errors import ModelError
-from runtimes.model import MethodChain, probabilities
+from edgesal.runtimes.backends import BackendOptions, load_backend
+from edgesal.runtimes.backends.onnx_prune import prune
+from edgesal.runtimes.contract import build_contract
+from edgesal.runtimes.errors import ModelError
+from edgesal.runtimes.model import MethodChain, probabilities
 from tests.runtimes import synthetic, synthetic_tflite
 
 

@@ -11,7 +11,7 @@ import venv
 
 import pytest
 
-from runtimes.records import RecordReader
+from edgesal.runtimes.records import RecordReader
 from tests.runtimes import synthetic_tflite
 from tests.runtimes.clihelp import ROOT
 

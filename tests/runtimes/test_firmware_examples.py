@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from runtimes.records import RecordReader
+from edgesal.runtimes.records import RecordReader
 from tests.runtimes import synthetic, synthetic_tflite
 from tests.runtimes.clihelp import ROOT
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from runtimes.governor import Budget, Governor, Sensors, ladder
-from runtimes.model import MethodChain
-from runtimes.pipeline import Pipeline, PipelineConfig
-from runtimes.records import RecordReader
-from runtimes.runner import Runner
-from runtimes.sinks import RecordsSink
-from runtimes.sources import open_source
+from edgesal.runtimes.governor import Budget, Governor, Sensors, ladder
+from edgesal.runtimes.model import MethodChain
+from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
+from edgesal.runtimes.records import RecordReader
+from edgesal.runtimes.runner import Runner
+from edgesal.runtimes.sinks import RecordsSink
+from edgesal.runtimes.sources import open_source
 from tests.runtimes import synthetic
 from tests.runtimes.conftest import set_temp
 

@@ -1,4 +1,5 @@
-"""runtimes.heap: freed heap pages go back to the OS; both helpers are harmless without glibc."""
+"""edgesal.runtimes.heap: freed heap pages go back to the OS; both helpers are harmless without
+glibc."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import ctypes
 
 import pytest
 
-from runtimes import heap
+from edgesal.runtimes import heap
 
 
 def _rss_kb() -> int:

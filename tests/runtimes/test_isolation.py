@@ -1,7 +1,8 @@
 """The device runtime imports and runs with numpy, OpenCV and one backend only.
 
 A subprocess installs a ``sys.meta_path`` finder that refuses onnx (the builder), TensorFlow,
-PyTorch and edgesal itself, then runs a whole pipeline on a video file through the CLI. A second
+PyTorch and every part of edgesal but the runtime (``edgesal`` itself, an empty namespace, and
+``edgesal.runtimes``), then runs a whole pipeline on a video file through the CLI. A second
 run also blocks onnxruntime and runs a .tflite model on LiteRT alone.
 """
 
@@ -12,24 +13,30 @@ import sys
 
 import pytest
 
-from runtimes.records import RecordReader
+from edgesal.runtimes.records import RecordReader
 from tests.runtimes import synthetic_tflite
 from tests.runtimes.clihelp import ROOT
 
 BLOCKER = """
 import sys
 BLOCKED = set(sys.argv[1].split(","))
+DEVICE = ("edgesal", "edgesal.runtimes")
+
+def blocked(name):
+    if name in DEVICE or name.startswith("edgesal.runtimes."):
+        return False
+    return name.split(".")[0] in BLOCKED
 
 class Blocker:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
+        if blocked(name):
             raise ImportError(f"{name} is blocked on this simulated device")
         return None
 
 sys.meta_path.insert(0, Blocker())
-from runtimes.cli import main
+from edgesal.runtimes.cli import main
 code = main(sys.argv[2:])
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+loaded = sorted(m for m in sys.modules if blocked(m))
 assert not loaded, loaded
 print("heavy modules loaded:", loaded)
 sys.exit(code)
@@ -74,7 +81,7 @@ def test_blocker_really_blocks(models, video):
         [
             sys.executable,
             "-c",
-            BLOCKER.replace("from runtimes.cli import main", "import onnx"),
+            BLOCKER.replace("from edgesal.runtimes.cli import main", "import onnx"),
             "onnx",
         ],
         cwd=ROOT,

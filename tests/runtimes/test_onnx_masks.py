@@ -1,4 +1,5 @@
-"""runtimes.backends.onnx_masks: comparison masks -> HardSigmoids, bit-identical on float32 CPU."""
+"""edgesal.runtimes.backends.onnx_masks: comparison masks -> HardSigmoids, bit-identical on float32
+CPU."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgesal.export import ExportOptions, export_saliency
-from runtimes.backends import onnxrt
-from runtimes.backends.onnx_masks import nchwc_masks
+from edgesal.runtimes.backends import onnxrt
+from edgesal.runtimes.backends.onnx_masks import nchwc_masks
 from tests.models import nchw_cnn
 
 SHAPE = [1, 2, 4, 8]

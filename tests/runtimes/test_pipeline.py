@@ -9,15 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from runtimes.contract import Preprocess
-from runtimes.model import MethodChain
-from runtimes.overlay import OverlayStyle, draw, top_fraction_mask, top_region_outlines
-from runtimes.pipeline import Pipeline, PipelineConfig
-from runtimes.preprocess import Preprocessor, Region, model_region
-from runtimes.runner import Runner, TurnGate
-from runtimes.selfcheck import CheckConfig
-from runtimes.smoothing import MapSmoother
-from runtimes.sources import Source, open_source
+from edgesal.runtimes.contract import Preprocess
+from edgesal.runtimes.model import MethodChain
+from edgesal.runtimes.overlay import OverlayStyle, draw, top_fraction_mask, top_region_outlines
+from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
+from edgesal.runtimes.preprocess import Preprocessor, Region, model_region
+from edgesal.runtimes.runner import Runner, TurnGate
+from edgesal.runtimes.selfcheck import CheckConfig
+from edgesal.runtimes.smoothing import MapSmoother
+from edgesal.runtimes.sources import Source, open_source
 from tests.runtimes import synthetic
 
 

@@ -7,9 +7,9 @@ import onnx
 import pytest
 
 from edgesal.export import ExportOptions, export_saliency
-from runtimes.errors import ModelError
-from runtimes.model import MethodChain
-from runtimes.pipeline import Pipeline
+from edgesal.runtimes.errors import ModelError
+from edgesal.runtimes.model import MethodChain
+from edgesal.runtimes.pipeline import Pipeline
 from tests.runtimes import synthetic
 
 

@@ -14,8 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtimes.errors import RecordsError
-from runtimes.records import HEADER, MAGIC, SYNC, VERSION, RecordReader, RecordWriter, quantize
+from edgesal.runtimes.errors import RecordsError
+from edgesal.runtimes.records import (
+    HEADER,
+    MAGIC,
+    SYNC,
+    VERSION,
+    RecordReader,
+    RecordWriter,
+    quantize,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,7 +112,7 @@ def test_newer_major_version_is_refused(tmp_path):
 
 WRITER = """
 import sys, time, numpy as np
-from runtimes.records import RecordWriter
+from edgesal.runtimes.records import RecordWriter
 w = RecordWriter(sys.argv[1], {"model": "kill-test"})
 rng = np.random.default_rng(0)
 i = 0

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from runtimes.errors import OutputError
-from runtimes.server import FrameBoard, StatusServer, parse_address
+from edgesal.runtimes.errors import OutputError
+from edgesal.runtimes.server import FrameBoard, StatusServer, parse_address
 from tests.runtimes import synthetic
 from tests.runtimes.clihelp import start_server, stop
 

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from runtimes.errors import SourceError
-from runtimes.pipeline import Pipeline
-from runtimes.runner import Runner
-from runtimes.sources import Source, open_source
+from edgesal.runtimes.errors import SourceError
+from edgesal.runtimes.pipeline import Pipeline
+from edgesal.runtimes.runner import Runner
+from edgesal.runtimes.sources import Source, open_source
 from tests.runtimes import synthetic
 
 

@@ -1,6 +1,6 @@
 """TFLite lowerings by op family; importing this package registers them all."""
 
-from converters.tflite.ops import (  # noqa: F401  (registration side effects)
+from edgesal.converters.tflite.ops import (  # noqa: F401  (registration side effects)
     conv,
     elementwise,
     linear,
@@ -9,6 +9,6 @@ from converters.tflite.ops import (  # noqa: F401  (registration side effects)
     resize,
     shape,
 )
-from converters.tflite.ops.registry import LOWERINGS
+from edgesal.converters.tflite.ops.registry import LOWERINGS
 
 __all__ = ["LOWERINGS"]

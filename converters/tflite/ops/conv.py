@@ -11,10 +11,10 @@ import itertools
 
 import numpy as np
 
-from converters.tflite import layout
-from converters.tflite.context import Lowering
-from converters.tflite.ops.registry import attrs, inputs, lowers
-from converters.tflite.ops.spatial import (
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.context import Lowering
+from edgesal.converters.tflite.ops.registry import attrs, inputs, lowers
+from edgesal.converters.tflite.ops.spatial import (
     nhwc_input,
     onnx_pads,
     pad_nhwc,

@@ -11,11 +11,11 @@ import math
 
 import numpy as np
 
-from converters.tflite import layout
-from converters.tflite.context import Lowering
-from converters.tflite.layout import Perm
-from converters.tflite.ops.masks import float_mask
-from converters.tflite.ops.registry import attrs, inputs, lowers
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.context import Lowering
+from edgesal.converters.tflite.layout import Perm
+from edgesal.converters.tflite.ops.masks import float_mask
+from edgesal.converters.tflite.ops.registry import attrs, inputs, lowers
 
 BINARY = {
     "Add": "ADD",

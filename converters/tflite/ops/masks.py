@@ -23,9 +23,9 @@ import math
 
 import numpy as np
 
-from converters.tflite import layout
-from converters.tflite.context import Lowering
-from converters.tflite.ops.registry import attrs, inputs
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.context import Lowering
+from edgesal.converters.tflite.ops.registry import attrs, inputs
 
 
 def interval(ctx: Lowering, name: str) -> tuple[str, float, float] | None:

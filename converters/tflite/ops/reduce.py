@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.tflite import layout
-from converters.tflite.context import Lowering
-from converters.tflite.ops.registry import attrs, inputs, lowers
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.context import Lowering
+from edgesal.converters.tflite.ops.registry import attrs, inputs, lowers
 
 REDUCERS = {
     "ReduceSum": "SUM",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import onnx
 
-from converters.tflite.context import Lowering
+from edgesal.converters.tflite.context import Lowering
 from edgesal.graph.info import attrs  # noqa: F401  (the lowerings import it from here)
 
 LowerFn = Callable[[Lowering, onnx.NodeProto], None]

@@ -13,10 +13,10 @@ import math
 import numpy as np
 from onnx import numpy_helper
 
-from converters.tflite import layout
-from converters.tflite.context import Lowering
-from converters.tflite.ops.elementwise import broadcast_perm
-from converters.tflite.ops.registry import attrs, inputs, lowers
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.context import Lowering
+from edgesal.converters.tflite.ops.elementwise import broadcast_perm
+from edgesal.converters.tflite.ops.registry import attrs, inputs, lowers
 
 
 def logical(ctx: Lowering, name: str) -> int:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from converters.tflite import layout
-from converters.tflite.context import Lowering
+from edgesal.converters.tflite import layout
+from edgesal.converters.tflite.context import Lowering
 
 Pads = list[tuple[int, int]]  # (before, after) for H and W
 
