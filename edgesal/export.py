@@ -41,7 +41,7 @@ class ExportOptions:
     output_name: str = SALIENCY
     methods: list[str] | None = None  # several maps sharing one forward: saliency_<method>
     params: MethodOptions = field(default_factory=MethodOptions)
-    roi: tuple[int, int, int, int] | None = None  # fixed window x0,y0,x1,y1 (edgesal/roi.py)
+    roi: tuple[int, int, int, int] | None = None  # fixed window x0,y0,x1,y1 (edgesal/roi/)
     roi_size: tuple[int, int] | None = None  # W,H of a window placed at run time (input 'roi')
     roi_split: str | None = None  # split tensor of the ROI crop (default: by estimated cost)
     preprocess: dict[str, object] = field(default_factory=dict)  # Preprocess fields to set

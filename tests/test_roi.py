@@ -19,7 +19,7 @@ from edgesal.errors import InputError
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.graph.info import TensorInfo
 from edgesal.methods import MethodOptions
-from edgesal.receptive import Field, Prefix
+from edgesal.roi.receptive import Field, Prefix
 from tests.models import nchw_cnn, nhwc_tflite_style
 
 RAW = {"reduce": "none", "normalize": "none"}

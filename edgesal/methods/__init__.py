@@ -24,7 +24,7 @@ from edgesal.image_input import ImageInput
 from edgesal.options import MethodOptions
 
 if TYPE_CHECKING:
-    from edgesal.roi import RoiPlan
+    from edgesal.roi.plan import RoiPlan
 
 
 @dataclass
@@ -38,7 +38,7 @@ class MethodContext:
     seeds: dict[str, str]
     options: MethodOptions = field(default_factory=MethodOptions)
     metadata: dict = field(default_factory=dict)
-    roi: RoiPlan | None = None  # region of interest: gradients on a window (edgesal/roi.py)
+    roi: RoiPlan | None = None  # region of interest: gradients on a window (edgesal/roi/)
     _cache: dict = field(default_factory=dict)
 
     def shape(self, name: str) -> tuple[int, ...]:

@@ -1,7 +1,7 @@
 """Region-of-interest saliency: the map of a window R of the image, early layers run on a crop.
 
-For a tensor T of the local prefix (:mod:`edgesal.receptive`) that the score depends on the image
-only through,
+For a tensor T of the local prefix (:mod:`edgesal.roi.receptive`) that the score depends on the
+image only through,
 
     dS/dx[R] = sum_{p in F} dS/dT[p] * dT[p]/dx[R],   F = {p : RF_T(p) meets R},
 
@@ -37,7 +37,7 @@ from edgesal.graph.batched import forward_copy
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import ImageInput
-from edgesal.receptive import ELEMENT_COST, Link, Prefix
+from edgesal.roi.receptive import ELEMENT_COST, Link, Prefix
 
 ROI_INPUT = "roi"
 ROI_USED = "roi_used"
