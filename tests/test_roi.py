@@ -167,7 +167,9 @@ def test_nhwc_fixed_window(nhwc, split, box):
     x0, y0, x1, y1 = box
     got = run(exported, {"image": x})["saliency"]
     assert_window(got, window(full, "NHWC", x0, y0, x1 - x0, y1 - y0))
-    assert roi_info(exported)["split"] == (split or roi_info(exported)["split"])
+    chosen = roi_info(exported)["split"]
+    # The default split is chosen by estimated cost among the prefix tensors the cases name.
+    assert chosen == split if split else chosen in {"t0", "p0", "c1", "a1", "m1"}
 
 
 @pytest.mark.parametrize("split", ["c1", "m1"])

@@ -122,7 +122,8 @@ def test_gradient_methods_pass_and_the_sobel_control_is_flagged(checked):
     assert sobel["final_spearman"] == pytest.approx(1.0)
     assert "flagged as expected" in sobel["note"]
     cascade = section["cascading"]["methods"]["vanilla"]["mean_spearman"]
-    assert cascade[-1] < cascade[0] or cascade[0] < section["threshold"]
+    # Fully randomized, the maps no longer rank pixels like the trained model's.
+    assert cascade[-1] < section["threshold"], cascade
     for mode in ("cascading", "independent"):
         steps = section[mode]["steps"]
         assert len(steps) == 3 and section[mode]["methods"]["sobel"]["mean_ssim"] == [1.0] * 3

@@ -37,13 +37,9 @@ def check_heat_cycle(records_path) -> None:
 
 
 def test_raspberry_pi_simulation(models, video, tmp_path):
-    model = models["vanilla"]
-    try:
-        import ai_edge_litert  # noqa: F401
-
-        model = synthetic_tflite.build(tmp_path / "pi.sal.tflite", size=32)
-    except ImportError:
-        pass
+    # The Pi example's point is LiteRT: the dev extras install ai-edge-litert, so the run must be
+    # on the .tflite model (checked in the records header below), never silently on ONNX.
+    model = synthetic_tflite.build(tmp_path / "pi.sal.tflite", size=32)
     proc = example(
         "raspberry_pi/pi_saliency.py",
         str(model),
@@ -59,6 +55,8 @@ def test_raspberry_pi_simulation(models, video, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "stopped by: SIGINT" in proc.stderr
     check_heat_cycle(tmp_path / "pi.salrec")
+    ran = RecordReader(tmp_path / "pi.salrec").headers()[0]["models"][0]
+    assert ran["model"] == str(model) and ran["backend"].startswith("ai-edge-litert"), ran
 
 
 def test_jetson_simulation_falls_back_to_cpu(models, video, tmp_path):

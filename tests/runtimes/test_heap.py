@@ -29,10 +29,34 @@ def test_return_free_heap_releases_freed_small_blocks():
     del pin
 
 
-def test_helpers_are_no_ops_without_the_glibc_calls(monkeypatch):
-    monkeypatch.setattr(heap, "_libc", lambda: object())
+class RecordingLibc:
+    """A C library stand-in that records the calls, with only the functions it is given."""
+
+    def __init__(self, *names: str):
+        self.calls: list[tuple] = []
+        for name in names:
+            setattr(self, name, lambda *args, name=name: self.calls.append((name, *args)))
+
+
+def test_helpers_call_glibc_with_the_documented_arguments(monkeypatch):
+    libc = RecordingLibc("malloc_trim", "mallopt")
+    monkeypatch.setattr(heap, "_libc", lambda: libc)
     heap.return_free_heap()
     heap.limit_malloc_arenas(2)
+    heap.limit_malloc_arenas(0)  # at least one arena
+    assert libc.calls == [("malloc_trim", 0), ("mallopt", -8, 2), ("mallopt", -8, 1)]
+
+
+@pytest.mark.parametrize("names", [(), ("mallopt",), ("malloc_trim",)])
+def test_helpers_skip_what_the_c_library_lacks(monkeypatch, names):
+    libc = RecordingLibc(*names)
+    monkeypatch.setattr(heap, "_libc", lambda: libc)
+    heap.return_free_heap()
+    heap.limit_malloc_arenas(2)
+    expected = {"malloc_trim": ("malloc_trim", 0), "mallopt": ("mallopt", -8, 2)}
+    assert libc.calls == [expected[n] for n in ("malloc_trim", "mallopt") if n in names]
+
+
+def test_helpers_are_no_ops_without_a_c_library(monkeypatch):
     monkeypatch.setattr(heap, "_libc", lambda: None)
-    heap.return_free_heap()
-    heap.limit_malloc_arenas(2)
+    assert heap.return_free_heap() is None and heap.limit_malloc_arenas(2) is None
