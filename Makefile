@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test lint format bench clean venv dev-venv chromium
+.PHONY: demo test lint format bench clean venv dev-venv chromium fuzz locks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,17 @@ format: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_saliency.py
+
+# Every fuzz harness of tests/fuzz for FUZZ_SECONDS each (CI runs them for a few seconds in pytest).
+FUZZ_SECONDS ?= 300
+fuzz: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS)
+
+# Hash-pinned device installs (all platforms, Python >= 3.10): pip install --require-hashes -r FILE
+locks: $(VENV)/.installed-dev
+	for p in device device-litert; do $(BIN)/uv pip compile pyproject.toml --extra $$p \
+	  --generate-hashes --universal --python-version 3.10 --index-url https://pypi.org/simple \
+	  --custom-compile-command "make locks" -o requirements/$$p.lock -q; done
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
