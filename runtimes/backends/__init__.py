@@ -2,46 +2,18 @@
 
 ``.onnx`` -> onnxruntime (:mod:`edgesal.runtimes.backends.onnxrt`); ``.tflite`` -> LiteRT
 (``ai-edge-litert``, else ``tflite-runtime``; :mod:`edgesal.runtimes.backends.litert`). Only the
-module of
-the chosen backend is imported, so a device installs exactly one of them.
+module of the chosen backend is imported, so a device installs exactly one of them. What every
+backend shares (:class:`BackendOptions`, the :class:`Backend` protocol) lives in
+:mod:`edgesal.runtimes.backends.base`, which the backend modules import.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
-
+from edgesal.runtimes.backends.base import Backend, BackendOptions
 from edgesal.runtimes.errors import BackendError, ModelError
 from edgesal.runtimes.heap import return_free_heap
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    """``threads``: intra-op threads; ``device``: ``auto``, ``cpu``, ``cuda`` or ``tensorrt``
-    (onnxruntime only); ``trt_cache``: folder for TensorRT engines (built once, then reused)."""
-
-    threads: int = 2
-    device: str = "auto"
-    trt_cache: str | None = None
-
-
-class Backend(Protocol):
-    """A loaded model: named inputs and outputs, ``edgesal.*`` metadata, one ``run`` call."""
-
-    name: str
-    path: str
-    inputs: dict[str, tuple[tuple, str]]  # name -> (shape, numpy dtype name)
-    outputs: list[str]
-    metadata: dict[str, str]
-
-    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
-
-    def subset(self, outputs: list[str]) -> Backend:
-        """A backend computing only ``outputs`` (a pruned graph when the format allows)."""
-        ...
 
 
 def load_backend(path: str | Path, options: BackendOptions | None = None) -> Backend:
@@ -67,3 +39,6 @@ def load_backend(path: str | Path, options: BackendOptions | None = None) -> Bac
         raise ModelError(f"{path}: unknown model format '{suffix}' (expected .onnx or .tflite)")
     return_free_heap()
     return backend
+
+
+__all__ = ["Backend", "BackendOptions", "load_backend"]

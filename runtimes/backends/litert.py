@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesal.runtimes.backends import BackendOptions
+from edgesal.runtimes.backends.base import BackendOptions
 from edgesal.runtimes.backends.tflite_meta import read_metadata
 from edgesal.runtimes.errors import BackendError, ModelError
 

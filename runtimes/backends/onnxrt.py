@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgesal.runtimes.backends import BackendOptions
+from edgesal.runtimes.backends.base import BackendOptions
 from edgesal.runtimes.backends.onnx_masks import nchwc_masks
 from edgesal.runtimes.backends.onnx_prune import prune
 from edgesal.runtimes.errors import BackendError, ModelError
