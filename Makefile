@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test lint format bench clean venv dev-venv chromium fuzz locks
+.PHONY: demo test test-fast typecheck lint format bench clean venv dev-venv chromium fuzz locks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ test: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# The inner loop: no package installs beyond the dev venv, no browser, no Ray, no slow tests.
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not network and not ray"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
