@@ -7,6 +7,7 @@ any ONNX runtime, convertible to TFLite builtins and quantizable like any other 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any, Literal, overload
 
 import numpy as np
 import onnx
@@ -39,7 +40,13 @@ class Builder:
         self._taken.add(name)
         return name
 
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs) -> str | list[str]:
+    @overload
+    def op(self, op_type: str, *inputs: str, outputs: Literal[1] = 1, **attrs: Any) -> str: ...
+
+    @overload
+    def op(self, op_type: str, *inputs: str, outputs: int, **attrs: Any) -> list[str]: ...
+
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs: Any) -> str | list[str]:
         """Append one ``op_type`` node; attributes whose value is None are left out."""
         outs = [self.unique(f"{op_type}_out") for _ in range(outputs)]
         attrs = {k: v for k, v in attrs.items() if v is not None}
@@ -47,7 +54,8 @@ class Builder:
         self.graph.node.append(node)
         return outs[0] if outputs == 1 else outs
 
-    def __getattr__(self, op_type: str) -> Callable[..., str | list[str]]:
+    def __getattr__(self, op_type: str) -> Callable[..., Any]:
+        # Any: the name (``outputs=1``) or the list of names; rules use the form they asked for.
         if not op_type[:1].isupper():
             raise AttributeError(op_type)
         return lambda *inputs, **attrs: self.op(op_type, *inputs, **attrs)
