@@ -49,14 +49,8 @@ def session(model: onnx.ModelProto, threads: int, spinning: bool = True) -> ort.
 def cpu_ms(model: onnx.ModelProto, feed: dict, runs: int) -> float:
     """Median process CPU milliseconds per run, one thread, spinning off."""
     sess = session(model, 1, spinning=False)
-    for _ in range(3):
-        sess.run(None, feed)
-    samples = []
-    for _ in range(runs):
-        start = time.process_time()
-        sess.run(None, feed)
-        samples.append((time.process_time() - start) * 1e3)
-    return float(np.median(samples))
+    run = {"cpu": lambda: sess.run(None, feed)}
+    return interleaved_medians(run, runs, warmup=3, clock=time.process_time, settle=0.0)["cpu"]
 
 
 def naive_spearman(model: onnx.ModelProto, split, pre, image: str) -> float:

@@ -22,7 +22,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +59,6 @@ def make_video(path: Path, frames: int, size=(640, 480), fps: float = 30.0) -> P
 
 def measure(model: str, video: str, threads: int, workers: int, budget: int) -> dict:
     """Runs in a fresh process: the runtime only."""
-    import numpy as np
 
     from edgesal.runtimes.backends import BackendOptions
     from edgesal.runtimes.governor import peak_rss_bytes
@@ -85,17 +83,16 @@ def measure(model: str, video: str, threads: int, workers: int, budget: int) -> 
     first = next(iter(open_source(video))).image
     tensor, _, _ = variant.preprocessor(first)
 
-    def median_ms(want_map: bool, runs: int) -> float:
-        for _ in range(5):
-            variant.run(tensor, None, want_map)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            variant.run(tensor, None, want_map)
-            times.append(time.perf_counter() - start)
-        return 1000.0 * float(np.median(times))
+    # The one timing scheme of `edgesal bench`: interleaved blocks, settled, medians. Imported
+    # only now: edgesal.bench loads onnx, which must not count in the stream's peak RSS above.
+    from edgesal.bench import interleaved_medians
 
-    saliency_ms = median_ms(True, 50)
+    calls = {"saliency": lambda: variant.run(tensor, None, True)}
+    if not variant.backend.name.endswith("XNNPACK"):
+        # a flatbuffer always runs whole (no pruned forward pass): no forward time to show
+        calls["forward"] = lambda: variant.run(tensor, None, False)
+    medians = interleaved_medians(calls, 50)
+    saliency_ms = medians["saliency"]
     frame_ms = 1000.0 * summary.seconds / summary.frames
     return {
         "model": Path(model).name,
@@ -108,8 +105,7 @@ def measure(model: str, video: str, threads: int, workers: int, budget: int) -> 
         "fps": summary.frames / summary.seconds,
         "frame_ms": frame_ms,
         "saliency_ms": saliency_ms,
-        # a flatbuffer always runs whole (no pruned forward pass): no forward time to show
-        "forward_ms": None if variant.backend.name.endswith("XNNPACK") else median_ms(False, 30),
+        "forward_ms": medians.get("forward"),
         "ratio": frame_ms / saliency_ms,
         "latency_p50_ms": summary.latency_ms_p50,
         "latency_p95_ms": summary.latency_ms_p95,
