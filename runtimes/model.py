@@ -9,6 +9,7 @@ the device runs hot (e.g. ``integrated -> vanilla -> gradcam``). Variants come f
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from edgesal.runtimes.backends import Backend, BackendOptions, load_backend
-from edgesal.runtimes.contract import Contract, build_contract
+from edgesal.runtimes.contract import Contract, Preprocess, Preprocessor, build_contract
 from edgesal.runtimes.errors import ModelError
-from edgesal.runtimes.preprocess import Preprocessor
 
 log = logging.getLogger("edgesal.runtimes.model")
 MODEL_SUFFIXES = (".onnx", ".tflite")
+MAX_INPUT_BYTES = 256 << 20  # one input tensor; 2048 x 2048 x 3 float32 is 48 MiB
 
 
 @dataclass
@@ -50,6 +51,29 @@ def probabilities(scores: np.ndarray) -> np.ndarray:
         return scores
     shifted = np.exp(scores - scores.max())
     return shifted / shifted.sum()
+
+
+def check_input_budget(
+    path: str, name: str, shape: tuple, pre: Preprocess, limit: int = MAX_INPUT_BYTES
+) -> None:
+    """bytes = prod(dims) * itemsize of the tensor one frame becomes (spatial dims from
+    ``pre.size``, other dynamic dims 1, dynamic channels 3), refused above ``limit`` before any
+    frame is resized into it: a model declaring a 100000 x 100000 input would need 120 GB."""
+    size = tuple(pre.size)
+    if len(size) != 2 or not all(isinstance(d, int) and d > 0 for d in size):
+        raise ModelError(f"{path}: input size {list(size)} is not two positive integers (H, W)")
+    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+    if len(dims) == 4:
+        (h, w), c = ((2, 3), 1) if pre.layout == "NCHW" else ((1, 2), 3)
+        dims[h], dims[w] = size
+        dims[c] = dims[c] if isinstance(shape[c], int) and shape[c] > 0 else 3
+    needed = math.prod(dims) * (1 if pre.in_graph or pre.dtype == "uint8" else 4)
+    if needed > limit:
+        raise ModelError(
+            f"{path}: input '{name}' {dims} needs {needed / 2**30:.1f} GiB per frame, more than "
+            f"the {limit >> 20} MiB input budget; export the model at a smaller input size "
+            "(or pass a smaller --input-size to a model with a dynamic input)"
+        )
 
 
 def _as_map(value: np.ndarray, name: str, path: str) -> np.ndarray:
@@ -112,6 +136,7 @@ class Variant:
         """The preprocessing grid must match the model's static input shape."""
         shape, _ = self.backend.inputs[self.contract.input]
         pre = self.contract.preprocess
+        check_input_budget(self.path, self.contract.input, shape, pre)
         spatial = shape[2:4] if pre.layout == "NCHW" else shape[1:3]
         static = [d for d in spatial if d > 0]
         if len(static) == 2 and tuple(static) != tuple(pre.size):

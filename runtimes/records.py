@@ -14,12 +14,20 @@ header (model, methods, labels), 2 frame (prediction, governor state, self-check
 
 Each record is written by one ``write`` call on an unbuffered file, so a killed writer leaves only
 the last record torn; readers stop at the first record that is short or fails its CRC, and a writer
-reopening the file cuts such a tail before appending.
+reopening the file cuts such a tail before appending. A write that fails (disk full, file-size
+limit) is cut back the same way and raises :class:`OutputError`, so the file stays readable.
+
+Sizes read from a file are bounded before anything is allocated: a record longer than the bytes
+left in the file is a torn tail, meta over ``MAX_META_BYTES`` or data over ``MAX_DATA_BYTES`` is
+refused, and a map is decompressed only up to the size its ``shape`` declares (at most
+``MAX_MAP_BYTES``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import struct
 import zlib
@@ -38,6 +46,9 @@ HEADER = struct.Struct("<4sBBHIII")
 KIND_HEADER, KIND_FRAME, KIND_EVENT = 1, 2, 3
 KINDS = {KIND_HEADER: "header", KIND_FRAME: "frame", KIND_EVENT: "event"}
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
+MAX_META_BYTES = 16 << 20
+MAX_DATA_BYTES = 256 << 20
+MAX_MAP_BYTES = 256 << 20  # decoded; a 4096 x 4096 uint16 map is 32 MiB
 
 
 @dataclass
@@ -104,13 +115,38 @@ def map_payload(saliency: np.ndarray, bits: int = 8) -> tuple[dict, bytes]:
 
 
 def decode_map(meta: dict, data: bytes) -> np.ndarray:
-    info = meta["map"]
-    if info["dtype"] not in DTYPES:
-        raise RecordsError(f"unknown map dtype {info['dtype']!r}")
-    raw = zlib.decompress(data) if info.get("encoding") == "zlib" else data
+    """The float32 map of a frame record; a malformed ``map`` entry or payload raises
+    :class:`RecordsError`, and the payload is never inflated past the declared shape."""
+    info = meta.get("map")
+    if not isinstance(info, dict) or info.get("dtype") not in DTYPES:
+        raise RecordsError(f"frame {meta.get('frame')!r:.20}: malformed map entry {info!r:.80}")
+    shape, scale, offset = info.get("shape"), info.get("scale"), info.get("offset")
+    if not (
+        isinstance(shape, list)
+        and 1 <= len(shape) <= 4
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in (scale, offset))
+    ):
+        raise RecordsError(f"frame {meta.get('frame')!r:.20}: malformed map entry {info!r:.80}")
     dtype = np.dtype(DTYPES[info["dtype"]]).newbyteorder("<")
-    q = np.frombuffer(raw, dtype).reshape(info["shape"])
-    return dequantize(q, info["scale"], info["offset"])
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_MAP_BYTES:
+        raise RecordsError(
+            f"frame {meta.get('frame')!r:.20}: map {shape} would take {nbytes} bytes, more than "
+            f"the {MAX_MAP_BYTES >> 20} MiB a records reader accepts"
+        )
+    raw = _inflate(data, nbytes) if info.get("encoding") == "zlib" else data
+    if len(raw) != nbytes:
+        raise RecordsError(f"frame {meta.get('frame')!r:.20}: map payload does not fit {shape}")
+    return dequantize(np.frombuffer(raw, dtype).reshape(shape), scale, offset)
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """zlib-decompress at most ``limit + 1`` bytes (a bomb stops there)."""
+    try:
+        return zlib.decompressobj().decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise RecordsError(f"corrupt map payload: {exc}") from None
 
 
 def iter_records(path: str | Path, stats: dict | None = None) -> Iterator[Record]:
@@ -145,6 +181,13 @@ def _read_record(handle, pos: int, path: Path) -> Record | None:
     sync, kind, version, _flags, meta_len, data_len, crc = HEADER.unpack(head)
     if sync != SYNC:
         return None
+    if meta_len > MAX_META_BYTES or data_len > MAX_DATA_BYTES:
+        raise RecordsError(
+            f"{path}: record at byte {pos} declares {meta_len} + {data_len} bytes, more than "
+            "a records writer ever writes; the file is damaged or not from edgesal"
+        )
+    if pos + HEADER.size + meta_len + data_len > os.fstat(handle.fileno()).st_size:
+        return None  # a torn tail (or a record still being written): nothing allocated for it
     body = handle.read(meta_len)
     data = handle.read(data_len)
     if len(body) < meta_len or len(data) < data_len:
@@ -157,7 +200,17 @@ def _read_record(handle, pos: int, path: Path) -> Record | None:
             f"this reader knows up to {VERSION}"
         )
     size = HEADER.size + meta_len + data_len
-    return Record(KINDS.get(kind, f"kind{kind}"), json.loads(body), data, pos, size)
+    return Record(KINDS.get(kind, f"kind{kind}"), _meta(body, pos, path), data, pos, size)
+
+
+def _meta(body: bytes, pos: int, path: Path) -> dict:
+    try:
+        meta = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, or nested too deep
+        raise RecordsError(f"{path}: record at byte {pos} has unreadable meta: {exc}") from None
+    if not isinstance(meta, dict):
+        raise RecordsError(f"{path}: record at byte {pos} has meta that is not a JSON object")
+    return meta
 
 
 def valid_end(path: str | Path) -> tuple[int, int]:
@@ -234,12 +287,28 @@ class RecordWriter:
 
     def _write(self, kind: int, meta: dict, data: bytes = b"") -> None:
         blob = encode_record(kind, meta, data)
-        written = os.write(self._fd, blob)
-        while written < len(blob):
-            written += os.write(self._fd, blob[written:])
+        start = os.lseek(self._fd, 0, os.SEEK_CUR)
+        try:
+            written = os.write(self._fd, blob)
+            while written < len(blob):
+                written += os.write(self._fd, blob[written:])
+            if self.fsync_every and (self.count + 1) % self.fsync_every == 0:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._cut(start)
+            raise OutputError(
+                f"--records {self.path}: {_why(exc)} after {self.count} records; the file "
+                f"keeps every complete record ({start} bytes) and the run stops here"
+            ) from exc
         self.count += 1
-        if self.fsync_every and self.count % self.fsync_every == 0:
-            os.fsync(self._fd)
+
+    def _cut(self, end: int) -> None:
+        """Drop the torn record a failed write left, so the file ends on a complete record."""
+        try:
+            os.ftruncate(self._fd, end)
+            os.lseek(self._fd, end, os.SEEK_SET)
+        except OSError:
+            pass  # readers stop at the torn record anyway; the next writer cuts it
 
     def frame(self, meta: dict, saliency: np.ndarray | None = None) -> None:
         """One frame: ``meta`` (JSON-able) plus the quantized map when there is one."""
@@ -254,6 +323,16 @@ class RecordWriter:
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "disk full (ENOSPC)"
+    if exc.errno == errno.EFBIG:
+        return "file size limit reached (EFBIG)"
+    return f"write failed ({exc.strerror or exc})"
