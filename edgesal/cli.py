@@ -102,8 +102,24 @@ def _add_export(sub) -> None:
     )
     p.add_argument("--reduce", default="absmax", choices=REDUCTIONS, help="channel reduction")
     p.add_argument("--normalize", default="max", choices=NORMALIZATIONS, help="per-image scaling")
-    p.add_argument("--input", help="name of the image input (default: the first rank-4 input)")
+    p.add_argument(
+        "--input",
+        help="name of the input to explain (default: the first rank-4 input, else the first "
+        "float input); other inputs (caches, masks) stay inputs of the model",
+    )
     p.add_argument("--layout", choices=["NCHW", "NHWC"], help="image layout (default: guessed)")
+    p.add_argument(
+        "--modality",
+        choices=["image", "audio", "series", "tabular"],
+        help="what the input holds (default: rank 4 image, rank 2 tabular, else series)",
+    )
+    p.add_argument("--axes", help="axis names of a non-image input, e.g. N,T,F (default: guessed)")
+    p.add_argument(
+        "--channel-axis",
+        type=int,
+        help="axis of a non-image input that --reduce folds (default: none, the map keeps the "
+        "input's shape)",
+    )
     p.add_argument("--batch", type=_positive_int, help="fix a symbolic batch dim (default 1)")
     p.add_argument("--input-shape", type=_shape, help="fix symbolic input dims, e.g. 1,3,224,224")
     _add_method_params(p)
@@ -260,6 +276,9 @@ def _export_one(args, method: str, params, output) -> None:
         normalize=args.normalize,
         input=args.input,
         layout=args.layout,
+        modality=args.modality,
+        axes=args.axes,
+        channel_axis=args.channel_axis,
         batch=args.batch,
         input_shape=args.input_shape,
         roi=args.roi,
@@ -458,7 +477,8 @@ def _add_ops(sub) -> None:
 
 
 def _run_ops(args) -> int:
-    from edgesal.autodiff.registry import RULES, supported_ops, supported_ops_markdown
+    from edgesal.autodiff.registry import RULES
+    from edgesal.autodiff.rules import supported_ops, supported_ops_markdown
 
     if args.markdown:
         print(supported_ops_markdown(), end="")

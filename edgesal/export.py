@@ -16,7 +16,13 @@ from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
 from edgesal.graph.info import TensorInfo
 from edgesal.graph.onehot import gather_one_hot_products
-from edgesal.image_input import ImageInput, find_image_input, graph_inputs
+from edgesal.image_input import (
+    ExplainedInput,
+    InputSpec,
+    choose_input,
+    find_input,
+    graph_inputs,
+)
 from edgesal.methods import METHODS, MethodContext, MethodOptions
 from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
@@ -36,6 +42,9 @@ class ExportOptions:
     normalize: str = "max"
     input: str | None = None
     layout: str | None = None
+    modality: str | None = None  # image | audio | series | tabular (default: guessed from rank)
+    axes: str | None = None  # axis names of the input, e.g. "N,T,F" (default: guessed)
+    channel_axis: int | None = None  # axis the map reduces over (non-image inputs)
     batch: int | None = None
     input_shape: tuple[int, ...] | None = None
     output_name: str = SALIENCY
@@ -46,6 +55,9 @@ class ExportOptions:
     roi_split: str | None = None  # split tensor of the ROI crop (default: by estimated cost)
     preprocess: dict[str, object] = field(default_factory=dict)  # Preprocess fields to set
     labels: list[str] | None = None  # class names, one per score
+
+    def input_spec(self) -> InputSpec:
+        return InputSpec(self.input, self.layout, self.modality, self.axes, self.channel_axis)
 
     def method_names(self) -> list[str]:
         return list(self.methods) if self.methods else [self.method]
@@ -79,7 +91,9 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     fold_constants(model)
     info = TensorInfo(model)
     _complete_output_shapes(model, info)
-    image = find_image_input(model, info, options.input, options.layout)
+    image = find_input(model, info, options.input_spec())
+    if not image.is_image:
+        _refuse_image_only(options, image)
     outputs = _output_names(options)
     taken = {o.name for o in model.graph.output} & set(outputs.values())
     if taken:
@@ -111,6 +125,8 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     }
     seeds = [s for s in ctx.seeds.values() if s in live] + lookups
     _write_metadata(model, options, target, image, outputs, seeds, ctx.roi)
+    if ctx.batching:  # multi-sample methods: one batch, rebatched, chunked or sequential
+        metadata.write(model, {"batching": ctx.batching})
     check(model, "exported saliency model")
     onnx.shape_inference.infer_shapes(model, strict_mode=True)
     return model
@@ -144,10 +160,44 @@ def _roi_plan(model, info, image, seeds, options: ExportOptions) -> roi.RoiPlan:
     return plan
 
 
-def _postprocess(b: Builder, attribution: str, shape, image: ImageInput, options, dtype, window):
+def _refuse_image_only(options: ExportOptions, explained: ExplainedInput) -> None:
+    """Options that only mean something on an image grid, refused by flag for other inputs."""
+    what = f"input '{explained.name}' is {explained.modality} ({explained.axes})"
+    cams = [m for m in options.method_names() if m.startswith("gradcam")]
+    if cams:
+        raise InputError(f"--method {cams[0]}: Grad-CAM needs an image input; {what}")
+    used = [
+        flag
+        for flag, value in (
+            ("--roi", options.roi),
+            ("--roi-size", options.roi_size),
+            ("preprocess flags", options.preprocess or None),
+        )
+        if value is not None
+    ]
+    if used:
+        raise InputError(f"{used[0]}: only for image inputs; {what}")
+    baseline = options.params.baseline
+    if baseline != "zeros" and not _is_number(baseline):
+        raise InputError(f"--baseline {baseline}: only zeros or a number for {what}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _postprocess(
+    b: Builder, attribution: str, shape, image: ExplainedInput, options, dtype, window
+):
     if window is not None:  # the region of interest: the map covers the window only
         attribution, shape = window.region(b, attribution, shape)
-    reduced, shape, signed = reduce_channels(b, attribution, shape, image.layout, options.reduce)
+    reduced, shape, signed = reduce_channels(
+        b, attribution, shape, image.channel_axis, options.reduce
+    )
     return normalize(b, reduced, shape, options.normalize, signed, dtype), shape
 
 
@@ -157,38 +207,58 @@ def fix_input_shape(
     batch: int | None,
     input_shape: tuple[int, ...] | None,
 ) -> None:
-    """Replace symbolic dims of the image input: batch by ``batch`` (default 1), others by
+    """Replace symbolic dims of the explained input: batch by ``batch`` (default 1), others by
     ``input_shape``; a symbolic non-batch dim without ``input_shape`` is an error naming the flag.
+    Other inputs (caches, masks) get the same batch for a symbolic leading dim.
     """
-    inputs = graph_inputs(model)
-    rank4 = [i for i in inputs if len(i.type.tensor_type.shape.dim) == 4]
-    chosen = next((i for i in inputs if i.name == name), None) if name else (rank4 or [None])[0]
+    chosen = choose_input(model, name)
     if chosen is None:
         return
     dims = chosen.type.tensor_type.shape.dim
+    static = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if input_shape is not None:
-        if len(input_shape) != len(dims):
-            raise InputError(
-                f"--input-shape {','.join(map(str, input_shape))}: input '{chosen.name}' has rank "
-                f"{len(dims)}"
-            )
-        wanted = list(input_shape)
+        wanted = _given_shape(chosen.name, static, input_shape)
     else:
-        wanted = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        wanted = list(static)
         if wanted[0] is None or batch is not None:
             wanted[0] = batch or 1
         unknown = [i for i, d in enumerate(wanted) if d is None]
         if unknown:
+            example = "N,C,H,W (or N,H,W,C)" if len(dims) == 4 else f"with {len(dims)} sizes"
             raise InputError(
                 f"input '{chosen.name}' has symbolic dims at axes {unknown}; fix them with "
-                "--input-shape N,C,H,W (or N,H,W,C)"
+                f"--input-shape {example}"
             )
     if any(d <= 0 for d in wanted):
         raise InputError(f"input shape {wanted} must be positive")
-    for dim, value in zip(dims, wanted, strict=True):
+    _set_dims(dims, wanted)
+    for other in graph_inputs(model):
+        other_dims = other.type.tensor_type.shape.dim
+        if other.name != chosen.name and other_dims and not other_dims[0].HasField("dim_value"):
+            other_dims[0].Clear()
+            other_dims[0].dim_value = wanted[0]
+    del model.graph.value_info[:]
+
+
+def _given_shape(name: str, static: list[int | None], given: tuple[int, ...]) -> list[int]:
+    """``--input-shape`` checked against the input's rank and its static dims."""
+    text = ",".join(map(str, given))
+    if len(given) != len(static):
+        raise InputError(f"--input-shape {text}: input '{name}' has rank {len(static)}")
+    clash = [i for i, (d, g) in enumerate(zip(static, given, strict=True)) if d and i and d != g]
+    if clash:
+        shown = "[" + ", ".join(str(d) if d else "?" for d in static) + "]"
+        raise InputError(
+            f"--input-shape {text}: input '{name}' has shape {shown}; axes {clash} are fixed "
+            "by the model"
+        )
+    return list(given)
+
+
+def _set_dims(dims, values: list[int]) -> None:
+    for dim, value in zip(dims, values, strict=True):
         dim.Clear()
         dim.dim_value = value
-    del model.graph.value_info[:]
 
 
 def _complete_output_shapes(model: onnx.ModelProto, info: TensorInfo) -> None:
@@ -210,7 +280,7 @@ def _write_metadata(
     model: onnx.ModelProto,
     options: ExportOptions,
     target: Target,
-    image: ImageInput,
+    image: ExplainedInput,
     saliency_outputs: dict[str, str],
     seeds: list[str],
     window: roi.RoiPlan | None = None,
@@ -242,7 +312,10 @@ def _write_metadata(
             "params": asdict(options.params),
             "target": str(target),
             "input": image.name,
-            "layout": image.layout,
+            **({"layout": image.layout} if image.is_image else {}),
+            "modality": image.modality,
+            "axes": image.axes,
+            "map_axes": image.map_axes if options.reduce != "none" else image.axes,
             "outputs": outputs,
             "postprocess": {"reduce": options.reduce, "normalize": options.normalize},
             "seeds": seeds,

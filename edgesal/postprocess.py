@@ -1,8 +1,10 @@
 """Turn a raw, input-shaped attribution into the ``saliency`` map, inside the graph.
 
-Channel reduction (``absmax`` | ``abssum`` | ``l2`` | ``none``) gives [N, H, W] on the input
-grid whatever the layout; ``none`` keeps the raw input-shaped tensor. Normalization (``max`` |
-``percentile`` | ``none``) scales each image's map to [0, 1] (signed maps: to [-1, 1]).
+Channel reduction (``absmax`` | ``abssum`` | ``l2`` | ``none``) over the input's channel axis
+gives [N, H, W] on an image's grid whatever the layout; an input without a channel axis (audio
+[N,T,F], tabular [N,F] unless ``--channel-axis`` names one) keeps its shape and takes |x|; ``none``
+keeps the raw input-shaped tensor. Normalization (``max`` | ``percentile`` | ``none``) scales each
+sample's map to [0, 1] (signed maps: to [-1, 1]), whatever its rank.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ PERCENTILE = 99.0
 _EPS = 1e-12
 
 
-def reduce_channels(b: Builder, attribution: str, shape: tuple[int, ...], layout: str, how: str):
-    """[N,C,H,W] or [N,H,W,C] -> [N,H,W] by ``how``; returns (name, shape, signed)."""
+def reduce_channels(
+    b: Builder, attribution: str, shape: tuple[int, ...], axis: int | None, how: str
+) -> tuple[str, tuple[int, ...], bool]:
+    """Drop channel ``axis`` by ``how`` ([N,C,H,W] -> [N,H,W]); with no channel axis the map is
+    |attribution| in the input's shape. Returns (name, shape, signed)."""
     if how not in REDUCTIONS:
         raise InputError(f"--reduce {how!r}: choose one of {', '.join(REDUCTIONS)}")
     if how == "none":
         return attribution, shape, True
-    axis = 1 if layout == "NCHW" else 3
+    if axis is None:
+        return b.Abs(attribution), shape, False
     spatial = tuple(d for i, d in enumerate(shape) if i != axis)
     if shape[axis] == 1:  # one channel (Grad-CAM maps, grey inputs): every reduction is |x|
         return b.Reshape(b.Abs(attribution), b.ints(spatial)), spatial, False
@@ -39,7 +45,7 @@ def reduce_channels(b: Builder, attribution: str, shape: tuple[int, ...], layout
 def normalize(
     b: Builder, saliency: str, shape: tuple[int, ...], how: str, signed: bool, dtype=np.float32
 ) -> str:
-    """Scale each image's map by its maximum (or 99th percentile, clipped) of |map|."""
+    """Scale each sample's map by its maximum (or 99th percentile, clipped) of |map|."""
     if how not in NORMALIZATIONS:
         raise InputError(f"--normalize {how!r}: choose one of {', '.join(NORMALIZATIONS)}")
     if how == "none":
