@@ -11,7 +11,7 @@ from collections import defaultdict
 import onnx
 
 import edgesal.autodiff.rules  # noqa: F401  (fills the registry)
-from edgesal.autodiff.registry import RULES, GradContext
+from edgesal.autodiff.registry import RULES, GradContext, unbroadcast
 from edgesal.errors import InputError, UnsupportedOpError
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
@@ -27,10 +27,13 @@ def input_gradient(
     wrt: str,
     mode: str = "vanilla",
     options: dict | None = None,
+    record: dict[str, str | None] | None = None,
 ) -> str:
     """d(sum_t <seed_t, t>)/d(wrt): appends the backward nodes through ``b``, returns its name.
 
-    ``seeds`` maps a forward tensor to the tensor holding the cotangent fed into it.
+    ``seeds`` maps a forward tensor to the tensor holding the cotangent fed into it. ``record``
+    names intermediate tensors whose gradient the same pass should also hand back (filled in
+    place; None where the target does not depend on one), e.g. attention probabilities.
     """
     active = active_tensors(graph, set(seeds), wrt, b.opset)
     nodes = _path_nodes(graph, active)
@@ -42,6 +45,8 @@ def input_gradient(
         grads[tensor].append(seed)
     for node in reversed(nodes):
         dy = [_summed(b, grads.pop(out, [])) for out in node.output]
+        if record is not None:
+            record.update((o, g) for o, g in zip(node.output, dy, strict=True) if o in record)
         if all(g is None for g in dy):
             continue
         needs = [
@@ -65,20 +70,6 @@ def input_gradient(
     if result is None:
         raise InputError(f"the target does not depend on '{wrt}' through differentiable operators")
     return result
-
-
-def unbroadcast(b: Builder, info: TensorInfo, grad: str, grad_shape: tuple, target: str) -> str:
-    """Sum ``grad`` (shaped like a broadcast result) down to the shape of ``target``."""
-    shape = info.shape(target)
-    if tuple(grad_shape) == tuple(shape):
-        return grad
-    lead = len(grad_shape) - len(shape)
-    padded = (1,) * lead + tuple(shape)
-    axes = [i for i, (g, s) in enumerate(zip(grad_shape, padded, strict=True)) if s == 1 and g != 1]
-    axes = sorted(set(axes) | set(range(lead)))
-    if axes:
-        grad = b.ReduceSum(grad, b.ints(axes), keepdims=1)
-    return b.Reshape(grad, b.ints(shape))
 
 
 def _node_label(node: onnx.NodeProto) -> str:

@@ -60,6 +60,8 @@ def baseline(ctx: MethodContext, x: str) -> str:
     shape = ctx.shape(x)
     dtype = ctx.dtype(x)
     item = (1, *shape[1:])
+    if ctx.image.modality == "tokens":  # ids decide per position (edgesal/tokens/baseline.py)
+        return ctx.image.reference(ctx.b, spec, ctx.info)
     if spec == "zeros":
         return ctx.b.const(np.zeros(item, dtype), hint="baseline")
     if spec == "blur":
