@@ -1,0 +1,168 @@
+"""The numpy front end against independent float64 references: a direct DFT (explicit sums of
+cosines and sines), mel triangles evaluated filter by filter from their published definitions,
+scipy's FFT resampler, and FunASR's LFR / Kaldi CMVN conventions written out by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgesal.runtimes.audio import (
+    FeatureExtractor,
+    FrontEnd,
+    hz_to_mel,
+    lfr,
+    mel_filters,
+    mel_to_hz,
+    resample,
+    window_function,
+)
+from edgesal.runtimes.errors import ModelError
+
+RNG = np.random.default_rng(7)
+
+
+def direct_power(samples, front: FrontEnd) -> np.ndarray:
+    """|sum_n w[n] x[t hop + n] e^{-2 pi i k n / n_fft}|^power, one frame and bin at a time."""
+    x = np.asarray(samples, np.float64)
+    if front.center:
+        x = np.pad(x, front.n_fft // 2, mode="reflect")
+    n = np.arange(front.win_length)
+    w = window_function(front.window, front.win_length)
+    count = 1 + (x.size - front.win_length) // front.hop_length
+    out = np.empty((count, front.n_fft // 2 + 1))
+    for t in range(count):
+        frame = w * x[t * front.hop_length : t * front.hop_length + front.win_length]
+        for k in range(front.n_fft // 2 + 1):
+            re = np.sum(frame * np.cos(2 * np.pi * k * n / front.n_fft))
+            im = -np.sum(frame * np.sin(2 * np.pi * k * n / front.n_fft))
+            out[t, k] = np.hypot(re, im) ** front.power
+    return out
+
+
+def triangle(freq: float, lo: float, mid: float, hi: float) -> float:
+    """A mel filter's weight at ``freq``: 0 outside (lo, hi), rising to 1 at mid."""
+    if lo < freq <= mid:
+        return (freq - lo) / (mid - lo)
+    if mid < freq < hi:
+        return (hi - freq) / (hi - mid)
+    return 0.0
+
+
+@pytest.mark.parametrize("scale,norm", [("htk", "none"), ("slaney", "slaney")])
+def test_mel_filters_match_the_triangle_definition(scale, norm):
+    front = FrontEnd(sample_rate=16000, n_fft=256, win_length=256, n_mels=12, fmin=60,
+                     fmax=7000, mel_scale=scale, mel_norm=norm)  # fmt: skip
+    edges = mel_to_hz(np.linspace(hz_to_mel(60, scale), hz_to_mel(7000, scale), 14), scale)
+    freqs = np.arange(129) * 16000 / 256
+    expected = np.array([[triangle(f, *edges[m : m + 3]) for f in freqs] for m in range(12)])
+    if norm == "slaney":
+        expected *= 2.0 / (edges[2:] - edges[:-2])[:, None]
+    np.testing.assert_allclose(mel_filters(front), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_mel_scales_published_values():
+    assert hz_to_mel(1000.0, "htk") == pytest.approx(999.9855, abs=1e-3)  # 2595 log10(1+10/7)
+    assert hz_to_mel(1000.0, "slaney") == pytest.approx(15.0)
+    assert hz_to_mel(6400.0, "slaney") == pytest.approx(42.0)  # 15 + 27 (log step 6.4)
+    for scale in ("htk", "slaney"):
+        hz = np.array([0.0, 300.0, 999.0, 1001.0, 8000.0])
+        np.testing.assert_allclose(mel_to_hz(hz_to_mel(hz, scale), scale), hz, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        FrontEnd(
+            n_fft=64, win_length=64, hop_length=16, window="hann", power=1.0, n_mels=0, log="none"
+        ),  # fmt: skip
+        FrontEnd(
+            n_fft=64,
+            win_length=48,
+            hop_length=20,
+            window="hamming",
+            power=2.0,
+            n_mels=0,
+            log="none",
+            center=True,
+        ),  # fmt: skip
+        FrontEnd(
+            n_fft=64,
+            win_length=40,
+            hop_length=10,
+            window="povey",
+            n_mels=0,
+            log="none",
+            preemphasis=0.97,
+        ),  # fmt: skip
+    ],
+)
+def test_spectrum_matches_a_direct_dft(front):
+    x = RNG.uniform(-1, 1, 400)
+    expected_input = x
+    if front.preemphasis:
+        expected_input = np.concatenate([x[:1] * (1 - 0.97), x[1:] - 0.97 * x[:-1]])
+    got = FeatureExtractor(front)(x)
+    expected = direct_power(expected_input, front)
+    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5 * expected.max())
+
+
+@pytest.mark.parametrize("log", ["ln", "log10", "db"])
+def test_log_mel_features_equal_the_reference_chain(log):
+    front = FrontEnd(sample_rate=8000, n_fft=128, win_length=100, hop_length=40, n_mels=10,
+                     log=log, log_offset=1e-6)  # fmt: skip
+    x = RNG.standard_normal(1000) * 0.1
+    mel = direct_power(x, front) @ mel_filters(front).T + 1e-6
+    expected = {"ln": np.log, "log10": np.log10, "db": lambda v: 10 * np.log10(v)}[log](mel)
+    np.testing.assert_allclose(FeatureExtractor(front)(x), expected, atol=2e-4)
+
+
+def test_lfr_stacks_frames_as_funasr():
+    feats = np.arange(7 * 2, dtype=np.float32).reshape(7, 2)
+    got = lfr(feats, 3, 2)  # frames i*2-1 .. i*2+1, clamped
+    rows = [[0, 0, 1], [1, 2, 3], [3, 4, 5], [5, 6, 6]]
+    np.testing.assert_array_equal(got, np.stack([feats[r].ravel() for r in rows]))
+
+
+def test_cmvn_from_json_and_kaldi_files(tmp_path):
+    front = FrontEnd(n_fft=64, win_length=64, hop_length=32, n_mels=4, sample_rate=8000,
+                     lfr_m=2, lfr_n=1)  # fmt: skip
+    x = RNG.standard_normal(500)
+    plain = FeatureExtractor(front)(x)
+    mean, std = RNG.standard_normal(8), RNG.uniform(0.5, 2, 8)
+    (tmp_path / "cmvn.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
+    kaldi = (
+        "<Nnet>\n<AddShift> 8 8\n<LearnRateCoef> 0 [ {} ]\n"
+        "<Rescale> 8 8\n<LearnRateCoef> 0 [ {} ]\n</Nnet>"
+    )
+    (tmp_path / "am.mvn").write_text(
+        kaldi.format(" ".join(map(str, -mean)), " ".join(map(str, 1 / std)))
+    )
+    for name in ("cmvn.json", "am.mvn"):
+        got = FeatureExtractor(FrontEnd(**{**front.__dict__, "cmvn": name}), tmp_path)(x)
+        np.testing.assert_allclose(got, (plain - mean) / std, rtol=1e-5, atol=1e-5)
+    (tmp_path / "bad.json").write_text(json.dumps({"mean": [0.0] * 3, "std": [1.0] * 3}))
+    with pytest.raises(ModelError, match="3 shifts and 3 scales for 8 features"):
+        FeatureExtractor(FrontEnd(**{**front.__dict__, "cmvn": "bad.json"}), tmp_path)
+
+
+def test_bad_front_end_metadata_is_named():
+    with pytest.raises(ModelError, match="unknown field"):
+        FrontEnd.from_meta({"sample_rat": 16000}, "m.onnx")
+    with pytest.raises(ModelError, match="window 'kaiser'"):
+        FrontEnd.from_meta({"window": "kaiser"}, "m.onnx")
+    with pytest.raises(ModelError, match="fmax"):
+        FrontEnd.from_meta({"fmax": 9000, "sample_rate": 16000}, "m.onnx")
+
+
+@pytest.mark.parametrize("rate,target", [(44100, 16000), (8000, 16000), (16000, 12000)])
+def test_resample_equals_scipy_and_keeps_the_tone(rate, target):
+    signal = pytest.importorskip("scipy.signal")
+    t = np.arange(rate) / rate
+    x = np.sin(2 * np.pi * 1000 * t) + 0.1 * RNG.standard_normal(t.size)
+    got = resample(x, rate, target)
+    np.testing.assert_allclose(got, signal.resample(x, got.size), atol=1e-9)
+    spectrum = np.abs(np.fft.rfft(got))
+    assert np.argmax(spectrum) * target / got.size == pytest.approx(1000, abs=2)
