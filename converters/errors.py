@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 from edgesal.errors import EdgesalError
+
+TF_EXTRA = (
+    "tf,tflite"  # reading .tflite files needs `tflite`; converting them, tensorflow + tf2onnx
+)
 
 
 class ConversionError(EdgesalError):
@@ -25,3 +32,14 @@ def node_label(node) -> str:
     """``Conv node 'conv1'`` (or the first output when the node has no name)."""
     name = node.name or f"output {node.output[0]}"
     return f"{node.op_type} node '{name}'"
+
+
+def import_extra(module: str, feature: str, extra: str = TF_EXTRA) -> ModuleType:
+    """``import module``, or a ConversionError saying which extra installs it (not a traceback)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = exc.name or module
+        raise ConversionError(
+            f"{feature} needs '{missing}', which is not installed: pip install \"edgesal[{extra}]\""
+        ) from exc

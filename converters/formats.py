@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesal.converters.errors import ConversionError
+from edgesal.converters.errors import ConversionError, import_extra
 from edgesal.errors import ModelLoadError
 from edgesal.onnx_io import is_tflite
 
@@ -33,9 +33,12 @@ def detect_format(path: str | Path) -> str:
     return "onnx"
 
 
-def builtin_names() -> dict[int, str]:
-    import tflite
+def _tflite():
+    return import_extra("tflite", "reading a .tflite file")
 
+
+def builtin_names() -> dict[int, str]:
+    tflite = _tflite()
     return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 
 
@@ -45,8 +48,7 @@ def read_tflite(path: str | Path):
     Every table the converter reads (subgraphs, tensors, operators, buffers) is walked once, so
     a file cut short fails here with its name instead of deep inside TensorFlow.
     """
-    import tflite
-
+    tflite = _tflite()
     path = Path(path)
     data = path.read_bytes()
     if not is_tflite(data):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnx
 
-from edgesal.converters.errors import ConversionError
+from edgesal.converters.errors import ConversionError, import_extra
 from edgesal.converters.formats import read_tflite, refuse_custom_ops
 from edgesal.errors import ModelLoadError
 
@@ -22,15 +22,8 @@ SERVING = "serving_default"
 
 def _import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow as tf
-        import tf2onnx
-    except ImportError as exc:
-        raise ConversionError(
-            f"converting TensorFlow formats needs tensorflow and tf2onnx ({exc.name} is "
-            "missing): pip install 'edgesal[tf]'"
-        ) from exc
-    return tf, tf2onnx
+    feature = "converting TensorFlow formats"
+    return import_extra("tensorflow", feature), import_extra("tf2onnx", feature)
 
 
 def _quiet():

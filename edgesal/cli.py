@@ -10,6 +10,16 @@ from collections.abc import Sequence
 from edgesal.errors import EdgesalError
 
 _TOOLKIT_MODULES = {"onnx", "onnxruntime", "tqdm", "platformdirs", "skimage", "sklearn"}
+_EXTRA_MODULES = {  # optional modules -> the extra that installs them
+    "tflite": "tf,tflite",
+    "flatbuffers": "tflite",
+    "ai_edge_litert": "tflite",
+    "tensorflow": "tf",
+    "tf2onnx": "tf",
+    "torch": "torch",
+    "matplotlib": "eval",
+    "scipy": "eval",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"edgesal: error: this command needs the toolkit ('{exc.name}' is not installed): "
                 "pip install 'edgesal[export]'",
+                file=sys.stderr,
+            )
+            return 2
+        extra = _EXTRA_MODULES.get((exc.name or "").split(".")[0])
+        if extra:
+            print(
+                f"edgesal: error: this command needs '{exc.name}', which is not installed: "
+                f'pip install "edgesal[{extra}]"',
                 file=sys.stderr,
             )
             return 2
