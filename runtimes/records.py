@@ -9,7 +9,11 @@ Layout (all integers little-endian; the full specification is docs/salrec.md)::
 
 ``crc32`` covers the first 16 header bytes, ``meta`` (UTF-8 JSON) and ``data``. Kinds: 1 stream
 header (model, methods, labels), 2 frame (prediction, governor state, self-check, map), 3 event
-(governor decisions). A map is quantized: ``q = round((v - offset) / scale)`` to uint8 or uint16,
+(governor decisions). Maps are images ([H, W], version 1) or, from version 2, other kinds
+(``time_frequency`` [T, F] of audio, ``series`` [T] or [T, C], ``tabular`` [F]): a record is
+written with the lowest version that describes it, so image streams stay readable by version-1
+readers and a version-1 reader stops at an audio stream instead of drawing it as an image.
+A map is quantized: ``q = round((v - offset) / scale)`` to uint8 or uint16,
 ``v = offset + q * scale`` on reading (error <= scale / 2), then zlib-compressed.
 
 Each record is written by one ``write`` call on an unbuffered file, so a killed writer leaves only
@@ -41,11 +45,13 @@ from edgesal.runtimes.errors import OutputError, RecordsError
 
 MAGIC = b"\x89SALREC\n"
 SYNC = b"SREC"
-VERSION = 1
+VERSION = 2  # the newest format version this code reads and writes
 HEADER = struct.Struct("<4sBBHIII")
 KIND_HEADER, KIND_FRAME, KIND_EVENT = 1, 2, 3
 KINDS = {KIND_HEADER: "header", KIND_FRAME: "frame", KIND_EVENT: "event"}
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
+IMAGE = "image"
+MAP_KINDS = {IMAGE: 1, "time_frequency": 2, "series": 2, "tabular": 2}  # kind -> first version
 MAX_META_BYTES = 16 << 20
 MAX_DATA_BYTES = 256 << 20
 MAX_MAP_BYTES = 256 << 20  # decoded; a 4096 x 4096 uint16 map is 32 MiB
@@ -68,6 +74,21 @@ class FrameRecord:
     saliency: np.ndarray | None
     header: dict = field(default_factory=dict)
 
+    @property
+    def kind(self) -> str:
+        """The map kind: ``image`` (also every version-1 map), ``time_frequency``, ``series``,
+        ``tabular``."""
+        return str(self.meta.get("map", {}).get("kind", IMAGE))
+
+
+def record_version(meta: dict) -> int:
+    """The lowest format version that describes a record: 1 for image streams and maps, 2 for a
+    stream of another ``modality`` or a map of another ``kind``."""
+    kind = (meta.get("map") or {}).get("kind", IMAGE)
+    if kind not in MAP_KINDS:
+        raise RecordsError(f"unknown map kind {kind!r} (known: {', '.join(MAP_KINDS)})")
+    return max(MAP_KINDS[kind], 1 if meta.get("modality", IMAGE) == IMAGE else 2)
+
 
 def quantize(saliency: np.ndarray, bits: int = 8) -> tuple[np.ndarray, float, float]:
     """(q, scale, offset) with ``saliency ~= offset + q * scale``, ``|error| <= scale / 2``."""
@@ -88,7 +109,7 @@ def dequantize(q: np.ndarray, scale: float, offset: float) -> np.ndarray:
 
 def encode_record(kind: int, meta: dict, data: bytes = b"") -> bytes:
     body = json.dumps(meta, separators=(",", ":"), default=_json_default).encode()
-    head = HEADER.pack(SYNC, kind, VERSION, 0, len(body), len(data), 0)[:16]
+    head = HEADER.pack(SYNC, kind, record_version(meta), 0, len(body), len(data), 0)[:16]
     crc = zlib.crc32(data, zlib.crc32(body, zlib.crc32(head)))
     return head + struct.pack("<I", crc) + body + data
 
@@ -271,7 +292,7 @@ class RecordWriter:
             self._fd = self._open()
         except OSError as exc:
             raise OutputError(f"--records {path}: cannot open for writing: {exc}") from exc
-        self._write(KIND_HEADER, {"format": "salrec", "version": VERSION, **header})
+        self._write(KIND_HEADER, {"format": "salrec", "version": record_version(header), **header})
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
