@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from edgesal.autodiff.registry import supported_ops_markdown
+from edgesal.autodiff.rules import supported_ops_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

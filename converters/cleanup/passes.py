@@ -14,28 +14,10 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgesal.graph.fold import remove_unused_initializers
+from edgesal.graph.optraits import with_trait
 
 # elementwise ops that commute with a Transpose of their only run-time input
-UNARY = {
-    "Relu",
-    "Clip",
-    "Sigmoid",
-    "Tanh",
-    "Abs",
-    "Neg",
-    "Exp",
-    "Log",
-    "Sqrt",
-    "LeakyRelu",
-    "HardSigmoid",
-    "HardSwish",
-    "Elu",
-    "Selu",
-    "Softplus",
-    "Erf",
-    "Identity",
-    "Cast",
-}
+UNARY = with_trait("commutes_with_transpose")  # declared in edgesal/graph/optraits.py
 
 
 class Graph:

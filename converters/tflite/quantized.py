@@ -45,6 +45,7 @@ from edgesal.converters.tflite.ops.spatial import (
     tflite_padding,
 )
 from edgesal.converters.tflite.schema import Quantization
+from edgesal.graph.idioms import zero_insertion
 from edgesal.onnx_io import load_model
 
 # operators that only move or select int8 values: their output inherits the input's parameters
@@ -527,7 +528,7 @@ def max_pool(q: QdqLowering, ctx: Lowering, node, out: str, params: QParams) -> 
 
 
 @fuses("ConvTranspose")
-def zero_insertion(q: QdqLowering, ctx: Lowering, node, out: str, params: QParams) -> bool:
+def spread_zeros(q: QdqLowering, ctx: Lowering, node, out: str, params: QParams) -> bool:
     """A ConvTranspose that only spreads its input (weight ones[C, 1, 1, 1], group C, stride s,
     no pads: the gradient of a strided depthwise conv) on int8: requantized to the output's
     parameters, then PAD + DEPTH_TO_SPACE (the inserted zeros are the zero point) and a crop
@@ -536,29 +537,13 @@ def zero_insertion(q: QdqLowering, ctx: Lowering, node, out: str, params: QParam
     source = q.int8_source(ctx, names[0])
     if source is None or len(names) > 2 or len(ctx.shape(source)) != 4:
         return False
-    a = attrs(node)
-    weight = ctx.value(names[1])
-    channels = ctx.shape(source)[1]
-    strides = list(a.get("strides", [1, 1]))
-    plain = (
-        weight is not None
-        and weight.shape == (channels, 1, 1, 1)
-        and np.all(weight == 1)
-        and int(a.get("group", 1)) == channels
-        and len(set(strides)) == 1
-        and not any(a.get("pads", [0]))
-        and not any(a.get("output_padding", [0]))
-        and not a.get("output_shape")
-        and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
-        and list(a.get("dilations", [1, 1])) == [1, 1]
-    )
-    if not plain:
+    s = zero_insertion.stride(node, ctx.value(names[1]), ctx.shape(source))
+    if s is None:
         return False
     x = q.view(ctx, source, layout.NHWC)
     if not q.int8[source].same(params):
         x = ctx.op("QUANTIZE", [x], ctx.physical_shape(x), np.int8)
         ctx.flat.tensors[x].quantization = params.schema()
-    s = int(strides[0])
     _, h, w, _ = ctx.physical_shape(x)
     out_h, out_w = ctx.shape(out)[2:]
     y = pad_nhwc(ctx, zero_insert(ctx, x, s), [(0, out_h - h * s), (0, out_w - w * s)])

@@ -21,14 +21,10 @@ import numpy as np
 import onnx
 
 from edgesal.graph.info import TensorInfo
+from edgesal.graph.optraits import with_trait
 
 WINDOWED = {"Conv", "MaxPool", "AveragePool"}
-POINTWISE = {
-    "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu",
-    "Selu", "Celu", "Softplus", "Softsign", "Gelu", "Mish", "Erf", "Exp", "Abs", "Neg", "Sqrt",
-    "Reciprocal", "Identity", "Cast", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean",
-    "Pow", "BatchNormalization",
-}  # fmt: skip
+POINTWISE = with_trait("pointwise")  # declared in edgesal/graph/optraits.py
 # Cost weights (onnxruntime CPU, docs/FACTS.md and a per-node profile of MobileNetV2's saliency
 # graph): a tensor element moved costs ~32 MACs; a backward pass costs, relative to its forward:
 # convolutions 1x (stride 1), 2x (strided dense: ConvTranspose), 4x (strided depthwise: zero

@@ -21,6 +21,7 @@ from edgesal.converters.tflite.ops.spatial import (
     spatial_attrs,
     tflite_padding,
 )
+from edgesal.graph.idioms import zero_insertion
 
 
 def _weight(ctx: Lowering, node) -> np.ndarray:
@@ -222,29 +223,13 @@ def conv_transpose(ctx: Lowering, node) -> None:
 
 
 def _zero_insertion(ctx: Lowering, name: str) -> tuple[str | None, int]:
-    """(dy, s) when ``name`` is ConvTranspose(dy, ones[C,1,1,1], group=C, stride s): dy with
-    s-1 zeros between elements, as the strided depthwise conv gradient writes it."""
+    """(dy, s) when ``name`` is a zero insertion of dy (:mod:`edgesal.graph.idioms.zero_insertion`):
+    the strided depthwise conv gradient; (None, 0) otherwise."""
     node = ctx.producer(name)
-    if node is None or node.op_type != "ConvTranspose" or len(inputs(node)) > 2:
+    if node is None or len(node.input) < 2:
         return None, 0
-    a = attrs(node)
-    weight = ctx.value(node.input[1])
-    channels = ctx.shape(node.input[0])[1] if len(ctx.shape(node.input[0])) == 4 else -1
-    strides = list(a.get("strides", [1, 1]))
-    plain = (
-        weight is not None
-        and weight.shape == (channels, 1, 1, 1)
-        and np.all(weight == 1)
-        and int(a.get("group", 1)) == channels
-        and len(set(strides)) == 1
-        and strides[0] > 1
-        and not any(a.get("pads", [0]))
-        and not any(a.get("output_padding", [0]))
-        and not a.get("output_shape")
-        and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
-        and list(a.get("dilations", [1, 1])) == [1, 1]
-    )
-    return (node.input[0], int(strides[0])) if plain else (None, 0)
+    s = zero_insertion.stride(node, ctx.value(node.input[1]), ctx.shape(node.input[0]))
+    return (node.input[0], s) if s else (None, 0)
 
 
 def _depthwise_phases(ctx: Lowering, node, source: str, s: int, weight: np.ndarray, pads) -> None:

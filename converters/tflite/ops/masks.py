@@ -1,5 +1,8 @@
 """0/1 masks from comparisons, kept in float: ``Cast(And(Greater(v, a), Less(v, b)))`` -> float ops.
 
+The form is :mod:`edgesal.graph.idioms.masks`, which the gradient rules emit and which
+recognizes it here.
+
 The gradient rules write activation masks as a Cast of boolean comparisons. TFLite runs its
 boolean kernels outside XNNPACK on one thread (LOGICAL_AND alone costs ~8x a float MUL), so an
 interval test a < v < b on one tensor is rewritten with float operators XNNPACK runs:
@@ -26,28 +29,19 @@ import numpy as np
 from edgesal.converters.tflite import layout
 from edgesal.converters.tflite.context import Lowering
 from edgesal.converters.tflite.ops.registry import attrs, inputs
+from edgesal.graph.idioms import masks
 
 
 def interval(ctx: Lowering, name: str) -> tuple[str, float, float] | None:
-    """(v, a, b) when boolean ``name`` is a < v < b built from Greater/Less/And, else None."""
-    node = ctx.producer(name)
-    if node is None:
+    """(v, a, b) when boolean ``name`` is the mask idiom a < v < b on a float run-time tensor of
+    the mask's own shape (:func:`edgesal.graph.idioms.masks.interval`), else None."""
+    found = masks.interval(name, ctx.producer, ctx.value)
+    if found is None:
         return None
-    if node.op_type == "And":
-        left, right = interval(ctx, node.input[0]), interval(ctx, node.input[1])
-        if left is None or right is None or left[0] != right[0]:
-            return None
-        return left[0], max(left[1], right[1]), min(left[2], right[2])
-    if node.op_type not in ("Greater", "Less"):
+    v = found[0]
+    if ctx.is_const(v) or ctx.shape(v) != ctx.shape(name) or ctx.dtype(v).kind != "f":
         return None
-    v, bound = node.input
-    value = ctx.value(bound)
-    if value is None or np.asarray(value).size != 1 or ctx.is_const(v):
-        return None
-    if ctx.shape(v) != ctx.shape(name) or ctx.dtype(v).kind != "f":
-        return None
-    c = float(np.asarray(value).ravel()[0])
-    return (v, c, math.inf) if node.op_type == "Greater" else (v, -math.inf, c)
+    return found
 
 
 def value_range(ctx: Lowering, name: str) -> tuple[float, float]:

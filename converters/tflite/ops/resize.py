@@ -1,13 +1,13 @@
 """Resize in NHWC: RESIZE_BILINEAR where TFLite's formula is ONNX's (linear, half_pixel /
 align_corners / asymmetric, scale = out/in); anything else exactly as onnxruntime computes it:
 nearest as a GATHER of the source rows and columns, linear and cubic as constant interpolation
-matrices applied by BATCH_MATMUL along H and W (built with the gradient rule's helpers)."""
+matrices applied by BATCH_MATMUL along H and W (:mod:`edgesal.graph.idioms.interpolation`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgesal.autodiff.rules.resize import Axis, interpolation_matrix
+from edgesal.graph.idioms.interpolation import Axis, interpolation_matrix
 from edgesal.converters.tflite import layout
 from edgesal.converters.tflite.context import Lowering
 from edgesal.converters.tflite.ops.registry import attrs, inputs, lowers

@@ -24,6 +24,8 @@ import numpy as np
 
 from edgesal.autodiff.registry import GradContext, register, register_zero
 from edgesal.errors import InputError
+from edgesal.graph.idioms import masks
+from edgesal.graph.optraits import with_trait
 
 MODES = ("vanilla", "guided")
 
@@ -43,26 +45,17 @@ def _incoming(ctx: GradContext) -> str:
     return ctx.b.Relu(ctx.dy[0]) if _guided(ctx) else ctx.dy[0]
 
 
-def _mask(ctx: GradContext, cond: str) -> str:
-    """A boolean tensor as 0/1 in the element type of the node's first input."""
-    return ctx.b.Cast(cond, to=ctx.info.dtype(ctx.x[0]))
-
-
-def _all(ctx: GradContext, conds: list[str]) -> str | None:
-    """And of the conditions as a 0/1 mask, None when there are none."""
-    if not conds:
-        return None
-    cond = conds[0]
-    for other in conds[1:]:
-        cond = ctx.b.And(cond, other)
-    return _mask(ctx, cond)
+def _mask(ctx: GradContext, v: str, above: str | None, below: str | None = None) -> str | None:
+    """1[above < v < below] in the element type of the node's first input (an open side is None;
+    None when both are), in the form :mod:`edgesal.graph.idioms.masks` owns."""
+    return masks.emit(ctx.b, v, above, below, ctx.info.dtype(ctx.x[0]))
 
 
 @register("Relu")
 def relu(ctx: GradContext):
     """dx = dy * [y > 0]; guided: max(dy, 0) * [y > 0]. Relu'(0) = 0 (torch)."""
     y = ctx.y[0]
-    return [ctx.b.Mul(_incoming(ctx), _mask(ctx, ctx.b.Greater(y, ctx.scalar(0, y))))]
+    return [ctx.b.Mul(_incoming(ctx), _mask(ctx, y, ctx.scalar(0, y)))]
 
 
 @register("Clip")
@@ -76,12 +69,7 @@ def clip(ctx: GradContext):
     lo, hi = _clip_bounds(ctx)
     if _guided(ctx):
         lo = _at_least_zero(ctx, lo)
-    conds = []
-    if lo is not None:
-        conds.append(ctx.b.Greater(y, lo))
-    if hi is not None:
-        conds.append(ctx.b.Less(y, hi))
-    mask = _all(ctx, conds)
+    mask = _mask(ctx, y, lo, hi)
     incoming = _incoming(ctx)
     return [incoming if mask is None else ctx.b.Mul(incoming, mask)]
 
@@ -118,7 +106,7 @@ def leaky_relu(ctx: GradContext):
     """
     alpha = ctx.attr("alpha", 0.01)
     probe = ctx.y[0] if alpha >= 0 else ctx.x[0]
-    positive = _mask(ctx, ctx.b.Greater(probe, ctx.scalar(0, probe)))
+    positive = _mask(ctx, probe, ctx.scalar(0, probe))
     if _guided(ctx):
         return [ctx.b.Mul(ctx.b.Relu(ctx.dy[0]), positive)]
     x = ctx.x[0]
@@ -137,7 +125,7 @@ def prelu(ctx: GradContext):
     zero = ctx.scalar(0, x)
     grad_x = grad_slope = None
     if ctx.needs[0]:
-        positive = _mask(ctx, ctx.b.Greater(x, zero))
+        positive = _mask(ctx, x, zero)
         if _guided(ctx):
             grad_x = ctx.b.Mul(ctx.b.Relu(ctx.dy[0]), positive)
         else:
@@ -165,10 +153,10 @@ def hard_swish(ctx: GradContext):
     """
     x = ctx.x[0]
     g = ctx.b.HardSigmoid(x, alpha=1 / 6, beta=0.5)
-    inside = _mask(ctx, ctx.b.Less(ctx.b.Abs(x), ctx.scalar(3, x)))
+    inside = _mask(ctx, ctx.b.Abs(x), None, ctx.scalar(3, x))
     slope = ctx.b.Add(g, ctx.b.Mul(inside, ctx.b.Sub(g, ctx.scalar(0.5, x))))
     if _guided(ctx):
-        slope = ctx.b.Mul(slope, _mask(ctx, ctx.b.Greater(x, ctx.scalar(0, x))))
+        slope = ctx.b.Mul(slope, _mask(ctx, x, ctx.scalar(0, x)))
     return [ctx.b.Mul(_incoming(ctx), slope)]
 
 
@@ -184,7 +172,7 @@ def hard_sigmoid(ctx: GradContext):
     if alpha == 0:
         return [None]
     lo, hi = sorted((-beta / alpha, (1 - beta) / alpha))
-    inside = _all(ctx, [ctx.b.Greater(x, ctx.scalar(lo, x)), ctx.b.Less(x, ctx.scalar(hi, x))])
+    inside = _mask(ctx, x, ctx.scalar(lo, x), ctx.scalar(hi, x))
     return [ctx.b.Mul(ctx.b.Mul(ctx.dy[0], ctx.scalar(alpha, x)), inside)]
 
 
@@ -253,7 +241,7 @@ def _exponential_linear_slope(ctx: GradContext, positive: float, negative: float
     slope = ctx.b.Add(ctx.b.Min(y, ctx.scalar(0, y)), ctx.scalar(negative, y))
     if positive == negative:
         return slope
-    step = _mask(ctx, ctx.b.Greater(y, ctx.scalar(0, y)))
+    step = _mask(ctx, y, ctx.scalar(0, y))
     return ctx.b.Add(slope, ctx.b.Mul(step, ctx.scalar(positive - negative, y)))
 
 
@@ -331,6 +319,4 @@ def erf(ctx: GradContext):
 
 
 # Piecewise-constant functions, comparisons, logic, indices and shapes: no gradient flows back.
-register_zero("Sign", "Floor", "Ceil", "Round")
-register_zero("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And", "Or")
-register_zero("ArgMax", "ArgMin", "Shape", "Size")
+register_zero(*sorted(with_trait("zero")))

@@ -25,6 +25,7 @@ import numpy as np
 from edgesal.autodiff.registry import GradContext, register
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
+from edgesal.graph.idioms import zero_insertion
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,9 @@ def _flipped(b: Builder, dy: str, spec: ConvSpec) -> str:
 
 
 def _zero_insert(b: Builder, dy: str, spec: ConvSpec) -> str:
-    """dy[..., o, ...] moved to o*s with zeros between: ConvTranspose with a 1x1 kernel of ones."""
-    m, nd = spec.weight_shape[0], len(spec.axes)
-    ones = b.const(np.ones((m, 1) + (1,) * nd, dtype=spec.dtype), hint="ones")
-    return b.ConvTranspose(dy, ones, group=m, strides=[a.stride for a in spec.axes])
+    """dy[..., o, ...] moved to o*s with zeros between (:mod:`.idioms.zero_insertion`)."""
+    strides = [a.stride for a in spec.axes]
+    return zero_insertion.emit(b, dy, spec.weight_shape[0], strides, spec.dtype)
 
 
 def _transposed(b: Builder, dy: str, spec: ConvSpec) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgesal.autodiff.registry import GradContext, register
+from edgesal.autodiff.registry import GradContext, register, unbroadcast
 
 
 @register("Gemm")
@@ -17,8 +17,6 @@ def gemm(ctx: GradContext):
 
     dA' = alpha dy B'^T, dB' = alpha A'^T dy, dC = beta dy summed over C's broadcast axes.
     """
-    from edgesal.autodiff.engine import unbroadcast  # the engine imports the rules package
-
     a, b = ctx.x[:2]
     dy = ctx.dy[0]
     alpha, beta = ctx.attr("alpha", 1.0), ctx.attr("beta", 1.0)
