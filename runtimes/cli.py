@@ -19,6 +19,7 @@ import numpy as np
 from edgesal.runtimes.contract import read_labels
 from edgesal.runtimes.errors import DeviceError
 from edgesal.runtimes.heap import limit_malloc_arenas
+from edgesal.runtimes.webauth import check_exposure, web_options
 
 log = logging.getLogger("runtimes")
 
@@ -30,6 +31,8 @@ examples:
   edgesal run model.sal.onnx --source 0                     # USB camera, window overlay
   edgesal run model.sal.tflite --source libcamera --serve 127.0.0.1:8080 \\
       --temp-limit 70 --mem-limit 300MB
+  edgesal run model.sal.onnx --source 0 --serve 0.0.0.0:8443 --token-file /etc/edgesal/token \\
+      --tls-cert cert.pem --tls-key key.pem                 # network view: token + HTTPS
   edgesal run model.sal.onnx --source clip.mp4 --record out.mp4 --records out.salrec
   edgesal run ig.sal.onnx --fallback vanilla.sal.onnx --fallback gradcam.sal.onnx --source 0 \\
       --temp-limit 70                                       # governor may switch methods
@@ -252,8 +255,23 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--serve",
         metavar="[HOST:]PORT",
-        help="HTTP status page + MJPEG stream "
-        "(host defaults to 127.0.0.1; 0.0.0.0 exposes it to the network)",
+        help="HTTP status page + MJPEG stream (host defaults to 127.0.0.1; any other host, "
+        "e.g. 0.0.0.0, needs --token-file)",
+    )
+    g.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="web view token (Authorization: Bearer, or log in at /login); required beyond "
+        "loopback; a missing FILE gets a new random 256-bit token, mode 0600",
+    )
+    g.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
+    g.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    g.add_argument(
+        "--max-clients",
+        type=_positive,
+        default=4,
+        metavar="N",
+        help="MJPEG streams at once (default 4; more get 503)",
     )
     g.add_argument("--jpeg-quality", type=int, default=80, help="MJPEG quality (default 80)")
     g.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
@@ -313,6 +331,18 @@ def _overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def _web_options(args: argparse.Namespace):
+    """The web view's token, TLS and limits, checked before the model loads (fails fast)."""
+    if not args.serve:
+        given = [f for f in ("token_file", "tls_cert", "tls_key") if getattr(args, f)]
+        if given:
+            raise DeviceError(f"--{given[0].replace('_', '-')} needs --serve")
+        return None
+    web = web_options(args.token_file, args.tls_cert, args.tls_key, args.max_clients)
+    check_exposure(args.serve, web)
+    return web
+
+
 def build_runner(args: argparse.Namespace):
     """The pipeline, source, sinks and server a ``run`` command line asks for."""
     from edgesal.runtimes.backends import BackendOptions
@@ -333,6 +363,7 @@ def build_runner(args: argparse.Namespace):
     )
     from edgesal.runtimes.sources import open_source
 
+    web = _web_options(args)
     backend = BackendOptions(args.threads, args.device, args.trt_cache)
     chain = MethodChain.load([args.model, *args.fallback], backend, args.methods, _overrides(args))
     budget = Budget(
@@ -396,7 +427,7 @@ def build_runner(args: argparse.Namespace):
     if has_display:
         sinks.append(WindowSink(lambda: runner.stop("window closed")))
     if args.serve:
-        server = StatusServer(args.serve, board, runner.status)
+        server = StatusServer(args.serve, board, runner.status, web)
     return runner, server
 
 
@@ -413,6 +444,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if server:
         server.start()
         print(f"status page: {server.url}", file=sys.stderr, flush=True)
+        if server.options.token:
+            login = f"log in at {server.url}login with the token in {args.token_file}"
+            print(login, file=sys.stderr, flush=True)
     try:
         summary = runner.run()
     except DeviceError as exc:

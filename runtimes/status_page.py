@@ -1,7 +1,10 @@
-"""The status page served at ``/``: the MJPEG stream and numbers refreshed from ``/status.json``.
+"""The pages of the web view: status (``/``), login (``/login``) and the 401 answer.
 
-Kept as a Python string so that it installs with the package without package-data settings. The
-page also samples the ``<img>`` into a canvas to show whether new stream images arrive.
+The status page shows the MJPEG stream and numbers refreshed from ``/status.json``; it also samples
+the ``<img>`` into a canvas to show whether new stream images arrive. Kept as Python strings so that
+they install with the package without package-data settings. Scripts and styles are inline and
+admitted by their hashes in the Content-Security-Policy (server.py computes them from these
+strings), so no attribute may carry ``style=`` or ``on...=`` code.
 """
 
 # ruff: noqa: E501
@@ -107,6 +110,7 @@ function render(s) {
 async function poll() {
   try {
     const r = await fetch("/status.json", {cache: "no-store"});
+    if (r.status === 401) { window.location.assign("/login"); return; }
     render(await r.json());
     $("conn").textContent = "connected"; $("conn").className = "ok";
   } catch (e) {
@@ -135,4 +139,35 @@ poll();
 </script>
 </body>
 </html>
+"""
+
+LOGIN_PAGE = r"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>edgesal live saliency: log in</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 0; background: #111; color: #eee; }
+  form { margin: 64px auto; max-width: 420px; background: #1c1c1c; padding: 16px 24px; border-radius: 6px; }
+  input { width: 100%; box-sizing: border-box; margin: 8px 0; padding: 6px; }
+  .bad { color: #ff6b6b; }
+</style>
+</head>
+<body>
+<form method="post" action="/login">
+  <h1>edgesal &mdash; log in</h1>
+  <p class="bad" id="note">{note}</p>
+  <label for="token">Token (the contents of the run's <code>--token-file</code>)</label>
+  <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+  <input id="submit" type="submit" value="Log in">
+</form>
+</body>
+</html>
+"""
+
+UNAUTHORIZED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgesal: 401</title></head>
+<body><p>This view needs its token: <a href="/login">log in</a>, or send
+<code>Authorization: Bearer &lt;token&gt;</code>.</p></body></html>
 """

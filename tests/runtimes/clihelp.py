@@ -30,7 +30,7 @@ def start_server(*args: str, timeout: float = 30.0) -> tuple[subprocess.Popen, s
     end = time.time() + timeout
     while time.time() < end:
         line = proc.stderr.readline()
-        if match := re.search(r"status page: (http://\S+)", line):
+        if match := re.search(r"status page: (https?://\S+)", line):
             return proc, match.group(1)
         if not line and proc.poll() is not None:
             break
