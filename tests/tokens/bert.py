@@ -133,8 +133,8 @@ def minilm_from_state(state: dict[str, torch.Tensor], head: torch.Tensor | None 
     model = Bert(c, head if head is not None else torch.zeros(1, 384), cosine=True)
     mine = {}
     for key, value in state.items():
-        if key == "embeddings.position_ids":
-            continue
+        if key == "embeddings.position_ids" or key.startswith("pooler."):
+            continue  # sentence-transformers mean-pools; BERT's pooler is unused
         if key.startswith("encoder.layer."):
             index, rest = key[len("encoder.layer.") :].split(".", 1)
             prefix, leaf = rest.rsplit(".", 1)
