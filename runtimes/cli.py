@@ -34,6 +34,7 @@ examples:
   edgesal run model.sal.onnx --source 0 --serve 0.0.0.0:8443 --token-file /etc/edgesal/token \\
       --tls-cert cert.pem --tls-key key.pem                 # network view: token + HTTPS
   edgesal run model.sal.onnx --source clip.mp4 --record out.mp4 --records out.salrec
+  edgesal run kws.sal.onnx --source clip.wav --records out.salrec   # audio: spectrogram view
   edgesal run ig.sal.onnx --fallback vanilla.sal.onnx --fallback gradcam.sal.onnx --source 0 \\
       --temp-limit 70                                       # governor may switch methods
 
@@ -41,7 +42,10 @@ sources (--source): a camera index (0) or V4L2 device (/dev/video0); a video fil
 of images (name order); rtsp:// or http:// URL; a GStreamer pipeline (contains '!', e.g.
 "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv !
 video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1");
-picamera2 (alias libcamera) for the Raspberry Pi camera.
+picamera2 (alias libcamera) for the Raspberry Pi camera. Audio models (edgesal.audio
+metadata, docs/audio.md): a .wav file (another sample rate is resampled, and logged) or mic /
+mic:DEVICE (needs the sounddevice package); each window gets the prediction and a time x
+frequency map drawn over its spectrogram.
 
 models: MODEL and each --fallback take a path, a comma list or a folder; the methods they
 hold (one per 'saliency' output, or several 'saliency_<method>' outputs) form the chain the
@@ -148,6 +152,17 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pixel-scale", type=float, help="divide pixels by this first (default 255)")
     g.add_argument("--color", choices=["RGB", "BGR"], help="channel order the model expects")
     g.add_argument("--labels", metavar="FILE", help="class names: text (one a line) or JSON list")
+    g.add_argument(
+        "--audio-stride",
+        type=float,
+        metavar="SECONDS",
+        help="audio models: seconds between window starts (default: metadata, else one window)",
+    )
+    g.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="audio models: refuse a wav at another sample rate instead of resampling it",
+    )
     g.add_argument(
         "--target-class",
         type=int,
@@ -345,7 +360,15 @@ def _web_options(args: argparse.Namespace):
 
 def build_runner(args: argparse.Namespace):
     """The pipeline, source, sinks and server a ``run`` command line asks for."""
+    from edgesal.runtimes.audio_pipeline import (
+        AudioPipeline,
+        AudioRecordsSink,
+        is_audio,
+        stream_header,
+    )
+    from edgesal.runtimes.audio_sources import is_audio_spec, open_audio_source
     from edgesal.runtimes.backends import BackendOptions
+    from edgesal.runtimes.errors import SourceError
     from edgesal.runtimes.governor import Budget
     from edgesal.runtimes.model import MethodChain
     from edgesal.runtimes.overlay import OverlayStyle
@@ -387,12 +410,23 @@ def build_runner(args: argparse.Namespace):
         cgroup_root=args.cgroup_root,
         target_class=args.target_class,
     )
+    audio = is_audio(chain)
     try:
-        pipeline = Pipeline(chain, config)
+        pipeline = (
+            AudioPipeline(chain, config, args.audio_stride) if audio else Pipeline(chain, config)
+        )
     except ValueError as exc:
         raise DeviceError(str(exc)) from exc
     size = tuple(args.capture_size) if args.capture_size else None
-    source = open_source(args.source, size, loop=args.loop)
+    if audio:
+        source = open_audio_source(args.source, pipeline.windowing, not args.no_resample, args.loop)
+    elif is_audio_spec(args.source):
+        raise SourceError(
+            f"--source {args.source}: audio, but {args.model} has no audio front end "
+            "(edgesal.audio metadata, docs/audio.md)"
+        )
+    else:
+        source = open_source(args.source, size, loop=args.loop)
     sinks: list = []
     server = None
     if args.serve:
@@ -411,7 +445,12 @@ def build_runner(args: argparse.Namespace):
             "input_size": list(chain[0].contract.preprocess.size),
             "writer": "edgesal runtimes",
         }
-        sinks.append(RecordsSink(args.records, header, args.records_bits, args.fsync_every))
+        files = (args.records, header, args.records_bits, args.fsync_every)
+        if audio:
+            header.update(stream_header(pipeline))
+            sinks.append(AudioRecordsSink(pipeline, *files))
+        else:
+            sinks.append(RecordsSink(*files))
     progress = (
         ProgressBar(source.total) if source.total and not (source.live or args.loop) else None
     )
