@@ -29,3 +29,4 @@ class MethodOptions:
     squared: bool = False  # SmoothGrad-squared: average the squared maps
     seed: int = 0  # noise seed (the noise is stored in the graph)
     layer: str | None = None  # Grad-CAM layer: tensor or node name (default: auto)
+    max_batch: int = 0  # samples per batched pass, chunks run one after another (0: all at once)

@@ -310,10 +310,11 @@ def test_bad_method_parameters(cnn, params, message):
         export_saliency(cnn, ExportOptions(method="gradcam", params=MethodOptions(**params)))
 
 
-def test_fixed_batch_reshape_is_reported_for_batched_methods(cnn):
+def test_fixed_batch_reshape_is_rebatched_for_batched_methods(cnn, x):
     model = onnx.ModelProto.FromString(cnn.SerializeToString())
     for init in model.graph.initializer:
         if init.name == "shape":
             init.CopyFrom(numpy_helper.from_array(np.array([1, -1], np.int64), "shape"))
-    with pytest.raises(InputError, match="does not accept another batch size"):
-        export_saliency(model, ExportOptions(method="integrated"))
+    fixed = attribution(model, x, "integrated", target="class:1", steps=8)
+    free = attribution(cnn, x, "integrated", target="class:1", steps=8)
+    np.testing.assert_allclose(fixed, free, rtol=1e-5, atol=1e-7)  # tests/test_rebatch.py: more

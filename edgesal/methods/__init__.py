@@ -16,10 +16,16 @@ from typing import TYPE_CHECKING
 import onnx
 
 from edgesal.autodiff.engine import input_gradient
-from edgesal.errors import InputError
-from edgesal.graph.batched import batched_info, forward_copy
+from edgesal.graph.batched import (
+    batched_info,
+    chunk_sizes,
+    copied_nodes,
+    join_items,
+    take_items,
+)
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
+from edgesal.graph.rebatch import Copy, NotRebatchable, check_rebatched, rebatch
 from edgesal.image_input import ImageInput
 from edgesal.options import MethodOptions
 
@@ -39,6 +45,7 @@ class MethodContext:
     options: MethodOptions = field(default_factory=MethodOptions)
     metadata: dict = field(default_factory=dict)
     roi: RoiPlan | None = None  # region of interest: gradients on a window (edgesal/roi/)
+    batching: dict = field(default_factory=dict)  # how samples ran: the edgesal.batching entry
     _cache: dict = field(default_factory=dict)
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -57,61 +64,129 @@ class MethodContext:
     def gradient(self, at: str | None = None, copies: int = 1, mode: str = "vanilla") -> str:
         """dS/d(at) for samples ``at`` ([N * copies, ...]; default: the image tensor itself).
 
-        With a region of interest split at a tensor, only the window's values are computed (the
-        early layers on a crop) and the rest is zero.
+        The samples run as one batch or in chunks (``--max-batch``, or one at a time where the
+        graph cannot be rebatched), joined back in order. With a region of interest split at a
+        tensor, only the window's values are computed (the early layers on a crop), zero elsewhere.
         """
         at = at or self.image.tensor
         key = ("input", at, copies, mode)
-        if key not in self._cache and self.roi is not None and self.roi.split is not None:
-            mapping, seeds = self._forward_mapping(at, copies)
-            self._cache[key] = self.roi.gradient(self, at, mapping, seeds, copies, mode)
         if key not in self._cache:
-            graph_in, seeds = self._forward_for(at, copies)
-            self._cache[key] = input_gradient(
-                self.model.graph, self.info, self.b, seeds, graph_in, mode
-            )
+            parts = [self._chunk_gradient(chunk, mode) for chunk in self._chunks(at, copies)]
+            self._cache[key] = self._joined(parts, at, copies)
         return self._cache[key]
+
+    def _chunk_gradient(self, chunk: Chunk, mode: str) -> str:
+        if self.roi is not None and self.roi.split is not None:
+            return self.roi.gradient(self, chunk.at, chunk.mapping, chunk.seeds, chunk.k, mode)
+        wrt = chunk.mapping.get(self.image.tensor, chunk.at)
+        return input_gradient(self.model.graph, self.info, self.b, chunk.seeds, wrt, mode)
 
     def layer_gradient(self, layer: str, at: str | None = None, copies: int = 1) -> tuple[str, str]:
         """(activation, dS/d activation) of tensor ``layer`` for the samples ``at``."""
         at = at or self.image.tensor
         key = ("layer", layer, at, copies)
         if key not in self._cache:
-            mapping, seeds = self._forward_mapping(at, copies)
-            activation = mapping.get(layer, layer)
-            grad = input_gradient(self.model.graph, self.info, self.b, seeds, activation)
-            self._cache[key] = (activation, grad)
+            activations, grads = [], []
+            for chunk in self._chunks(at, copies):
+                activation = chunk.mapping.get(layer, layer)
+                graph, info = self.model.graph, self.info
+                grads.append(input_gradient(graph, info, self.b, chunk.seeds, activation))
+                activations.append(activation)
+            self._cache[key] = (
+                self._joined(activations, at, copies),
+                self._joined(grads, at, copies),
+            )
         return self._cache[key]
 
-    def _forward_for(self, at: str, copies: int) -> tuple[str, dict[str, str]]:
-        mapping, seeds = self._forward_mapping(at, copies)
-        return mapping.get(self.image.tensor, at), seeds
+    def _joined(self, parts: list[str], at: str, copies: int) -> str:
+        if len(parts) == 1:
+            return parts[0]
+        sizes = chunk_sizes(copies, self.batching["max_batch"])
+        shape = self.shape(parts[0])
+        n = shape[0] // sizes[0]
+        return join_items(self.b, parts, sizes, (n * copies, *shape[1:]))
 
-    def _forward_mapping(self, at: str, copies: int) -> tuple[dict[str, str], dict[str, str]]:
-        """The original graph when ``at`` is the image; else a batched copy fed by ``at``."""
+    def _chunks(self, at: str, copies: int):
+        """The forward copies that run samples ``at``: lazily, so each chunk's forward pass sits
+        right before its backward pass in the node list (runtimes free one before the next)."""
         if at == self.image.tensor and copies == 1:
-            return {}, self.seeds
-        key = ("copy", at, copies)
-        if key not in self._cache:
-            prefix = self.b.unique(f"samples{copies}")
-            mapping = forward_copy(self.model.graph, self.image.tensor, at, set(self.seeds), prefix)
-            what = f"a method with {copies} samples per image"
-            self.info = batched_info(self.model, what)
-            for name in self.seeds:
-                expected = self.info.shape(name)[0] * copies
-                got = self.info.shape(mapping[name])[0]
-                if got != expected:
-                    raise InputError(
-                        f"{what} runs its samples as one batch, but the model does not accept "
-                        f"another batch size: '{name}' gets batch {got} instead of {expected} "
-                        "(a Reshape or similar fixes the batch)"
-                    )
-            seeds = {
-                mapping[name]: repeat_items(self.b, seed, self.info.shape(seed), copies)
-                for name, seed in self.seeds.items()
-            }
-            self._cache[key] = (mapping, seeds)
+            yield Chunk(at, 1, {}, self.seeds)
+            return
+        sizes = self._plan(at, copies)
+        start = 0
+        for k in sizes:
+            yield self._chunk(at, copies, start, k)
+            start += k
+
+    def _plan(self, at: str, copies: int) -> list[int]:
+        """Chunk sizes for ``copies`` samples: ``--max-batch`` chunks if the graph can be
+        rebatched (tried on the first chunk, checked by shape inference and numerically), else
+        one sample at a time in the unchanged graph (slower, never wrong)."""
+        if not self.batching:
+            self.batching.update(mode="batch", max_batch=self.options.max_batch, rewrites=[])
+        sizes = chunk_sizes(copies, self.batching["max_batch"])
+        if sizes[0] == 1:
+            return sizes
+        mark = len(self.model.graph.node)
+        try:
+            self._chunk(at, copies, 0, sizes[0])
+        except NotRebatchable as exc:
+            del self.model.graph.node[mark:]
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != "chunk"}
+            self.info = TensorInfo(self.model)
+            self.batching.update(mode="sequential", max_batch=1, reason=str(exc), rewrites=[])
+            return chunk_sizes(copies, 1)
+        return sizes
+
+    def _chunk(self, at: str, copies: int, start: int, k: int) -> Chunk:
+        """Forward copy of samples ``start .. start + k`` of ``at`` (cached)."""
+        key = ("chunk", at, copies, start, k)
+        if key in self._cache:
+            return self._cache[key]
+        b, image = self.b, self.image.tensor
+        shape = self.shape(at)
+        n = shape[0] // copies
+        x = take_items(b, at, shape, copies, start, k)
+        copy = copied_nodes(self.model.graph, image, x, set(self.seeds), b.unique(f"samples{k}"))
+        rewrites = rebatch(copy, self.info, b, n, k) if k > 1 else []
+        self.model.graph.node.extend(copy.copies)
+        if k == 1:
+            self.info = TensorInfo(self.model)
+        else:
+            self._checked(copy, x, n, k, rewrites)
+        seeds = {
+            copy.mapping[name]: repeat_items(b, seed, self.info.shape(seed), k)
+            for name, seed in self.seeds.items()
+        }
+        self._cache[key] = Chunk(x, k, copy.mapping, seeds)
         return self._cache[key]
+
+    def _checked(self, copy: Copy, x: str, n: int, k: int, rewrites: list[str]) -> None:
+        """Shape inference must give every score batch n * k; rewritten graphs are also run."""
+        what = f"a method with {k} samples per item"
+        self.info = batched_info(self.model, what)
+        for name in self.seeds:
+            got = self.info.shape(copy.mapping[name])[0]
+            if got != n * k:
+                raise NotRebatchable(
+                    f"{what} runs its samples as one batch, but the model does not accept "
+                    f"another batch size: '{name}' gets batch {got} instead of {n * k} "
+                    "(a Reshape or similar fixes the batch)"
+                )
+        if rewrites and not self.batching["rewrites"]:
+            outputs = {name: copy.mapping[name] for name in self.seeds}
+            check_rebatched(self.model, self.image.tensor, x, outputs, n, k)
+            self.batching.update(mode="rebatched", rewrites=rewrites)
+
+
+@dataclass
+class Chunk:
+    """Samples ``at`` ([N * k, ...]) through their forward copy (``mapping``), with ``seeds``."""
+
+    at: str
+    k: int
+    mapping: dict[str, str]
+    seeds: dict[str, str]
 
 
 def repeat_items(b: Builder, tensor: str, shape: tuple[int, ...], copies: int) -> str:

@@ -144,7 +144,8 @@ def smoothed(ctx: MethodContext, base: str, x: str, samples: int) -> str:
     )
     noisy = b.Add(b.Reshape(x, b.ints([n, 1, *rest])), scaled)
     flat = b.Reshape(noisy, b.ints([n * samples, *rest]))
-    maps = split_items(b, METHODS[base].build(ctx, flat, samples), (n * samples, *rest), samples)
+    each = METHODS[base].build(ctx, flat, samples)  # Grad-CAM maps have one channel
+    maps = split_items(b, each, ctx.shape(each), samples)
     if ctx.options.squared:
         maps = b.Mul(maps, maps)
     return b.reduce("ReduceMean", maps, [1], keepdims=0)
