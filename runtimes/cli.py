@@ -482,10 +482,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if server:
         server.start()
-        print(f"status page: {server.url}", file=sys.stderr, flush=True)
         if server.options.token:
             login = f"log in at {server.url}login with the token in {args.token_file}"
             print(login, file=sys.stderr, flush=True)
+        print(f"status page: {server.url}", file=sys.stderr, flush=True)
     try:
         summary = runner.run()
     except DeviceError as exc:

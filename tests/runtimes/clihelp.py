@@ -16,8 +16,12 @@ def runtime_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "edgesal.runtimes", *args]
 
 
-def start_server(*args: str, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
-    """Launch a run with ``--serve 127.0.0.1:0`` and return it with its status page URL."""
+def start_server(
+    *args: str, timeout: float = 30.0, seen: list[str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Launch a run with ``--serve 127.0.0.1:0`` and return it with its status page URL.
+
+    ``seen`` collects the lines the run printed up to the URL."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         runtime_cmd("run", *args, "--serve", "127.0.0.1:0", "--display", "no"),
@@ -30,6 +34,8 @@ def start_server(*args: str, timeout: float = 30.0) -> tuple[subprocess.Popen, s
     end = time.time() + timeout
     while time.time() < end:
         line = proc.stderr.readline()
+        if seen is not None:
+            seen.append(line)
         if match := re.search(r"status page: (https?://\S+)", line):
             return proc, match.group(1)
         if not line and proc.poll() is not None:

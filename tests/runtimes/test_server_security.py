@@ -255,7 +255,7 @@ def test_request_size_limits_routes_and_security_headers(guarded):
     for path, headers in (("/", {}), ("/frame.jpg", bearer(TOKEN)), ("/nothing", {})):
         _, head, _ = request(port, path, headers)
         assert head["X-Content-Type-Options"] == "nosniff"
-        assert head["Cache-Control"] == "no-store" and head["Referrer-Policy"] == "no-referrer"
+        assert head["Cache-Control"] == "no-store" and head["Referrer-Policy"] == "same-origin"
         assert "default-src 'none'" in head["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in head["Content-Security-Policy"]
         assert head["Server"] == "edgesal"
