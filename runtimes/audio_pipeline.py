@@ -183,7 +183,7 @@ class AudioPipeline(Pipeline):
         features = getattr(result, "features", None)
         if features is None:  # paused: nothing was computed for this window
             features = np.zeros((self.audio.frames, self.audio.front.features), np.float32)
-        image = spectrogram_image(features, VIEW_SIZE)
+        image = spectrogram_image(features, VIEW_SIZE, self.audio.front.log == "none")
         saliency = None if result.saliency is None else np.flipud(result.saliency.T)
         start = getattr(result, "start", 0.0)
         seconds = self.windowing.window / self.windowing.rate
@@ -193,9 +193,12 @@ class AudioPipeline(Pipeline):
         return result.overlay
 
 
-def spectrogram_image(features: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def spectrogram_image(features: np.ndarray, size: tuple[int, int], linear: bool) -> np.ndarray:
     """[T, F] features as a BGR picture of ``size`` (W, H): time to the right, frequency up,
-    grey levels spanning the window's 1st..99th percentile."""
+    grey levels spanning the window's 1st..99th percentile (of ``log(1e-6 + x)`` for ``linear``
+    features, which would otherwise show only their loudest cells)."""
+    if linear:
+        features = np.log(np.maximum(features, 0) + 1e-6)
     low, high = np.percentile(features, [1, 99]) if features.size else (0.0, 1.0)
     scale = 255.0 / (high - low) if high > low else 0.0
     grey = np.clip((features.T[::-1] - low) * scale, 0, 255).astype(np.uint8)
