@@ -25,7 +25,8 @@ _EXTRA_MODULES = {  # optional modules -> the extra that installs them
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; EdgesalError becomes a one-line message and exit status 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    _take_trailing(parser, args, extra)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -56,6 +57,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
+def _take_trailing(parser: argparse.ArgumentParser, args, extra: list[str]) -> None:
+    """Positionals after options (``explain-text MODEL --tokenizer T "text"``) go to the list
+    the command names in ``trailing``; anything else left over is an error, as parse_args gives."""
+    trailing = getattr(args, "trailing", None)
+    if extra and (trailing is None or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        getattr(args, trailing).extend(extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgesal",
@@ -75,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_ops(sub)
     _add_eval_commands(sub)
+    _add_explain_text(sub)
     _add_runtime_commands(sub)
     return parser
 
@@ -118,7 +130,12 @@ def _add_export(sub) -> None:
         help="argmax (default: top score of the first output), class:K, input (extra int64 "
         "input 'target' [N] at run time), or output:NAME[:max|sum|mean|INDEX]",
     )
-    p.add_argument("--reduce", default="absmax", choices=REDUCTIONS, help="channel reduction")
+    p.add_argument(
+        "--reduce",
+        choices=[*REDUCTIONS, "dot"],
+        help="channel reduction (default absmax; token inputs: l2 over the embedding axis, dot = "
+        "gradient . embedding per token)",
+    )
     p.add_argument("--normalize", default="max", choices=NORMALIZATIONS, help="per-image scaling")
     p.add_argument(
         "--input",
@@ -141,9 +158,57 @@ def _add_export(sub) -> None:
     p.add_argument("--batch", type=_positive_int, help="fix a symbolic batch dim (default 1)")
     p.add_argument("--input-shape", type=_shape, help="fix symbolic input dims, e.g. 1,3,224,224")
     _add_method_params(p)
+    _add_token_flags(p)
     _add_roi_flags(p)
     _add_runtime_metadata_flags(p)
     p.set_defaults(func=_run_export)
+
+
+def _add_token_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("token models (transformers; docs/tokens.md)")
+    g.add_argument("--wrt", help="differentiate this float tensor (default: the embedding lookup "
+                   "of --input when it names token ids)")  # fmt: skip
+    g.add_argument("--mask-input", help="attention-mask input (default: attention_mask)")
+    g.add_argument(
+        "--attention",
+        action="store_true",
+        help="also output attention [N,L,T,T], attention_rollout and attention_gradient [N,T]",
+    )
+    g.add_argument("--rollout-from", default="cls", choices=["cls", "mean"],
+                   help="rollout row: the first token's (cls) or the mean over tokens")  # fmt: skip
+    g.add_argument("--baseline-token", type=int, help="IG baseline: this token id's embedding")
+    g.add_argument(
+        "--special-tokens",
+        type=lambda t: tuple(int(x) for x in t.split(",") if x.strip()),
+        default=(),
+        help="ids kept as they are in the IG baseline, e.g. 0,101,102 ([PAD],[CLS],[SEP])",
+    )
+
+
+def _export_model(model, options, args):
+    """The token path (--input naming token ids, or --wrt) or the image/float-input path."""
+    from edgesal.export import export_saliency
+    from edgesal.tokens.export import TokenOptions, export_token_saliency, is_token_export
+
+    tokens = TokenOptions(
+        wrt=args.wrt,
+        mask_input=args.mask_input,
+        attention=args.attention,
+        rollout_from=args.rollout_from,
+        baseline_token=args.baseline_token,
+        special_tokens=args.special_tokens,
+    )
+    token_path = is_token_export(model, options, tokens)
+    options.reduce = options.reduce or ("l2" if token_path else "absmax")
+    if token_path:
+        return export_token_saliency(model, options, tokens)
+    return export_saliency(model, options)
+
+
+def _add_explain_text(sub) -> None:
+    from edgesal.tokens.explain import add_parser
+
+    add_parser(sub)
 
 
 def _add_runtime_metadata_flags(p: argparse.ArgumentParser) -> None:
@@ -282,7 +347,7 @@ def _export_one(args, method: str, params, output) -> None:
 
     from edgesal import metadata
     from edgesal.converters import load_model_any
-    from edgesal.export import ExportOptions, export_saliency, save
+    from edgesal.export import ExportOptions, save
 
     preprocess, labels = _runtime_metadata(args)
     options = ExportOptions(
@@ -305,7 +370,7 @@ def _export_one(args, method: str, params, output) -> None:
         preprocess=preprocess,
         labels=labels,
     )
-    model = export_saliency(load_model_any(args.model), options)
+    model = _export_model(load_model_any(args.model), options, args)
     if _output_format(args, output) == "tflite":
         from edgesal.converters import to_tflite
 

@@ -11,7 +11,7 @@ masked positions set to 0, then normalized. ``--attention`` adds the outputs of
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,13 @@ from onnx import helper
 from edgesal import __version__, metadata
 from edgesal.autodiff.engine import input_gradient
 from edgesal.errors import InputError
-from edgesal.export import ExportOptions, _complete_output_shapes, _opset, _output_names
+from edgesal.export import (
+    ExportOptions,
+    _checked_labels,
+    _complete_output_shapes,
+    _opset,
+    _output_names,
+)
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
 from edgesal.graph.info import TensorInfo
@@ -33,7 +39,7 @@ from edgesal.onnx_io import check, load_model, upgraded
 from edgesal.postprocess import normalize
 from edgesal.targets import Target, build_seed
 from edgesal.tokens import attention as att
-from edgesal.tokens.baseline import token_reference
+from edgesal.tokens.baseline import token_reference, token_spec
 from edgesal.tokens.lookup import (
     TokenLookup,
     checked_mask,
@@ -93,6 +99,10 @@ def export_token_saliency(
     model: onnx.ModelProto | str | Path, options: ExportOptions, tokens: TokenOptions
 ) -> onnx.ModelProto:
     """The model with outputs ``saliency`` [N, T] (and ``attention*`` with --attention) added."""
+    if tokens.baseline_token is not None:
+        options = replace(
+            options, params=replace(options.params, baseline=token_spec(tokens.baseline_token))
+        )
     options.validate()
     _validate(options, tokens)
     target = Target.parse(options.target)
@@ -327,9 +337,14 @@ def _write_metadata(model, options, tokens, target, explained: TokenInput, outpu
         "table": look.table if look else None,
         "length": explained.shape[1],
     }
+    labels = options.labels
+    extra_keys = (
+        {} if labels is None else {"labels": _checked_labels(labels, model, declared["scores"])}
+    )
     metadata.write(
         model,
         {
+            **extra_keys,
             "version": __version__,
             "method": ",".join(outputs),
             "params": asdict(options.params),
