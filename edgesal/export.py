@@ -27,6 +27,7 @@ from edgesal.methods import METHODS, MethodContext, MethodOptions
 from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
 from edgesal.postprocess import normalize, reduce_channels
+from edgesal.runtimes.detections import BOX_FORMATS
 from edgesal.targets import Target, build_seed
 
 SALIENCY = "saliency"
@@ -55,6 +56,8 @@ class ExportOptions:
     roi_split: str | None = None  # split tensor of the ROI crop (default: by estimated cost)
     preprocess: dict[str, object] = field(default_factory=dict)  # Preprocess fields to set
     labels: list[str] | None = None  # class names, one per score
+    boxes_output: str | None = None  # detectors: the output holding each element's box
+    boxes_format: str = "xyxy"  # its coordinates (runtimes.detections.BOX_FORMATS)
 
     def input_spec(self) -> InputSpec:
         return InputSpec(self.input, self.layout, self.modality, self.axes, self.channel_axis)
@@ -76,6 +79,8 @@ class ExportOptions:
             raise InputError(f"--smooth {p.smooth}: the number of noisy samples must be >= 0")
         if p.sigma < 0:
             raise InputError(f"--sigma {p.sigma}: the noise level must be >= 0")
+        if self.boxes_format not in BOX_FORMATS:
+            raise InputError(f"--boxes-format {self.boxes_format}: choose {', '.join(BOX_FORMATS)}")
 
 
 def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions) -> onnx.ModelProto:
@@ -288,10 +293,15 @@ def _write_metadata(
     existing = metadata.read(model)
     outputs = dict(existing.get("outputs") or {})
     outputs.setdefault("scores", model.graph.output[0].name)
+    if target.kind == "output" and target.runtime_choice:  # a detector: its score output
+        outputs["scores"] = _graph_output(model, target.tensor, f"--target {target}")
+    extra = {}
+    if options.boxes_output is not None:
+        outputs["boxes"] = _checked_boxes(model, options.boxes_output, outputs["scores"])
+        extra["boxes"] = {"output": options.boxes_output, "format": options.boxes_format}
     outputs["saliency"] = next(iter(saliency_outputs.values()))
     if len(saliency_outputs) > 1:
         outputs["saliency_by_method"] = saliency_outputs
-    extra = {}
     if window is not None:
         extra["roi"] = window.describe()
         if window.runtime:
@@ -321,6 +331,33 @@ def _write_metadata(
             "seeds": seeds,
         },
     )
+
+
+def _graph_output(model: onnx.ModelProto, name: str, flag: str) -> str:
+    """``name`` if it is an output of ``model`` (the runtime reads it), else an error naming
+    ``flag``."""
+    names = [o.name for o in model.graph.output]
+    if name not in names:
+        raise InputError(
+            f"{flag}: '{name}' is not an output of the model (outputs: {', '.join(names)}); "
+            "the runtime reads it to choose and draw detections"
+        )
+    return name
+
+
+def _checked_boxes(model: onnx.ModelProto, boxes: str, scores: str) -> str:
+    """``boxes`` if each score element of ``scores`` has a box there: [N, ..., >= 4] holding A
+    boxes per item, with P scores per item a multiple of A."""
+    _graph_output(model, boxes, "--boxes-output")
+    info = TensorInfo(model)
+    box_dims, score_dims = info.dims(boxes) or (), info.dims(scores) or ()
+    count, per_item = math.prod(box_dims[1:-1]), math.prod(score_dims[1:])
+    if len(box_dims) < 2 or box_dims[-1] < 4 or per_item % max(count, 1):
+        raise InputError(
+            f"--boxes-output {boxes}: shape {list(box_dims)} does not give a box (>= 4 values on "
+            f"the last axis) to each of the {per_item} elements of '{scores}' {list(score_dims)}"
+        )
+    return boxes
 
 
 def _checked_labels(labels: list[str], model: onnx.ModelProto, scores: str) -> list[str]:

@@ -1,8 +1,10 @@
 """What the saliency map explains: the seed (cotangent) fed into the backward pass.
 
 Specs: ``argmax`` (top score of the first output), ``class:K``, ``input`` (an extra int64 input
-``target`` [N] chosen at run time) and ``output:NAME[:max|sum|mean|INDEX]`` for detectors and
-segmenters. Every spec seeds each batch item separately, so a batch of N gives N independent maps.
+``target`` [N] chosen at run time) and ``output:NAME[:max|sum|mean|INDEX|input]`` for detectors and
+segmenters; ``output:NAME:input`` adds the int64 input ``target`` [N] choosing the flat element of
+NAME (per item) at run time, so one file explains any box of a detector. Every spec seeds each
+batch item separately, so a batch of N gives N independent maps.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ class Target:
 
     kind: str  # "argmax" | "class" | "input" | "output"
     tensor: str | None = None
-    reduction: str = "max"  # for kind "output": max | sum | mean | index
+    reduction: str = "max"  # for kind "output": max | sum | mean | index | input
     index: int | None = None
 
     @classmethod
     def parse(cls, spec: str) -> Target:
-        """Parse ``argmax``, ``class:K``, ``input`` or ``output:NAME[:max|sum|mean|INDEX]``."""
+        """``argmax``, ``class:K``, ``input`` or ``output:NAME[:max|sum|mean|INDEX|input]``."""
         spec = spec.strip()
         if spec in ("argmax", "input"):
             return cls(spec)
@@ -45,17 +47,22 @@ class Target:
             return cls("class", reduction="index", index=index)
         if m := re.fullmatch(r"output:([^:]+)(?::([^:]+))?", spec):
             name, how = m.group(1), (m.group(2) or "max")
-            if how in _REDUCTIONS:
+            if how in _REDUCTIONS or how == "input":
                 return cls("output", tensor=name, reduction=how)
             if how.isdigit():
                 return cls("output", tensor=name, reduction="index", index=int(how))
             raise TargetError(
-                f"--target {spec}: expected max, sum, mean or an index after '{name}:'"
+                f"--target {spec}: expected max, sum, mean, input or an index after '{name}:'"
             )
         raise TargetError(
             f"--target {spec!r} not understood; use argmax, class:K, input or "
-            "output:NAME[:max|sum|mean|INDEX]"
+            "output:NAME[:max|sum|mean|INDEX|input]"
         )
+
+    @property
+    def runtime_choice(self) -> bool:
+        """The explained element is chosen at run time (``input``, ``output:NAME:input``)."""
+        return self.kind == "input" or self.reduction == "input"
 
     def __str__(self) -> str:
         if self.kind == "class":
@@ -77,8 +84,8 @@ def build_seed(target: Target, model: onnx.ModelProto, info: TensorInfo, b: Buil
         raise TargetError(f"--target {target}: '{scored}' is a scalar; it needs a batch axis")
     batch, per_item = shape[0], math.prod(shape[1:])
     dtype = info.np_dtype(scored)
-    if target.kind in ("argmax", "input") or (target.kind, target.reduction) == ("output", "max"):
-        if target.kind == "input":
+    if target.kind == "argmax" or target.runtime_choice or target.reduction == "max":
+        if target.runtime_choice:
             index = _target_input(model, batch)
         else:
             flat = b.Reshape(scored, b.ints([batch, per_item]))

@@ -18,6 +18,15 @@ import numpy as np
 
 from edgesal.runtimes.backends import Backend, BackendOptions, load_backend
 from edgesal.runtimes.contract import Contract, Preprocess, Preprocessor, build_contract
+from edgesal.runtimes.detections import (
+    BoxSpec,
+    Detection,
+    batch_of,
+    chunks,
+    element_box,
+    element_output,
+    top_elements,
+)
 from edgesal.runtimes.errors import ModelError
 
 log = logging.getLogger("edgesal.runtimes.model")
@@ -27,7 +36,8 @@ MAX_INPUT_BYTES = 256 << 20  # one input tensor; 2048 x 2048 x 3 float32 is 48 M
 
 @dataclass
 class Inference:
-    """The answer for one frame; ``saliency`` is [H, W] on the input grid, or None when skipped."""
+    """The answer for one frame; ``saliency`` is [H, W] on an image's grid (a non-image input's
+    map keeps its per-sample shape, e.g. [T, F]), or None when skipped."""
 
     probs: np.ndarray
     target: int
@@ -76,7 +86,9 @@ def check_input_budget(
         )
 
 
-def _as_map(value: np.ndarray, name: str, path: str) -> np.ndarray:
+def _as_map(value: np.ndarray, name: str, path: str, image: bool = True) -> np.ndarray:
+    if not image:  # audio, series, tabular: the map as the model lays it out (edgesal.map_axes)
+        return np.asarray(value, np.float32)[0]
     squeezed = np.asarray(value, np.float32)[0].squeeze()
     if squeezed.ndim != 2:
         raise ModelError(f"{path}: output '{name}' has shape {value.shape}; expected [N,H,W]")
@@ -91,40 +103,135 @@ class Variant:
         self.output = contract.saliency[method]
         self.preprocessor = Preprocessor(contract.preprocess)
         self.path = backend.path
+        self.image = str(contract.extra.get("modality") or "image") == "image"
+        self.element_output = element_output(contract.target)  # detectors: the scored output
+        self.boxes = BoxSpec.from_metadata(contract.extra.get("boxes"), self.path)
 
     @property
     def name(self) -> str:
         return f"{self.method} ({Path(self.path).name})"
 
-    def feeds(self, tensor: np.ndarray, target: int | None) -> dict[str, np.ndarray]:
+    def feeds(
+        self, tensor: np.ndarray, target: int | None, extra: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The input tensor, the target (when the model takes one) and the other inputs: those in
+        ``extra`` (a streaming cache, a mask), zeros for the rest (an empty cache)."""
         feeds = {self.contract.input: tensor}
         if self.contract.target_input:
             feeds[self.contract.target_input] = np.array([target or 0], np.int64)
-        return feeds
+        return {**feeds, **self._other_inputs(len(tensor), extra or {}, set(feeds))}
 
-    def run(self, tensor: np.ndarray, target: int | None, want_map: bool = True) -> Inference:
+    def _other_inputs(self, batch: int, extra: dict[str, np.ndarray], fed: set[str]) -> dict:
+        unknown = sorted(set(extra) - set(self.backend.inputs))
+        if unknown:
+            raise ModelError(f"{self.path}: no inputs named {unknown} (inputs: {self.inputs})")
+        values = {}
+        for name, (shape, dtype) in self.backend.inputs.items():
+            if name in fed:
+                continue
+            value = extra.get(name)
+            if value is None:
+                dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+                value = np.zeros([batch, *dims[1:]] if dims else [], dtype)
+            elif len(value) != batch and len(value) == 1:
+                value = np.repeat(value, batch, axis=0)
+            values[name] = value
+        return values
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.backend.inputs)
+
+    def run(
+        self,
+        tensor: np.ndarray,
+        target: int | None,
+        want_map: bool = True,
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> Inference:
         """Scores (and the map when ``want_map``) for one input tensor; a prediction-only run uses
-        a graph pruned to the scores where the backend can prune."""
+        a graph pruned to the scores where the backend can prune. ``extra`` feeds the model's
+        other inputs (zeros when left out)."""
         wanted = [self.contract.scores, self.output] if want_map else [self.contract.scores]
         backend = self.backend.subset(wanted)
         start = time.perf_counter()
-        values = backend.run(wanted, self.feeds(tensor, target))
+        values = backend.run(wanted, self.feeds(tensor, target, extra))
         seconds = time.perf_counter() - start
         probs = probabilities(values[0][0] if values[0].ndim > 1 else values[0])
         if self.contract.target_input:
             self._check_target(target or 0, probs.size)
         explained = target if self.contract.target_input else self._fixed_target(probs)
-        saliency = _as_map(values[1], self.output, self.path) if want_map else None
+        saliency = _as_map(values[1], self.output, self.path, self.image) if want_map else None
         return Inference(probs, explained, saliency, self.method, seconds)
+
+    def detect(
+        self, tensor: np.ndarray, k: int = 5, extra: dict[str, np.ndarray] | None = None
+    ) -> list[Detection]:
+        """The ``k`` highest-scoring elements of a detector's score output (``--target
+        output:NAME:input``), each with its map and box: one prediction call, then one batched
+        call for all k when the model's batch holds them (a dynamic batch always does)."""
+        if self.element_output is None:
+            raise ModelError(
+                f"{self.path}: target '{self.contract.target}' does not choose an element at run "
+                "time; export the detector with --target output:NAME:input"
+            )
+        item = tensor[:1]
+        size = batch_of(self.backend.inputs[self.contract.input][0], 1)
+        scored = self.backend.subset([self.element_output])
+        scores = scored.run([self.element_output], self._batch_feeds(item, [0] * size, extra))
+        return self.explain_elements(item, top_elements(scores[0][0], k), extra)
+
+    def explain_elements(
+        self, tensor: np.ndarray, indices: list[int], extra: dict[str, np.ndarray] | None = None
+    ) -> list[Detection]:
+        """Maps (and boxes) of the flat score elements ``indices`` of one input item, in batches
+        of the model's batch size (all at once for a dynamic batch)."""
+        item = tensor[:1]
+        wanted = [self.element_output, self.output] + ([self.boxes.output] if self.boxes else [])
+        size = batch_of(self.backend.inputs[self.contract.input][0], len(indices))
+        grid = self._grid()
+        found: list[Detection] = []
+        for run in chunks(list(indices), size):
+            values = self.backend.run(wanted, self._batch_feeds(item, run, extra))
+            per_item = values[0][0].size
+            for row, index in enumerate(run[: len(indices) - len(found)]):
+                self._check_target(index, per_item)
+                box = None
+                if self.boxes is not None:
+                    box = element_box(values[2][row], index, per_item, self.boxes, grid)
+                score = float(values[0][row].reshape(-1)[index])
+                saliency = _as_map(values[1][row : row + 1], self.output, self.path, self.image)
+                found.append(Detection(index, score, saliency, box))
+        return found
+
+    def _batch_feeds(self, item: np.ndarray, targets: list[int], extra) -> dict[str, np.ndarray]:
+        batch = np.repeat(item, len(targets), axis=0)
+        feeds = {
+            self.contract.input: batch,
+            self.contract.target_input: np.array(targets, np.int64),
+        }
+        return {**feeds, **self._other_inputs(len(targets), extra or {}, set(feeds))}
+
+    def _grid(self) -> tuple[int, int]:
+        shape = self.backend.inputs[self.contract.input][0]
+        spatial = shape[2:4] if self.contract.preprocess.layout == "NCHW" else shape[1:3]
+        known = all(isinstance(d, int) and d > 0 for d in spatial) and len(spatial) == 2
+        return (int(spatial[0]), int(spatial[1])) if known else tuple(self.contract.preprocess.size)
 
     def _check_target(self, target: int, classes: int) -> None:
         """The graph's one-hot seed maps an index outside 0..classes-1 to an all-zero (or, for a
         negative index, another class's) map without complaint, so the index is checked here."""
-        if not 0 <= target < classes:
+        if 0 <= target < classes:
+            return
+        if self.element_output is not None:
             raise ModelError(
-                f"{self.path}: target class {target} is out of range: the model scores "
-                f"{classes} classes (valid: 0..{classes - 1})"
+                f"{self.path}: detector index {target} is out of range: output "
+                f"'{self.element_output}' has {classes} elements per item (valid: 0..{classes - 1})"
             )
+        raise ModelError(
+            f"{self.path}: target class {target} is out of range: the model scores "
+            f"{classes} classes (valid: 0..{classes - 1})"
+        )
 
     def _fixed_target(self, probs: np.ndarray) -> int:
         spec = self.contract.target
@@ -133,10 +240,12 @@ class Variant:
         return int(np.argmax(probs))
 
     def check_input_size(self) -> None:
-        """The preprocessing grid must match the model's static input shape."""
+        """The input fits the memory budget; an image's preprocessing grid matches its shape."""
         shape, _ = self.backend.inputs[self.contract.input]
         pre = self.contract.preprocess
         check_input_budget(self.path, self.contract.input, shape, pre)
+        if not self.image:  # audio, series, tabular: fed as arrays, no frame grid
+            return
         spatial = shape[2:4] if pre.layout == "NCHW" else shape[1:3]
         static = [d for d in spatial if d > 0]
         if len(static) == 2 and tuple(static) != tuple(pre.size):

@@ -160,3 +160,23 @@ def test_cli_exports_an_audio_model(tmp_path, capsys):
     assert _run(exported, feeds)["saliency"].shape == (1, 20, 10)
     assert main([*argv, "--channel-axis", "5"]) != 0
     assert "--channel-axis 5: out of range" in capsys.readouterr().err
+
+
+def test_device_runtime_returns_the_map_of_a_numpy_array(tmp_path):
+    """edgesal.runtimes loads a non-image export and, fed a numpy array through the Python API,
+    returns the map in the input's per-sample shape; the cache input is fed or left zero."""
+    from edgesal.runtimes.model import MethodChain
+
+    _, model, feeds = build("audio")
+    path = tmp_path / "kws.onnx"
+    onnx.save(export_saliency(model, _options("audio")), str(path))
+    variant = MethodChain.load([str(path)])[0]
+    got = variant.run(feeds["speech"], None, extra={"cache": feeds["cache"]})
+    direct = _run(onnx.load(str(path)), feeds)
+    np.testing.assert_allclose(got.saliency, direct["saliency"][0], rtol=1e-6)
+    assert got.top1 == int(np.argmax(direct["logits"][0]))
+    empty = variant.run(feeds["speech"], None)  # no cache given: an empty (zero) cache
+    zeros = _run(onnx.load(str(path)), {**feeds, "cache": np.zeros_like(feeds["cache"])})
+    np.testing.assert_allclose(empty.saliency, zeros["saliency"][0], rtol=1e-6)
+    with pytest.raises(Exception, match=r"no inputs named \['mask'\]"):
+        variant.run(feeds["speech"], None, extra={"mask": feeds["cache"]})

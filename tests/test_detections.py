@@ -1,0 +1,151 @@
+"""Detectors (issue 13 part 6): ``--target output:NAME:input`` chooses the explained element at run
+time, and ``edgesal.runtimes`` explains the top-k elements in one batch, with their boxes.
+
+References: the map of element i equals the export with the fixed target ``output:NAME:i``; the
+raw gradient equals torch autograd of score i on the same weights; boxes equal the model's own box
+output decoded by hand."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from edgesal import metadata
+from edgesal.errors import InputError, TargetError
+from edgesal.export import ExportOptions, export_saliency
+from edgesal.runtimes.detections import Detection, draw_boxes
+from edgesal.runtimes.errors import ModelError
+from edgesal.runtimes.model import MethodChain
+
+GRID, CELLS = 16, 4  # a 16x16 image, a 4x4 grid of anchors (16 boxes)
+
+
+class TinyDetector(nn.Module):
+    """SSD-like: per anchor one score logit and a box (cx, cy, w, h in pixels around the anchor)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(8, 5, 4, stride=4)
+        centres = (np.arange(CELLS) + 0.5) * (GRID / CELLS)
+        cy, cx = np.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("anchors", torch.tensor(np.stack([cx, cy], -1).reshape(1, -1, 2)))
+
+    def forward(self, x):
+        out = self.head(self.body(x)).permute(0, 2, 3, 1).reshape(x.shape[0], CELLS * CELLS, 5)
+        centre = self.anchors.float() + out[..., 1:3]
+        size = 4.0 * torch.exp(0.1 * out[..., 3:5])
+        return out[..., :1], torch.cat([centre, size], dim=-1)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    torch.manual_seed(0)
+    net = TinyDetector().eval()
+    buffer = io.BytesIO()
+    x = torch.randn(1, 3, GRID, GRID)
+    torch.onnx.export(
+        net, (x,), buffer, dynamo=False, opset_version=17, input_names=["image"],
+        output_names=["scores", "boxes"], dynamic_axes={"image": {0: "N"}},
+    )  # fmt: skip
+    image = np.random.default_rng(2).standard_normal((1, 3, GRID, GRID)).astype(np.float32)
+    return net, onnx.load_from_string(buffer.getvalue()), image
+
+
+def _run(model, feeds) -> dict[str, np.ndarray]:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+
+
+def _save(tmp_path, model, **options) -> str:
+    path = tmp_path / "det.onnx"
+    onnx.save(export_saliency(model, ExportOptions(**options)), str(path))
+    return str(path)
+
+
+def test_runtime_element_input_equals_fixed_targets_and_torch(detector):
+    net, model, image = detector
+    exported = export_saliency(
+        model, ExportOptions(target="output:scores:input", reduce="none", normalize="none")
+    )
+    assert [i.name for i in exported.graph.input] == ["image", "target"]
+    meta = metadata.read(exported)
+    assert meta["target"] == "output:scores:input" and meta["outputs"]["scores"] == "scores"
+    for index in (0, 5, 15):
+        got = _run(exported, {"image": image, "target": np.array([index], np.int64)})["saliency"]
+        fixed = ExportOptions(target=f"output:scores:{index}", reduce="none", normalize="none")
+        np.testing.assert_array_equal(got, _run(export_saliency(model, fixed), {"image": image})[
+            "saliency"])  # fmt: skip
+        xt = torch.from_numpy(image).requires_grad_(True)
+        net(xt)[0][0, index, 0].backward()
+        np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("batch", "k"), [(3, 3), (1, 4), (2, 5)])
+def test_detect_explains_the_top_k_in_batches(detector, tmp_path, batch, k):
+    """--batch 3, k 3: one call; batch 1, k 4: four calls; batch 2, k 5: three calls."""
+    _, model, image = detector
+    options = dict(target="output:scores:input", boxes_output="boxes", boxes_format="cxcywh")
+    path = _save(tmp_path, model, batch=batch, **options)
+    variant = MethodChain.load([path])[0]
+    backend_run, map_calls = variant.backend.run, []
+
+    def counted(outputs, feeds):
+        map_calls.extend(["saliency"] if "saliency" in outputs else [])
+        return backend_run(outputs, feeds)
+
+    variant.backend.run = counted
+    found = variant.detect(image, k)
+    assert len(map_calls) == -(-k // batch)  # the k maps in batches of the model's batch
+    plain = _run(model, {"image": image})
+    order = np.argsort(-plain["scores"][0, :, 0], kind="stable")[:k]
+    assert [d.index for d in found] == order.tolist()
+    for det in found:
+        fixed = ExportOptions(target=f"output:scores:{det.index}")
+        expected = _run(export_saliency(model, fixed), {"image": image})["saliency"][0]
+        np.testing.assert_allclose(det.saliency, expected, rtol=1e-5, atol=1e-6)
+        assert det.score == pytest.approx(plain["scores"][0, det.index, 0], rel=1e-5)
+        cx, cy, w, h = plain["boxes"][0, det.index]
+        np.testing.assert_allclose(det.box, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), 1e-5)
+
+
+def test_detector_index_out_of_range_is_refused(detector, tmp_path):
+    _, model, image = detector
+    variant = MethodChain.load([_save(tmp_path, model, target="output:scores:input")])[0]
+    with pytest.raises(ModelError, match=r"detector index 16 is out of range: output 'scores' "
+                       r"has 16 elements per item \(valid: 0..15\)"):  # fmt: skip
+        variant.explain_elements(image, [3, 16])
+    with pytest.raises(ModelError, match="detector index -1 is out of range"):
+        variant.run(image, -1)
+    plain = MethodChain.load([_save(tmp_path, model, target="output:scores:max")])[0]
+    with pytest.raises(ModelError, match="export the detector with --target output:NAME:input"):
+        plain.detect(image, 3)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"target": "output:nosuch:input"}, TargetError, "no tensor named 'nosuch'"),
+        ({"boxes_output": "nosuch"}, InputError, "--boxes-output: 'nosuch' is not an output"),
+        ({"boxes_format": "xywh"}, InputError, "--boxes-format xywh: choose xyxy, yxyx"),
+        ({"boxes_output": "scores"}, InputError, r"--boxes-output scores: shape \[1, 16, 1\]"),
+    ],
+)
+def test_bad_detector_flags_are_named(detector, options, error, message):
+    _, model, _ = detector
+    with pytest.raises(error, match=message):
+        export_saliency(model, ExportOptions(**{"target": "output:scores:input", **options}))
+
+
+def test_boxes_are_drawn_scaled_onto_the_picture():
+    canvas = np.zeros((64, 64, 3), np.uint8)
+    det = Detection(0, 0.9, np.zeros((16, 16), np.float32), box=(2.0, 4.0, 10.0, 12.0))
+    draw_boxes(canvas, [det], grid=(16, 16))
+    assert (canvas[16:48, 8] == (0, 255, 0)).all() and (canvas[16, 8:40] == (0, 255, 0)).all()
+    assert not canvas[30, 24].any()  # inside the box stays untouched
