@@ -33,7 +33,7 @@ from edgesal.eval.engines import LocalEngine  # noqa: E402
 from edgesal.eval.model import Runner, inspect, pixels_of  # noqa: E402
 from edgesal.eval.options import EvalOptions  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
-from edgesal.imaging import center_crop  # noqa: E402
+from edgesal.runtimes.contract import rgb_crop  # noqa: E402
 
 NAME, STEPS = "efficientnet_lite0", 20
 
@@ -86,7 +86,7 @@ def maps_and_targets(model, images: dict) -> tuple:
     runner = Runner(model, inspect(model))
     pixels, maps, targets, probs = [], [], [], []
     for rgb in images.values():
-        p = pixels_of(center_crop(rgb, runner.spec.preprocess), runner.spec.preprocess)
+        p = pixels_of(rgb_crop(rgb, runner.spec.preprocess), runner.spec.preprocess)
         ex = runner.explain(p)
         pixels.append(p)
         maps.append(ex.maps["vanilla"])

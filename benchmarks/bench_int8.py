@@ -88,7 +88,7 @@ def bench(name: str, method: str, args) -> dict:
     split = load_split("builtin")
     result = quantize(fp32, QuantOptions(calib="builtin", latency_runs=0), split)
     int8 = result.model
-    pre = metadata.Preprocess(**metadata.read(fp32)["preprocess"])
+    pre = metadata.preprocess(metadata.read(fp32), "fp32")
     x = model_inputs(split.validation[:1], pre)[0]
     feed = {"image": x}
     sessions = {

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import metadata, zoo  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
-from edgesal.imaging import center_crop, to_input  # noqa: E402
 from edgesal.quant.fidelity import spearman, top_iou  # noqa: E402
+from edgesal.runtimes.contract import image_tensor  # noqa: E402
 
 WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
@@ -88,9 +88,9 @@ def run(model: onnx.ModelProto, inputs: list[np.ndarray]) -> list[tuple[int, np.
 
 def probe(name: str) -> list[str]:
     forward = zoo.build(name, progress=False)
-    pre = metadata.Preprocess(**metadata.read(forward)["preprocess"])
+    pre = metadata.preprocess(metadata.read(forward), name)
     photos = zoo.photos()
-    inputs = [to_input(center_crop(photos[p], pre), pre) for p in sorted(photos)]
+    inputs = [image_tensor(photos[p], pre) for p in sorted(photos)]
     fp32 = export_saliency(forward, ExportOptions(method="vanilla"))
     int8, converted = weight_only_int8(fp32)
     reference, probed = run(fp32, inputs), run(int8, inputs)

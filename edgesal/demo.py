@@ -12,9 +12,10 @@ import onnx
 
 from edgesal import metadata, zoo
 from edgesal.bench import session
-from edgesal.eval.model import saliency_outputs
+from edgesal.eval.model import inspect
 from edgesal.export import ExportOptions, export_saliency, save
-from edgesal.imaging import center_crop, overlay, softmax, to_input
+from edgesal.imaging import overlay, softmax
+from edgesal.runtimes.contract import Preprocess, crop_tensor, rgb_crop
 
 DEFAULT_METHODS = ["vanilla", "smoothgrad", "integrated", "gradcam"]
 
@@ -29,7 +30,7 @@ def run_demo(out: str | Path, models: list[str], methods: list[str], threads: in
     for name in models:
         forward = zoo.build(name)
         meta = metadata.read(forward)
-        pre = metadata.Preprocess(**meta["preprocess"])
+        pre = metadata.preprocess(meta, name)
         options = ExportOptions(methods=methods, normalize="percentile")
         exported = export_saliency(forward, options)
         path = out / f"{name}.sal.onnx"
@@ -43,18 +44,17 @@ def run_demo(out: str | Path, models: list[str], methods: list[str], threads: in
 
 
 def _run_on_photos(
-    model: onnx.ModelProto, photos: dict, pre, labels, folder: Path, threads
+    model: onnx.ModelProto, photos: dict, pre: Preprocess, labels, folder: Path, threads
 ) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     sess = session(model, threads)
     input_name = sess.get_inputs()[0].name
     outputs = [o.name for o in sess.get_outputs()]
-    meta = metadata.read(model)
-    maps = saliency_outputs(meta, meta["outputs"], outputs, "demo model")
+    maps = inspect(model, "demo model").saliency
     results, timings = {}, []
     for photo, rgb in sorted(photos.items()):
-        crop = center_crop(rgb, pre)
-        feeds = {input_name: to_input(crop, pre)}
+        crop = rgb_crop(rgb, pre)  # the device's pixels (edgesal.runtimes.contract)
+        feeds = {input_name: crop_tensor(crop, pre)}
         sess.run(None, feeds)  # warm-up, so the timing shows the steady state
         start = time.perf_counter()
         values = dict(zip(outputs, sess.run(None, feeds), strict=True))

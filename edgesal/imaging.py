@@ -1,39 +1,65 @@
-"""Frame preparation and heat-map overlays for the workstation side (demo, evaluation)."""
+"""Workstation images: the one reader of image files and folders, heat-map overlays, softmax.
+
+Files are decoded as the device decodes them (OpenCV, ``IMREAD_COLOR``: grey and alpha images
+become three channels) and returned as RGB uint8 [H, W, 3]; a folder lists the suffixes the
+device's folder source reads, in name order. Turning an image into a model input is
+:func:`edgesal.runtimes.contract.image_tensor`, the device's own pixel path.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgesal.metadata import Preprocess
+from edgesal.errors import InputError
+from edgesal.runtimes.sources import IMAGE_SUFFIXES
+
+MAX_IMAGE_FILE = 256 << 20  # bytes of one encoded image file
 
 
-def center_crop(rgb: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """Resize (shorter side to ``resize_shorter``, or straight to ``size``) and center-crop."""
-    height, width = pre.size
-    if pre.resize_shorter:
-        scale = pre.resize_shorter / min(rgb.shape[:2])
-        resized = cv2.resize(
-            rgb,
-            (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)),
-            interpolation=cv2.INTER_LINEAR,
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file as RGB uint8 [H, W, 3]; unreadable, empty or oversized files are refused."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > MAX_IMAGE_FILE:
+        raise InputError(f"{path}: larger than {MAX_IMAGE_FILE >> 20} MB; not read as an image")
+    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else np.empty(0, np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise InputError(f"{path}: not a readable image file")
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def read_folder(
+    folder: str | Path,
+    flag: str = "--images",
+    limit: int | None = None,
+    unreadable: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """``{file name: RGB uint8 [H, W, 3]}`` of the image files in ``folder``, in name order (the
+    first ``limit``). An unreadable file is an error, or with an ``unreadable`` list its name is
+    appended there and it is skipped. Errors name ``flag`` and the path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{flag} {folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(
+            f"{flag} {folder}: no image files in this folder "
+            f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    else:
-        resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
-    top = (resized.shape[0] - height) // 2
-    left = (resized.shape[1] - width) // 2
-    return np.ascontiguousarray(resized[top : top + height, left : left + width])
-
-
-def to_input(crop: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """One model input [1, ...] from an RGB uint8 crop, per ``pre`` (layout, normalization)."""
-    image = crop if pre.color.upper() == "RGB" else crop[..., ::-1]
-    if pre.in_graph:
-        return image[None].astype(np.uint8)
-    x = (image.astype(np.float32) / pre.pixel_scale - np.float32(pre.mean)) / np.float32(pre.std)
-    if pre.layout.upper() == "NCHW":
-        x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x[None], dtype=np.float32)
+    images = {}
+    for path in files[:limit]:
+        try:
+            images[path.name] = read_image(path)
+        except InputError:
+            if unreadable is None:
+                raise
+            unreadable.append(path.name)
+    if not images:
+        raise InputError(f"{flag} {folder}: none of its {len(files)} image files could be read")
+    return images
 
 
 def overlay(crop: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -47,6 +73,7 @@ def overlay(crop: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.nd
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """exp(z - max z) / sum exp(z - max z) over the last axis."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=-1, keepdims=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgesal.runtimes.preprocess import Region
+from edgesal.runtimes.contract import Region
 
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET,

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from edgesal.runtimes.backends import BackendOptions
+from edgesal.runtimes.contract import Region
 from edgesal.runtimes.governor import Budget, Governor, Sensors, State
 from edgesal.runtimes.model import Inference, MethodChain, Variant
 from edgesal.runtimes.overlay import OverlayStyle, draw
-from edgesal.runtimes.preprocess import Region
 from edgesal.runtimes.selfcheck import CheckConfig, CheckResult, counterfactual
 from edgesal.runtimes.smoothing import MapSmoother
 

@@ -20,8 +20,8 @@ from captum.attr import (
 
 from edgesal import metadata, zoo
 from edgesal.export import ExportOptions, export_saliency
-from edgesal.imaging import center_crop, to_input
 from edgesal.methods import MethodOptions
+from edgesal.runtimes.contract import Preprocess, image_tensor
 from tests.torch_reference import load
 
 pytestmark = pytest.mark.slow
@@ -35,8 +35,8 @@ def net(request):
     name = request.param
     model = zoo.build(name, progress=False)
     module = load(name, zoo.weights_path(name, progress=False))
-    pre = metadata.Preprocess(**metadata.read(model)["preprocess"])
-    x = to_input(center_crop(zoo.photos()["chelsea"], pre), pre)
+    pre = Preprocess.from_dict(metadata.read(model)["preprocess"])
+    x = image_tensor(zoo.photos()["chelsea"], pre)
     with torch.no_grad():
         top = int(module(torch.from_numpy(x)).argmax())
     return name, model, module, x, top

@@ -21,7 +21,7 @@ import torch
 
 from edgesal import metadata, zoo
 from edgesal.errors import ArchiveError, EdgesalError, InputError, ModelLoadError
-from edgesal.imaging import center_crop, to_input
+from edgesal.runtimes.contract import Preprocess, crop_tensor, rgb_crop
 from edgesal.zoo import weights
 from tests import torch_reference
 
@@ -75,7 +75,7 @@ def photo_crops() -> dict[str, dict[str, np.ndarray]]:
     """Per model, the photos center-cropped as the model's metadata prescribes."""
     photos = zoo.photos()
     return {
-        name: {p: center_crop(rgb, zoo.preprocess(name)) for p, rgb in photos.items()}
+        name: {p: rgb_crop(rgb, zoo.preprocess(name)) for p, rgb in photos.items()}
         for name in NAMES
     }
 
@@ -94,7 +94,7 @@ def _torch_logits(module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 def _batch(name: str, crops: dict[str, np.ndarray], kind: str) -> np.ndarray:
     pre = zoo.preprocess(name, kind)
-    return np.concatenate([to_input(crop, pre) for crop in crops.values()])
+    return np.concatenate([crop_tensor(crop, pre) for crop in crops.values()])
 
 
 def test_catalog_lists_both_models_default_first():
@@ -179,7 +179,7 @@ def test_graph_is_plain_folded_and_carries_metadata(built, name, kind):
         assert image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
         assert shape == [1, 3, 224, 224]
     meta = metadata.read(model)
-    pre = metadata.Preprocess(**meta["preprocess"])
+    pre = Preprocess.from_dict(meta["preprocess"])
     assert pre == zoo.preprocess(name, kind)
     assert pre.in_graph == (kind == "uint8-hwc") and pre.resize_shorter == 256
     assert meta["layout"] == pre.layout == ("NHWC" if kind == "uint8-hwc" else "NCHW")

@@ -27,8 +27,8 @@ from edgesal.eval.pointing import Box, boxes_for, load_boxes, parse_boxes
 from edgesal.eval.store import ResultStore, fingerprint
 from edgesal.eval.summary import summarize_compare, summarize_maps, summarize_sanity
 from edgesal.eval.tasks import CompareTask, ImageTask, Job, SanityTask
-from edgesal.imaging import center_crop
 from edgesal.onnx_io import is_tflite, load_model
+from edgesal.runtimes.contract import rgb_crop
 
 WORK = ".work"
 
@@ -110,7 +110,7 @@ def _digest(array: np.ndarray) -> str:
 
 def crops_of(images: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
     check_images(images)
-    return {name: center_crop(rgb, spec.preprocess) for name, rgb in sorted(images.items())}
+    return {name: rgb_crop(rgb, spec.preprocess) for name, rgb in sorted(images.items())}
 
 
 def crop_boxes(

@@ -224,7 +224,7 @@ def _engine(args):
 def run_eval(args) -> int:
     from edgesal.errors import InputError
     from edgesal.eval.audit import evaluate
-    from edgesal.eval.images import read_folder
+    from edgesal.imaging import read_folder
 
     if args.records:
         from edgesal.eval.records import audit_records
@@ -243,7 +243,7 @@ def run_eval(args) -> int:
         return 0
     if not args.images:
         raise InputError("give --images FOLDER (or --records FILE)")
-    images = read_folder(args.images, args.max_images)
+    images = read_folder(args.images, "--images", args.max_images)
     result = evaluate(
         args.model,
         images,
@@ -305,10 +305,10 @@ def _add_compare(sub) -> None:
 
 def run_compare(args) -> int:
     from edgesal.eval.audit import compare
-    from edgesal.eval.images import read_folder
     from edgesal.eval.options import EvalOptions
+    from edgesal.imaging import read_folder
 
-    images = read_folder(args.images, args.max_images)
+    images = read_folder(args.images, "--images", args.max_images)
     options = EvalOptions(seed=args.seed, threads=args.threads, batch=args.batch)
     result = compare(
         args.model_a,

@@ -19,15 +19,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgesal import metadata
 from edgesal.errors import InputError, ModelLoadError
 from edgesal.eval.controls import SOBEL_OUTPUT, add_sobel_output
 from edgesal.eval.graphs import prune, with_free_batch
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import graph_inputs
-from edgesal.imaging import softmax, to_input
-from edgesal.metadata import Preprocess
+from edgesal.imaging import softmax
 from edgesal.onnx_io import is_tflite
+from edgesal.runtimes.contract import Preprocess, build_contract, crop_tensor
+from edgesal.runtimes.errors import ModelError
 from edgesal.targets import TARGET_INPUT, Target
 
 
@@ -75,53 +75,47 @@ def inspect(model: onnx.ModelProto, where: str = "model") -> ModelSpec:
         for v in graph_inputs(model)
     }
     outputs = {o.name: info.dims(o.name) for o in model.graph.output}
-    spec = contract(metadata.read(model), inputs, outputs, where)
+    props = {p.key: p.value for p in model.metadata_props}
+    spec = contract(props, inputs, outputs, where)
     return replace(spec, probabilities=_is_distribution(model, spec.scores))
 
 
 def contract(
-    meta: dict, inputs: dict[str, tuple[Dims, str]], outputs: dict[str, Dims], where: str
+    props: dict[str, str], inputs: dict[str, tuple[Dims, str]], outputs: dict[str, Dims], where: str
 ) -> ModelSpec:
-    """The spec from decoded ``edgesal.*`` metadata and the file's signature: ``inputs`` name ->
-    (dims, numpy dtype name), ``outputs`` name -> dims, in file order. ``probabilities`` is left
-    None: only the graph can tell."""
-    container = meta.get("outputs")
-    declared = container if isinstance(container, dict) else {}
-    names = list(outputs)
-    saliency = saliency_outputs(meta, declared, names, where)
-    scores = declared.get("scores") or next((n for n in names if n not in saliency.values()), None)
-    if scores not in names:
-        raise ModelLoadError(f"{where}: no class-score output (outputs: {', '.join(names)})")
-    target = str(meta.get("target", "argmax"))
-    if Target.parse(target).kind == "output":
+    """The spec from the ``edgesal.*`` metadata ``props`` and the file's signature: ``inputs``
+    name -> (dims, numpy dtype name), ``outputs`` name -> dims, in file order. The contract is
+    the device runtime's (:func:`edgesal.runtimes.contract.build_contract`); evaluation adds a
+    static input shape and a class target. ``probabilities`` is left None: only the graph can
+    tell."""
+    try:
+        device = build_contract(where, props, inputs, list(outputs))
+        device.check_input_size(where)
+    except ModelError as exc:
+        raise ModelLoadError(str(exc)) from None
+    if Target.parse(device.target).kind == "output":
         raise InputError(
-            f"{where}: target '{target}' explains a tensor, not a class; deletion, insertion and "
-            "ROAD need class probabilities (export with --target argmax, class:K or input)"
+            f"{where}: target '{device.target}' explains a tensor, not a class; deletion, "
+            "insertion and ROAD need class probabilities (export with --target argmax, class:K "
+            "or input)"
         )
-    image = str(meta.get("input") or _first_image_input(inputs, where))
-    if image not in inputs:
-        raise ModelLoadError(
-            f"{where}: metadata names image input '{image}', not among {list(inputs)}"
-        )
-    dims, dtype = inputs[image]
-    if dims is None or not all(isinstance(d, int) for d in dims):
-        raise InputError(f"{where}: image input '{image}' has no static shape ({dims})")
-    shape = tuple(int(d) for d in dims)
-    layout = str(meta.get("layout") or ("NCHW" if shape[1] in (1, 3) else "NHWC"))
+    dims = device.shape
+    if not dims or not all(isinstance(d, int) and d > 0 for d in dims):
+        raise InputError(f"{where}: image input '{device.input}' has no static shape ({dims})")
     return ModelSpec(
         where=where,
-        input=image,
-        layout=layout,
-        shape=shape,
-        dtype=dtype,
-        preprocess=_preprocess(meta, shape, layout, dtype),
-        scores=str(scores),
-        saliency=saliency,
-        target=target,
-        target_input=TARGET_INPUT in inputs,
+        input=device.input,
+        layout=device.layout,
+        shape=tuple(int(d) for d in dims),
+        dtype=device.dtype,
+        preprocess=device.preprocess,
+        scores=device.scores,
+        saliency=device.saliency,
+        target=device.target,
+        target_input=device.target_input is not None,
         probabilities=None,
-        labels=list(meta.get("labels") or []),
-        classes=_width(outputs[scores]),
+        labels=list(device.labels),
+        classes=_width(outputs[device.scores]),
     )
 
 
@@ -129,44 +123,6 @@ def _width(dims: Dims) -> int:
     """Values per item of a [batch, ...] output; 0 when a dim is not static."""
     rest = list(dims or ())[1:]
     return int(np.prod(rest)) if dims and all(isinstance(d, int) for d in rest) else 0
-
-
-def saliency_outputs(meta: dict, outputs: dict, names: list[str], where: str) -> dict[str, str]:
-    """Method -> output name of a saliency model, from its metadata and output ``names``."""
-    by_method = outputs.get("saliency_by_method")
-    if isinstance(by_method, dict) and by_method:
-        found = {str(k): str(v) for k, v in by_method.items()}
-    elif outputs.get("saliency"):
-        found = {str(meta.get("method") or "saliency"): str(outputs["saliency"])}
-    else:
-        found = {n.removeprefix("saliency_"): n for n in names if n.startswith("saliency")}
-    missing = [v for v in found.values() if v not in names]
-    if not found or missing:
-        raise ModelLoadError(
-            f"{where}: not a saliency model (no saliency output among {', '.join(names)}); "
-            "make one with 'edgesal export'"
-        )
-    return found
-
-
-def _first_image_input(inputs: dict[str, tuple[Dims, str]], where: str) -> str:
-    for name, (dims, _) in inputs.items():
-        if len(dims or ()) == 4:
-            return name
-    raise ModelLoadError(f"{where}: no rank-4 image input")
-
-
-def _preprocess(meta: dict, shape: tuple[int, ...], layout: str, dtype: str) -> Preprocess:
-    """The metadata's preprocessing, or plain scaling of the pixels to [0, 1] at the input size."""
-    size = [shape[2], shape[3]] if layout == "NCHW" else [shape[1], shape[2]]
-    given = meta.get("preprocess")
-    if isinstance(given, dict):
-        pre = Preprocess(**{k: v for k, v in given.items() if k in Preprocess.__dataclass_fields__})
-    else:
-        pre = Preprocess(size=size, in_graph=dtype == "uint8", dtype=dtype, layout=layout)
-    pre.size = size
-    pre.layout = layout
-    return pre
 
 
 def _is_distribution(model: onnx.ModelProto, scores: str) -> bool:
@@ -310,6 +266,7 @@ def open_runner(data: bytes, where: str, threads: int = 1, batch: int = 32) -> S
 
 
 def pixels_of(crop: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """The model input of an RGB crop as [H, W, C] float32 in the input's units (not laid out)."""
-    x = to_input(crop, pre)[0].astype(np.float32)
-    return x.transpose(1, 2, 0) if pre.layout.upper() == "NCHW" and not pre.in_graph else x
+    """The model input of an RGB crop as [H, W, C] in the input's units, not laid out: the
+    device's tensor (:func:`~edgesal.runtimes.contract.crop_tensor`) as float32 HWC."""
+    x = crop_tensor(crop, pre)[0].astype(np.float32)
+    return x.transpose(1, 2, 0) if pre.layout.upper() == "NCHW" else x

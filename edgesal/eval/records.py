@@ -25,13 +25,16 @@ from edgesal import __version__
 from edgesal.errors import InputError
 from edgesal.eval.audit import WORK, Loaded, _digest
 from edgesal.eval.engines import SerialEngine, run_tasks
-from edgesal.eval.images import read_image
 from edgesal.eval.model import Runner
 from edgesal.eval.options import EvalOptions
 from edgesal.eval.similarity import spearman, ssim, top_k_iou
 from edgesal.eval.store import ResultStore, fingerprint
 from edgesal.eval.summary import stats, summarize_maps
 from edgesal.eval.tasks import Job, Result, map_scores, pixels_of
+from edgesal.imaging import read_folder
+from edgesal.runtimes.contract import Region, resize_region
+from edgesal.runtimes.errors import DeviceError
+from edgesal.runtimes.records import RecordReader
 
 TOP_K = 0.1
 
@@ -54,9 +57,6 @@ class RecordTask:
 
 
 def _reader(path: str | Path):
-    from edgesal.runtimes.errors import DeviceError
-    from edgesal.runtimes.records import RecordReader
-
     try:
         reader = RecordReader(path)
         headers = reader.headers()
@@ -102,31 +102,14 @@ def check_identity(headers: list[dict], sha: str, loaded: Loaded, path: str) -> 
 def frame_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     """Readable images of ``folder`` in name order, unreadable ones skipped: the frame indices
     the device's folder source gave them."""
-    from edgesal.runtimes.sources import IMAGE_SUFFIXES
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"--images {folder}: no such folder")
-    found = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-        try:
-            found.append((path.name, read_image(path)))
-        except InputError:
-            continue
-    if not found:
-        raise InputError(f"--images {folder}: no readable image files")
-    return found
+    return list(read_folder(folder, "--images", unreadable=[]).items())
 
 
 def device_crop(rgb: np.ndarray, region: list[int], size: tuple[int, int]) -> np.ndarray:
-    """The crop the device fed the model: ``region`` [x, y, w, h] of the frame resized to the
-    input grid (area interpolation when shrinking both sides, else bilinear)."""
-    x, y, w, h = region
-    cut = rgb[y : y + h, x : x + w]
-    height, width = size
-    shrinking = cut.shape[0] > height and cut.shape[1] > width
-    method = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return np.ascontiguousarray(cv2.resize(cut, (width, height), interpolation=method))
+    """The crop the device fed the model: the recorded ``region`` [x, y, w, h] of the frame
+    resized to the input grid by the device's own :func:`~edgesal.runtimes.contract.resize_region`
+    (RGB in, RGB out)."""
+    return np.ascontiguousarray(resize_region(rgb, Region(*map(int, region)), tuple(size)))
 
 
 def recorded_method(name: str, methods: dict[str, str]) -> str | None:

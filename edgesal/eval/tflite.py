@@ -17,7 +17,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from edgesal import metadata
 from edgesal.errors import ModelLoadError
 from edgesal.eval.model import SaliencyRunner, contract
 from edgesal.runtimes.backends.litert import LiteRtBackend, interpreter_class
@@ -65,8 +64,8 @@ class TFLiteRunner(SaliencyRunner):
 
     def __init__(self, data: bytes, where: str, threads: int = 1):
         self.backend = _backend(data, where, threads)
-        meta = metadata.read(self.backend.metadata)
-        spec = contract(meta, self.backend.inputs, self.backend.output_shapes, where)
+        props = self.backend.metadata
+        spec = contract(props, self.backend.inputs, self.backend.output_shapes, where)
         self.spec = replace(spec, format="tflite")
         self.outputs = [self.spec.scores, *self.spec.saliency.values()]
 

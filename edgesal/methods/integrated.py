@@ -5,6 +5,7 @@ Both run all their samples as one batched forward+backward pass inside the graph
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,23 +97,23 @@ def blurred(ctx: MethodContext, x: str, sigma: float | None = None) -> str:
 def _image_baseline(ctx: MethodContext, path: Path, item: tuple[int, ...]) -> np.ndarray:
     import cv2
 
-    from edgesal.imaging import center_crop, to_input
-    from edgesal.metadata import Preprocess
+    from edgesal.metadata import preprocess
+    from edgesal.runtimes.contract import image_tensor
 
     if not path.is_file():
         raise InputError(f"--baseline {path}: not zeros, blur, a number, or an existing image file")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise InputError(f"--baseline {path}: not a readable image")
-    pre_json = ctx.metadata.get("preprocess")
-    if pre_json is None:
+    pre = preprocess(ctx.metadata, f"--baseline {path}")
+    if pre is None:
         raise InputError(
             f"--baseline {path}: the model has no edgesal preprocess metadata, so the image "
             "cannot be converted to the model's input space"
         )
-    pre = Preprocess(**pre_json)
-    pre.size = [item[2], item[3]] if ctx.image.layout == "NCHW" else [item[1], item[2]]
-    array = to_input(center_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), pre), pre)
+    size = (item[2], item[3]) if ctx.image.layout == "NCHW" else (item[1], item[2])
+    pre = replace(pre, size=size)
+    array = image_tensor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), pre)
     if array.shape != item:
         raise InputError(f"--baseline {path}: gives {array.shape}, the input needs {item}")
     return array

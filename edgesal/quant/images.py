@@ -15,10 +15,9 @@ import cv2
 import numpy as np
 
 from edgesal.errors import InputError
-from edgesal.imaging import center_crop, to_input
-from edgesal.metadata import Preprocess
+from edgesal.imaging import read_folder
+from edgesal.runtimes.contract import Preprocess, image_tensor
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 BUILTIN = "builtin"
 # Held out: the demo photos (edgesal.zoo.photos) with a clear ImageNet class, so top-1 agreement
@@ -96,21 +95,10 @@ def load_split(
 
 
 def folder_images(path: Path) -> list[Sample]:
-    """Every readable image in ``path`` (sorted); unreadable files are skipped with a warning."""
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputError(
-            f"--calib {path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
-        )
-    samples, unreadable = [], []
-    for file in files:
-        bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if bgr is None:
-            unreadable.append(file.name)
-            continue
-        samples.append(Sample(file.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-    if not samples:
-        raise InputError(f"--calib {path}: none of its {len(files)} image files could be read")
+    """Every readable image in ``path`` (name order, :func:`edgesal.imaging.read_folder`);
+    unreadable files are skipped with a warning naming them."""
+    unreadable: list[str] = []
+    images = read_folder(path, "--calib", unreadable=unreadable)
     if unreadable:
         warnings.warn(
             f"--calib {path}: skipped {len(unreadable)} unreadable file(s): "
@@ -118,7 +106,7 @@ def folder_images(path: Path) -> list[Sample]:
             CalibrationWarning,
             stacklevel=2,
         )
-    return samples
+    return [Sample(name, rgb) for name, rgb in images.items()]
 
 
 def video_frames(path: Path, max_frames: int) -> list[Sample]:
@@ -218,7 +206,9 @@ def _random_crop(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def model_inputs(samples: list[Sample], pre: Preprocess) -> list[np.ndarray]:
-    """Each sample prepared as the model's input [1, ...] (resize, center crop, normalize).
+    """Each sample prepared as the model's input [1, ...] by the device's pixel path
+    (:func:`edgesal.runtimes.contract.image_tensor`), so the ranges are fitted on the pixels the
+    device feeds.
 
     Images whose size differs from the model input are resized as the model's preprocessing
     says; a warning names how many and which.
@@ -233,4 +223,4 @@ def model_inputs(samples: list[Sample], pre: Preprocess) -> list[np.ndarray]:
             CalibrationWarning,
             stacklevel=2,
         )
-    return [to_input(center_crop(s.rgb, pre), pre) for s in samples]
+    return [image_tensor(s.rgb, pre) for s in samples]

@@ -23,6 +23,7 @@ from edgesal.quant.mixed import Decision, SearchOptions, evaluator, score_output
 from edgesal.quant.prepare import compared_bounds, masked_products, prepare
 from edgesal.quant.report import KeptNode, Report
 from edgesal.quant.simulate import Simulator
+from edgesal.runtimes.contract import Preprocess
 
 MAX_FALLBACKS = 3
 
@@ -57,7 +58,7 @@ class QuantResult:
     kept: list[str]
     graph: SaliencyGraph
     source: onnx.ModelProto | None = None  # the float saliency model
-    preprocess: metadata.Preprocess | None = None
+    preprocess: Preprocess | None = None
     samples: dict[str, list[Sample]] = field(default_factory=dict)  # split -> measured images
 
 
@@ -167,19 +168,14 @@ def _spread(samples: list[Sample], count: int) -> list[Sample]:
     return [samples[i] for i in dict.fromkeys(picks.tolist())]
 
 
-def _preprocess(meta: dict, where: str) -> metadata.Preprocess:
-    pre = meta.get("preprocess")
-    if isinstance(pre, dict):
-        return metadata.Preprocess(**{k: v for k, v in pre.items() if k in _PRE_FIELDS})
-    if isinstance(pre, str):
-        return metadata.Preprocess.from_json(pre)
+def _preprocess(meta: dict, where: str) -> Preprocess:
+    pre = metadata.preprocess(meta, where)
+    if pre is not None:
+        return pre
     raise InputError(
         f"{where}: no edgesal.preprocess metadata, so calibration images cannot be prepared "
         "as the model expects; export from an ONNX model that carries it (edgesal zoo models do)"
     )
-
-
-_PRE_FIELDS = set(metadata.Preprocess.__dataclass_fields__)
 
 
 def _outputs(session, feed, graph: SaliencyGraph) -> tuple[np.ndarray, np.ndarray]:
@@ -246,7 +242,7 @@ def fidelity_rows(
     model: onnx.ModelProto,
     quantized: Callable[[dict], tuple[np.ndarray, np.ndarray]],
     graph: SaliencyGraph,
-    pre: metadata.Preprocess,
+    pre: Preprocess,
     samples: dict[str, list[Sample]],
     threads: int,
 ) -> list[ImageFidelity]:

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 
 from edgesal import __version__, metadata
 from edgesal.errors import InputError, ModelLoadError
+from edgesal.runtimes.contract import Preprocess
 from edgesal.zoo import efficientnet_lite, mobilenet_v2
 from edgesal.zoo.archive import load_state_dict
 from edgesal.zoo.labels import imagenet_labels
@@ -84,11 +85,11 @@ def weights_path(name: str, progress: bool = True) -> Path:
     return fetch(entry(name).weights, progress=progress)
 
 
-def preprocess(name: str, input_kind: str = "float-nchw", size: int = 224) -> metadata.Preprocess:
+def preprocess(name: str, input_kind: str = "float-nchw", size: int = 224) -> Preprocess:
     """How a camera frame becomes ``name``'s input: resize shorter side to size*256/224, crop."""
     spec = entry(name)
     in_graph = input_kind == "uint8-hwc"
-    return metadata.Preprocess(
+    return Preprocess(
         size=[size, size],
         color="RGB",
         resize_shorter=round(size * 256 / 224),

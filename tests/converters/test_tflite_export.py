@@ -30,9 +30,9 @@ from edgesal.converters.tflite.verify import (
     tflite_feeds,
 )
 from edgesal.export import ExportOptions, export_saliency
-from edgesal.imaging import center_crop, to_input
 from edgesal.methods import METHODS
 from edgesal.runtimes.backends.tflite_meta import read_metadata
+from edgesal.runtimes.contract import Preprocess, image_tensor
 from tests.converters.tflite_harness import interpreter, operator_names
 
 pytestmark = pytest.mark.slow
@@ -60,9 +60,9 @@ def exports(tmp_path_factory) -> dict[tuple[str, str], Exported]:
     result = {}
     for name in MODELS:
         model = zoo.build(name, progress=False)
-        pre = metadata.Preprocess(**metadata.read(model)["preprocess"])
+        pre = Preprocess.from_dict(metadata.read(model)["preprocess"])
         images = zoo.photos()
-        feeds = {p: {"image": to_input(center_crop(images[p], pre), pre)} for p in PHOTOS}
+        feeds = {p: {"image": image_tensor(images[p], pre)} for p in PHOTOS}
         for method in METHODS:
             sal = export_saliency(model, ExportOptions(method=method))
             probe, decisions = probed(sal)

@@ -127,7 +127,7 @@ def test_not_a_saliency_model(capsys, files, tmp_path):
         capsys, "eval", files / "plain.onnx", "--images", files / "images", "-o", tmp_path, *FAST
     )
     assert code == 2
-    assert "plain.onnx: not a saliency model" in err and "edgesal export" in err
+    assert "plain.onnx: model has no saliency output" in err and "edgesal export" in err
 
 
 def test_missing_and_corrupt_model(capsys, files, tmp_path):

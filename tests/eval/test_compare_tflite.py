@@ -187,7 +187,7 @@ def bad(files: Path) -> Path:
 
 
 BAD = [
-    ("plain.tflite", "plain.tflite: not a saliency model (no saliency output among logits)"),
+    ("plain.tflite", "plain.tflite: model has no saliency output"),
     ("nometa.tflite", "nometa.tflite: no 'edgesal' metadata entry"),
     ("four.sal.tflite", "m.sal.onnx scores 5 classes but {root}/four.sal.tflite scores 4"),
     ("four.sal.onnx", "m.sal.onnx scores 5 classes but {root}/four.sal.onnx scores 4"),

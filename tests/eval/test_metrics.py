@@ -16,8 +16,7 @@ from edgesal.eval.pointing import distance_to_boxes, load_boxes, parse_boxes, po
 from edgesal.eval.road import impute, road_curves
 from edgesal.eval.similarity import ranks, spearman, ssim, top_k_iou, unit_range
 from edgesal.eval.stability import max_sensitivity
-from edgesal.imaging import center_crop
-from edgesal.metadata import Preprocess
+from edgesal.runtimes.contract import Preprocess, rgb_crop
 
 RNG = np.random.default_rng(0)
 
@@ -133,12 +132,12 @@ def test_road_curves_and_bad_fractions():
         road_curves(predict, pixels, saliency, 0, [1.0], 0.0, [0])
 
 
-def test_crop_transform_follows_center_crop():
-    """A box drawn on a photo lands where center_crop puts those pixels."""
+def test_crop_transform_follows_the_device_crop():
+    """A box drawn on a photo lands where the device's crop (rgb_crop) puts those pixels."""
     pre = Preprocess(size=[64, 64], resize_shorter=73)
     image = np.zeros((120, 200, 3), np.uint8)
     image[40:80, 90:130] = 255
-    crop = center_crop(image, pre)
+    crop = rgb_crop(image, pre)
     ys, xs = np.nonzero(crop[..., 0] > 127)
     x0, y0, x1, y1 = CropTransform.of(image.shape[:2], pre).box((90, 40, 130, 80))
     assert abs(xs.min() - x0) <= 1 and abs(xs.max() + 1 - x1) <= 1

@@ -15,6 +15,7 @@ from edgesal.export import ExportOptions, export_saliency
 from edgesal.methods import MethodOptions
 from edgesal.quant import QuantOptions, SearchOptions, load_split, quantize
 from edgesal.quant.images import builtin_photos
+from edgesal.runtimes.contract import Preprocess
 from tests.models import nchw_cnn
 
 SIZE = 16
@@ -27,7 +28,7 @@ PHOTOS = (
 def tiny_classifier() -> onnx.ModelProto:
     """The tests' tiny MobileNet-like CNN with the preprocessing metadata zoo models carry."""
     model = nchw_cnn(classes=5)
-    pre = metadata.Preprocess(size=[SIZE, SIZE], mean=[0.5] * 3, std=[0.25] * 3)
+    pre = Preprocess(size=[SIZE, SIZE], mean=[0.5] * 3, std=[0.25] * 3)
     metadata.write(model, {"preprocess": pre.to_json(), "input": "image", "layout": "NCHW"})
     return model
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgesal.errors import InputError
-from edgesal.metadata import Preprocess
+from edgesal.runtimes.contract import Preprocess
 from edgesal.quant.images import (
     BUILTIN_CALIBRATION,
     BUILTIN_VALIDATION,
@@ -34,7 +34,7 @@ def test_folder_split_is_explicit_and_disjoint(photo_folder):
 
 
 def test_empty_folder_is_an_error(tmp_path):
-    with pytest.raises(InputError, match="holds no images"):
+    with pytest.raises(InputError, match="--calib .*: no image files in this folder"):
         load_split(tmp_path)
 
 

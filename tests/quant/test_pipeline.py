@@ -23,6 +23,7 @@ from edgesal.quant import Budget, QuantOptions, SearchOptions, quantize
 from edgesal.quant.cli import register
 from edgesal.quant.images import CalibrationWarning, load_split, model_inputs
 from edgesal.quant.report import KeptNode
+from edgesal.runtimes.contract import Preprocess
 from tests.quant.conftest import tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def _run(model, x):
 def test_report_numbers_recomputed_from_the_maps(result, tiny_saliency, photo_folder):
     report = result.report
     split = load_split(photo_folder, augment=0)
-    pre = metadata.Preprocess(**metadata.read(tiny_saliency["vanilla"])["preprocess"])
+    pre = Preprocess.from_dict(metadata.read(tiny_saliency["vanilla"])["preprocess"])
     rows = {(r.split, r.image): r for r in report.rows}
     assert {name for split_, name in rows if split_ == "validation"} == {
         s.name for s in split.validation

@@ -22,6 +22,7 @@ from edgesal.quant import QuantOptions, SearchOptions, qdq, quantize
 from edgesal.quant.cli import register
 from edgesal.quant.images import CalibrationWarning, load_split, model_inputs
 from edgesal.quant.tflite import runner, to_tflite
+from edgesal.runtimes.contract import Preprocess
 from tests.converters.test_tflite_export import runtime_python  # noqa: F401 (fixture)
 from tests.converters.tflite_harness import interpreter, operator_names
 
@@ -47,7 +48,7 @@ def tiny(tiny_saliency, photo_folder):
 
 @pytest.fixture(scope="module")
 def photos(photo_folder, tiny_saliency):
-    pre = metadata.Preprocess(**metadata.read(tiny_saliency["vanilla"])["preprocess"])
+    pre = Preprocess.from_dict(metadata.read(tiny_saliency["vanilla"])["preprocess"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
         split = load_split(photo_folder, augment=0)
@@ -209,7 +210,7 @@ def test_cli_writes_tflite_and_measures_it(tiny_saliency, photo_folder, tmp_path
     assert report["output_format"] == "tflite-int8"
     assert status == (0 if report["meets_budget"] else 1)
     assert report["sizes"]["int8"] == len(data) and report["sizes"]["float_tflite"] > 0
-    pre = metadata.Preprocess(**metadata.read(tiny_saliency["gradcam"])["preprocess"])
+    pre = Preprocess.from_dict(metadata.read(tiny_saliency["gradcam"])["preprocess"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
         split = load_split(photo_folder, augment=0)

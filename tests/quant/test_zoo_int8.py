@@ -21,6 +21,7 @@ from skimage.metrics import structural_similarity
 
 from edgesal import metadata
 from edgesal.quant.images import model_inputs
+from edgesal.runtimes.contract import Preprocess
 
 pytestmark = pytest.mark.slow
 MODELS = ["mobilenet_v2", "efficientnet_lite0"]
@@ -67,7 +68,7 @@ def test_int8_map_meets_budget_and_beats_naive(
 ):
     split = zoo_split
     fp32, result = zoo_quantized(name, method)
-    pre = metadata.Preprocess(**metadata.read(fp32)["preprocess"])
+    pre = Preprocess.from_dict(metadata.read(fp32)["preprocess"])
     inputs = model_inputs(split.validation, pre)
     want, got = _maps(fp32, inputs), _maps(result.model, inputs)
     rows = {r.image: r for r in result.report.rows if r.split == "validation"}

@@ -9,11 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edgesal.runtimes.contract import Preprocess
+from edgesal.runtimes.contract import Preprocess, Preprocessor, Region, model_region
 from edgesal.runtimes.model import MethodChain
 from edgesal.runtimes.overlay import OverlayStyle, draw, top_fraction_mask, top_region_outlines
 from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
-from edgesal.runtimes.preprocess import Preprocessor, Region, model_region
 from edgesal.runtimes.runner import Runner, TurnGate
 from edgesal.runtimes.selfcheck import CheckConfig
 from edgesal.runtimes.smoothing import MapSmoother
