@@ -355,7 +355,13 @@ def _handler(server: StatusServer) -> type[BaseHTTPRequestHandler]:
             if not size.isdigit() or int(size) > MAX_LOGIN_BODY:
                 self._send(b"login form too large or without length", "text/plain", 413)
                 return
-            form = parse_qs(self.rfile.read(int(size)).decode("utf-8", "replace"), max_num_fields=4)
+            try:
+                form = parse_qs(
+                    self.rfile.read(int(size)).decode("utf-8", "replace"), max_num_fields=4
+                )
+            except ValueError:  # more fields than a login form has
+                self._send(b"not a login form", "text/plain", 400)
+                return
             if not gate.token_matches((form.get("token") or [""])[0].strip()):
                 log.warning("web view: wrong token in a login from %s", self.client_address[0])
                 self._login_page(401, "Wrong token.")

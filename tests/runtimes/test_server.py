@@ -108,8 +108,25 @@ def test_address_parsing():
     assert parse_address("8080") == ("127.0.0.1", 8080)
     assert parse_address(":9000") == ("127.0.0.1", 9000)
     assert parse_address("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert parse_address("[::1]:8080") == ("::1", 8080)
     with pytest.raises(OutputError, match="--serve"):
         parse_address("localhost:http")
+    with pytest.raises(OutputError, match="IPv6 address in brackets"):
+        parse_address("::1:8080")
+
+
+def test_ipv6_loopback_is_served():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        server = StatusServer("[::1]:0", FrameBoard(), lambda: {"frames": 3}).start()
+    except OutputError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert server.url.startswith("http://[::1]:")
+        assert json.loads(get(server.url + "status.json")) == {"frames": 3}
+    finally:
+        server.close()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")

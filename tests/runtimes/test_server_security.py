@@ -89,6 +89,7 @@ def test_login_trades_the_token_for_an_httponly_strict_cookie(guarded):
     assert login(port, TOKEN, headers={"Origin": "http://evil.example"})[0] == 403
     too_big = {"Content-Type": "application/x-www-form-urlencoded"}
     assert request(port, "/login", too_big, "POST", b"token=" + b"a" * 5000)[0] == 413
+    assert request(port, "/login", too_big, "POST", b"a=1&b=2&c=3&d=4&e=5")[0] == 400
 
 
 def test_comparisons_run_through_hmac_compare_digest(monkeypatch):
