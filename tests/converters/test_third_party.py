@@ -94,3 +94,26 @@ def test_saliency_back_to_tflite(blazeface):
     result = compare(probe, decisions, feeds, out)
     assert max(result.synced.values()) <= 1e-4, result.synced
     assert max(result.forward.values()) <= 1e-4
+
+
+def test_runtime_explains_the_top_faces(blazeface, tmp_path):
+    """``--target output:classificators:input``: the device runtime picks BlazeFace's 3 best
+    anchors and explains each; every map equals the export with that anchor fixed."""
+    from edgesal.runtimes.errors import ModelError
+    from edgesal.runtimes.model import MethodChain
+
+    model, _, feeds = blazeface
+    ((name, x),) = feeds.items()
+    path = tmp_path / "blazeface_sal.onnx"
+    onnx.save(export_saliency(model, ExportOptions(target="output:classificators:input")), path)
+    found = MethodChain.load([str(path)])[0].detect(x, 3)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    scores = session.run(["classificators"], feeds)[0][0, :, 0]
+    assert [d.index for d in found] == np.argsort(-scores, kind="stable")[:3].tolist()
+    for det in found:
+        fixed = export_saliency(model, ExportOptions(target=f"output:classificators:{det.index}"))
+        sess = ort.InferenceSession(fixed.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(det.saliency, sess.run(["saliency"], feeds)[0][0], atol=1e-6)
+        assert det.score == pytest.approx(float(scores[det.index]), rel=1e-5)
+    with pytest.raises(ModelError, match="detector index 896 is out of range"):
+        MethodChain.load([str(path)])[0].explain_elements(x, [896])
