@@ -96,7 +96,18 @@ def binary(ctx: Lowering, node) -> None:
         if exponent is not None and np.all(np.asarray(exponent) == 2):
             emit_elementwise(ctx, [node.input[0]] * 2, node.output[0], "MUL")
             return
+        base = ctx.dtype(node.input[0])
+        if exponent is not None and np.asarray(exponent).dtype != base and exponent.size == 1:
+            _pow_scalar(ctx, node, np.asarray(exponent).astype(base).reshape(()))
+            return
     emit_elementwise(ctx, list(node.input), node.output[0], BINARY[node.op_type])
+
+
+def _pow_scalar(ctx: Lowering, node, exponent: np.ndarray) -> None:
+    """POW by a constant scalar exponent cast to the base's type (ONNX allows an int one)."""
+    x = node.input[0]
+    perm = ctx.perm(x)
+    ctx.emit("POW", [ctx.tensor(x), ctx.const(exponent)], [ctx.output(node.output[0], perm)])
 
 
 def _integer_div(ctx: Lowering, node) -> None:

@@ -41,8 +41,8 @@ def reduce(ctx: Lowering, node) -> None:
     """One TFLite reducer, with ABS / square before and SQRT / EXP-LOG around where needed."""
     x = node.input[0]
     axes = reduce_axes(ctx, node)
-    if axes is None:
-        ctx.alias(node.output[0], x)
+    if axes is None:  # nothing reduced: ReduceL1 and ReduceL2 give |x|, ReduceSumSquare x^2
+        _elementwise_only(ctx, node)
         return
     keep = bool(attrs(node).get("keepdims", 1))
     perm, dtype = ctx.perm(x), ctx.dtype(x)
@@ -66,6 +66,18 @@ def reduce(ctx: Lowering, node) -> None:
         ctx.emit(final, [total], [ctx.output(node.output[0], out_perm)])
     else:
         ctx.emit(REDUCERS[op], reducer, [ctx.output(node.output[0], out_perm)], **options)
+
+
+def _elementwise_only(ctx: Lowering, node) -> None:
+    """A reducer with no axes to reduce (noop_with_empty_axes), as onnxruntime computes it."""
+    x, out = node.input[0], node.output[0]
+    if node.op_type in ("ReduceL1", "ReduceL2"):
+        ctx.emit("ABS", [ctx.tensor(x)], [ctx.output(out, ctx.perm(x))])
+    elif node.op_type == "ReduceSumSquare":
+        t = ctx.tensor(x)
+        ctx.emit("MUL", [t, t], [ctx.output(out, ctx.perm(x))])
+    else:
+        ctx.alias(out, x)
 
 
 @lowers("ArgMax", "ArgMin")
