@@ -282,12 +282,16 @@ def _log(x: np.ndarray, f: FrontEnd) -> np.ndarray:
     return np.log10(x) * (10.0 if f.log == "db" else 1.0)
 
 
-def input_layout(front: FrontEnd, rank: int) -> str:
-    """The model input's axes: the metadata ``layout``, else NTF (rank 3) or NCTF (rank 4)."""
+def input_layout(front: FrontEnd, rank: int, axes: str = "") -> str:
+    """The model input's axes: ``edgesal.audio`` ``layout``, else the export's ``edgesal.axes``
+    (``N,T,F`` ...) when it names time and frequency, else NTF (rank 3) or NCTF (rank 4)."""
+    named = front.layout or axes.replace(",", "")
+    if named in LAYOUTS:
+        if len(named) != rank:
+            raise ModelError(f"audio input layout {named} for a rank-{rank} input")
+        return named
     if front.layout:
-        if len(front.layout) != rank:
-            raise ModelError(f"edgesal.audio layout {front.layout} for a rank-{rank} input")
-        return front.layout
+        raise ModelError(f"edgesal.audio layout {front.layout!r}: choose {', '.join(LAYOUTS)}")
     if rank not in (3, 4):
         raise ModelError(f"audio input of rank {rank}: expected [N, T, F] or [N, C, T, F]")
     return "NTF" if rank == 3 else "NCTF"

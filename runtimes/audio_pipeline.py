@@ -63,7 +63,7 @@ class AudioInput:
         if stride is not None:
             front = replace(front, stride=stride)
         shape, _ = variant.backend.inputs[variant.contract.input]
-        layout = input_layout(front, len(shape))
+        layout = input_layout(front, len(shape), str(variant.contract.extra.get("axes", "")))
         dims = dict(zip(layout, shape, strict=True))
         frames, features = dims["T"], dims["F"]
         if not (isinstance(frames, int) and frames > 0):

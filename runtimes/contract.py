@@ -70,6 +70,7 @@ KEYS: dict[str, Key] = {
         Key("modality", "what the explained input holds: image, audio, series, tabular", True),
         Key("axes", "axis names of the explained input (``N,C,H,W``, ``N,T,F``, ``N,F``)", True),
         Key("map_axes", "axis names of the saliency output (``axes`` less a reduced one)", True),
+        Key("audio", "JSON audio front end (``edgesal.runtimes.audio.FrontEnd``, docs/audio.md)"),
         Key("boxes", 'JSON ``{"output": NAME, "format": "xyxy"}``: a detector\'s box output'),
         Key(
             "batching", "JSON how multi-sample methods ran: batch, rebatched (rewrites), sequential"

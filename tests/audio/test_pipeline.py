@@ -44,6 +44,15 @@ def test_map_of_a_tone_sits_on_its_band(tone_model, hz):
     assert result.overlay.shape == (320, 640, 3)
 
 
+def test_rank_3_audio_export(tmp_path):
+    """``--modality audio`` on an [N, T, F] input: layout from the export's axes metadata."""
+    pipe = pipeline(tone.build(tmp_path / "t3.onnx", rank=3))
+    assert pipe.audio.layout == "NTF"
+    result = pipe.process(tone.clip(1, 1500.0)[: pipe.windowing.window].astype(np.float32))
+    assert result.label == "tone"
+    assert band_share(result.saliency, tone.tone_band(1500.0)) > 0.9
+
+
 def test_the_window_feeds_the_front_end_features(tone_model):
     pipe = pipeline(tone_model)
     window = tone.clip(1, None, seed=2)[: pipe.windowing.window].astype(np.float32)

@@ -63,15 +63,19 @@ def peak_score(features: np.ndarray) -> float:
     return float(padded.max(axis=1).mean())
 
 
-def classifier(offset: float, gain: float = 4.0) -> onnx.ModelProto:
-    """input 'mel' [1, 1, T, F] -> logits [1, 2] (noise, tone)."""
+def classifier(offset: float, gain: float = 4.0, rank: int = 4) -> onnx.ModelProto:
+    """input 'mel' [1, 1, T, F] (``rank`` 3: [1, T, F]) -> logits [1, 2] (noise, tone)."""
     weights = {
         "peak": np.array([[[[-0.5, 1.0, -0.5]]]], np.float32),
         "w": np.array([[-gain], [gain]], np.float32),
         "b": np.array([gain * offset, -gain * offset], np.float32),
+        "channel": np.array([1], np.int64),
     }
-    nodes = [
-        helper.make_node("Conv", ["mel", "peak"], ["p"]),  # valid: F - 2 inner bands
+    shape = [1, 1, FRAMES, FRONT.n_mels] if rank == 4 else [1, FRAMES, FRONT.n_mels]
+    planes = "mel" if rank == 4 else "mel4"
+    nodes = [helper.make_node("Unsqueeze", ["mel", "channel"], ["mel4"])] if rank == 3 else []
+    nodes += [
+        helper.make_node("Conv", [planes, "peak"], ["p"]),  # valid: F - 2 inner bands
         helper.make_node("Relu", ["p"], ["r"]),
         helper.make_node("ReduceMax", ["r"], ["m"], axes=[3], keepdims=0),
         helper.make_node("ReduceMean", ["m"], ["s"], axes=[2], keepdims=0),
@@ -80,7 +84,7 @@ def classifier(offset: float, gain: float = 4.0) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "tone",
-        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, 1, FRAMES, FRONT.n_mels])],
+        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
         [numpy_helper.from_array(v, k) for k, v in weights.items()],
     )
@@ -100,9 +104,11 @@ def fitted_offset() -> float:
     return 0.5 * (noise + tone)
 
 
-def build(path: Path, method: str = "vanilla", front: FrontEnd = FRONT) -> Path:
-    """The exported saliency model with ``edgesal.audio`` and labels in its metadata."""
-    model = export_saliency(classifier(fitted_offset()), ExportOptions(method=method, input="mel"))
+def build(path: Path, method: str = "vanilla", front: FrontEnd = FRONT, rank: int = 4) -> Path:
+    """The exported saliency model with ``edgesal.audio`` and labels in its metadata; rank 3
+    is exported as ``--modality audio`` (axes N,T,F)."""
+    options = ExportOptions(method=method, input="mel", modality="audio" if rank == 3 else None)
+    model = export_saliency(classifier(fitted_offset(), rank=rank), options)
     metadata.write(model, {"audio": asdict(front), "labels": LABELS})
     onnx.save(model, str(path))
     return path
