@@ -512,6 +512,12 @@ def cases() -> list[Graph]:
     )
     c.append(one("Resize", wide, sizes(1, 8, 18, 30), "Resize-nearest", mode="nearest"))
     c.append(one("Resize", wide, sizes(1, 8, 14, 13), "Resize-cubic", mode="cubic", tol=1e-4))
+    c.append(one("Erf", f32(2, 3, 40, low=-4.0, high=4.0), id="Erf", tol=1e-6))
+    norm = {"scale": f32(2, 6), "bias": f32(2, 6)}
+    c.append(one("LayerNormalization", f32(2, 5, 2, 6), norm, "LayerNormalization-axis2", axis=2))
+    c.append(
+        one("LayerNormalization", f32(2, 5, 6), {"scale": f32(6)}, "LayerNormalization-no-bias")
+    )
     return c
 
 

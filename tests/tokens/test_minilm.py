@@ -63,3 +63,22 @@ def test_minilm_gradient_and_attention(minilm):
     probs = fixed.run(softmax, _feeds(ids, mask))
     expected_attention = np.stack([p.mean(1) for p in probs], axis=1)
     np.testing.assert_allclose(out["attention"], expected_attention, rtol=1e-4, atol=1e-6)
+
+
+def test_minilm_tflite_equals_onnx(minilm, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from edgesal.converters import to_tflite
+    from edgesal.runtimes.backends import load_backend
+
+    ids, mask = minilm.encode(TEXT, SEQ)
+    options = ExportOptions(input="input_ids", input_shape=(1, SEQ))
+    model = export_token_saliency(minilm.minilm_onnx(SEQ), options, TokenOptions(attention=True))
+    path = tmp_path / "m.tflite"
+    path.write_bytes(to_tflite(model))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    expected = session.run(None, _feeds(ids, mask))
+    backend = load_backend(path)
+    feeds = {k: v.astype(backend.inputs[k][1]) for k, v in _feeds(ids, mask).items()}
+    for name, want, got in zip(names, expected, backend.run(names, feeds), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=name)

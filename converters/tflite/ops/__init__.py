@@ -4,6 +4,7 @@ from edgesal.converters.tflite.ops import (  # noqa: F401  (registration side ef
     conv,
     elementwise,
     linear,
+    normalization,
     pool,
     reduce,
     resize,
