@@ -86,6 +86,12 @@ def _add_eval(sub) -> None:
         "maps with this machine's and scores them",
     )
     data.add_argument(
+        "--samples",
+        help="series, tabular or audio models (exported with --modality): a .npy or .csv of "
+        "[N, *input shape]; deletion/insertion over time steps, features or cells "
+        "(docs/eval.md)",
+    )
+    data.add_argument(
         "--boxes",
         help="object boxes for the pointing game: COCO JSON or {image: [x0,y0,x1,y1]}",
     )
@@ -241,8 +247,29 @@ def run_eval(args) -> int:
         )
         print(f"wrote {args.output}/report.html and report.json ({result['frames']} frames)")
         return 0
+    if args.samples:
+        from edgesal.eval.series import evaluate_samples
+
+        report = evaluate_samples(
+            args.model,
+            args.samples,
+            args.output,
+            args.steps,
+            args.deletion_baseline,
+            args.insertion_canvas,
+            args.seed,
+            args.threads,
+            args.max_images,
+        )
+        for name, entry in {**report["methods"], **report["controls"]}.items():
+            print(
+                f"{name}: deletion_auc {entry['deletion_auc']['mean']:.3f}  "
+                f"insertion_auc {entry['insertion_auc']['mean']:.3f}"
+            )
+        print(f"wrote {args.output}/report.json and plots ({len(report['samples'])} samples)")
+        return 0
     if not args.images:
-        raise InputError("give --images FOLDER (or --records FILE)")
+        raise InputError("give --images FOLDER (or --records FILE, or --samples FILE)")
     images = read_folder(args.images, "--images", args.max_images)
     result = evaluate(
         args.model,

@@ -164,3 +164,40 @@ def overlay_strip(crop: np.ndarray, maps: dict[str, np.ndarray], path: Path) -> 
     if not cv2.imwrite(str(path), cv2.hconcat(tiles)):
         raise InputError(f"cannot write {path}")
     return path
+
+
+def series_band(
+    x: np.ndarray,
+    maps: dict[str, np.ndarray],
+    axes: tuple[str, ...],
+    map_axes: tuple[str, ...],
+    path: Path,
+    title: str,
+) -> Path:
+    """One panel per method: the sample along its time (``T``) or feature (``F``) axis - lines
+    for up to 8 channels, an image for more - with the map, its largest value over the other
+    axes, as a colour band underneath (and shading the panel)."""
+    along = "T" if "T" in axes else axes[0]
+    values = np.moveaxis(x, axes.index(along), 0).reshape(x.shape[axes.index(along)], -1)
+    fig, panels = _figure(10, 2.6 * len(maps), len(maps), 1)
+    for ax, (name, saliency) in zip(panels[:, 0], maps.items(), strict=True):
+        band = np.moveaxis(saliency, map_axes.index(along), 0) if along in map_axes else saliency
+        band = unit_range(band.reshape(band.shape[0], -1).max(axis=1))
+        length = values.shape[0]
+        low, high = float(values.min()), float(values.max())
+        high = high if high > low else low + 1.0
+        if values.shape[1] <= 8:
+            ax.plot(np.arange(length), values, linewidth=1, zorder=3)
+        else:
+            ax.imshow(values.T, aspect="auto", origin="lower", cmap="gray",
+                      extent=(-0.5, length - 0.5, low, high))  # fmt: skip
+        ax.imshow(band[None], aspect="auto", cmap="YlOrRd", alpha=0.5,
+                  extent=(-0.5, length - 0.5, low, high))  # fmt: skip
+        strip = low - 0.12 * (high - low)
+        ax.imshow(band[None], aspect="auto", cmap="inferno",
+                  extent=(-0.5, length - 0.5, strip, low - 0.02 * (high - low)))  # fmt: skip
+        ax.set_ylim(strip, high)
+        ax.set_title(f"{name}: map as a band (bright = salient)")
+        ax.set_xlabel({"T": "time step", "F": "feature"}.get(along, along))
+    fig.suptitle(title)
+    return _save(fig, path)
