@@ -11,12 +11,12 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Budget": "edgesal.quant.fidelity",
+    "Budget": "edgesal.quant.options",
     "CalibrationWarning": "edgesal.quant.images",
     "ImageSplit": "edgesal.quant.images",
     "load_split": "edgesal.quant.images",
-    "SearchOptions": "edgesal.quant.mixed",
-    "QuantOptions": "edgesal.quant.pipeline",
+    "SearchOptions": "edgesal.quant.options",
+    "QuantOptions": "edgesal.quant.options",
     "QuantResult": "edgesal.quant.pipeline",
     "quantize": "edgesal.quant.pipeline",
     "Report": "edgesal.quant.report",

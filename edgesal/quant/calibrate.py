@@ -36,8 +36,8 @@ from onnxruntime.quantization.calibrate import (
 
 from edgesal.errors import InputError
 from edgesal.quant.graph import SaliencyGraph, float_tensors
+from edgesal.quant.options import GRADIENT_METHODS
 
-GRADIENT_METHODS = ("auto", "percentile", "entropy", "minmax")
 PERCENTILES = (99.9, 99.99, 99.999)
 HISTOGRAM_BINS = 2048
 ENTROPY_BINS = 256  # re-binned for the KL search, which is quadratic in the bin count

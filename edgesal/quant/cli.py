@@ -1,9 +1,8 @@
 """``edgesal quantize``: the int8 saliency model and its fidelity report from the command line.
 
 ``edgesal/cli.py`` wires it with ``register(subparsers)``. Building the parser imports nothing
-heavy (device installs have no onnx); the defaults below are checked against
-:class:`~edgesal.quant.pipeline.QuantOptions` and :class:`~edgesal.quant.mixed.SearchOptions` by
-the tests.
+heavy (device installs have no onnx); its defaults are read from
+:class:`~edgesal.quant.options.QuantOptions`, the one place they are set.
 """
 
 from __future__ import annotations
@@ -13,27 +12,15 @@ import sys
 import warnings
 from pathlib import Path
 
+from edgesal.quant.options import GRADIENT_METHODS, Budget, QuantOptions, SearchOptions
+
 FORMATS = ("onnx", "tflite")
 EXIT_BUDGET_MISSED = 1
-GRADIENT_METHODS = ("auto", "percentile", "entropy", "minmax")
-DEFAULTS = {
-    "validation": 0.3,
-    "augment": 3,
-    "max_frames": 48,
-    "max_calibration": 32,
-    "tune": 6,
-    "gradient_range": "auto",
-    "threads": 2,
-    "latency_runs": 10,
-    "blocks": 8,
-    "max_evaluations": 40,
-    "margin": 0.04,
-}
 
 
 def register(subparsers) -> None:
     """Add the ``quantize`` subcommand to an argparse subparsers object."""
-    d = DEFAULTS
+    d, s = QuantOptions(), SearchOptions()
     p = subparsers.add_parser(
         "quantize",
         help="int8 saliency model whose map stays faithful to the float map",
@@ -74,38 +61,38 @@ def register(subparsers) -> None:
     g.add_argument(
         "--validation",
         type=float,
-        default=d["validation"],
-        help=f"fraction of a folder/video held out for validation ({d['validation']})",
+        default=d.validation,
+        help=f"fraction of a folder/video held out for validation ({d.validation})",
     )
     g.add_argument(
         "--augment",
         type=int,
-        default=d["augment"],
-        help=f"flipped/cropped copies per calibration image ({d['augment']})",
+        default=d.augment,
+        help=f"flipped/cropped copies per calibration image ({d.augment})",
     )
     g.add_argument(
         "--max-frames",
         type=int,
-        default=d["max_frames"],
-        help=f"frames read from a video ({d['max_frames']})",
+        default=d.max_frames,
+        help=f"frames read from a video ({d.max_frames})",
     )
     g.add_argument(
         "--max-calib",
         type=int,
-        default=d["max_calibration"],
+        default=d.max_calibration,
         help=f"calibration samples used for the ranges, augmented ones included "
-        f"({d['max_calibration']})",
+        f"({d.max_calibration})",
     )
     g.add_argument(
         "--tune",
         type=int,
-        default=d["tune"],
-        help=f"calibration images the float-node search is measured on ({d['tune']})",
+        default=d.tune,
+        help=f"calibration images the float-node search is measured on ({d.tune})",
     )
     c = p.add_argument_group("calibration and search")
     c.add_argument(
         "--grad-range",
-        default=d["gradient_range"],
+        default=d.gradient_range,
         choices=GRADIENT_METHODS,
         help="range of gradient tensors: auto (lowest quantization error among percentiles, "
         "entropy and a grid), percentile, entropy, or minmax (default auto)",
@@ -118,29 +105,29 @@ def register(subparsers) -> None:
     c.add_argument(
         "--blocks",
         type=int,
-        default=d["blocks"],
-        help=f"sensitivity blocks per region ({d['blocks']})",
+        default=s.blocks,
+        help=f"sensitivity blocks per region ({s.blocks})",
     )
     c.add_argument(
         "--max-evals",
         type=int,
-        default=d["max_evaluations"],
-        help=f"cap on simulated evaluations while giving float nodes back ({d['max_evaluations']})",
+        default=s.max_evaluations,
+        help=f"cap on simulated evaluations while giving float nodes back ({s.max_evaluations})",
     )
     c.add_argument(
         "--margin",
         type=float,
-        default=d["margin"],
-        help=f"extra fidelity asked on the tuning images ({d['margin']})",
+        default=s.margin,
+        help=f"extra fidelity asked on the tuning images ({s.margin})",
     )
     c.add_argument(
-        "--threads", type=int, default=d["threads"], help=f"onnxruntime threads ({d['threads']})"
+        "--threads", type=int, default=d.threads, help=f"onnxruntime threads ({d.threads})"
     )
     c.add_argument(
         "--latency-runs",
         type=int,
-        default=d["latency_runs"],
-        help=f"profiled runs for the latency of each float node; 0 skips ({d['latency_runs']})",
+        default=d.latency_runs,
+        help=f"profiled runs for the latency of each float node; 0 skips ({d.latency_runs})",
     )
     p.set_defaults(func=run)
 
@@ -148,10 +135,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Quantize, write model and JSON report, print the report; 1 if the budget was missed."""
     from edgesal.errors import InputError
-    from edgesal.quant.fidelity import Budget
     from edgesal.quant.images import CalibrationWarning
-    from edgesal.quant.mixed import SearchOptions
-    from edgesal.quant.pipeline import QuantOptions, quantize
+    from edgesal.quant.pipeline import quantize
 
     output = Path(args.output)
     fmt = args.format or ("tflite" if output.suffix.lower() == ".tflite" else "onnx")

@@ -6,7 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgesal.quant.fidelity import Budget, ImageFidelity, Summary, summarize
+from edgesal.quant.fidelity import ImageFidelity, Summary, summarize
+from edgesal.quant.options import Budget
 
 
 @dataclass

@@ -248,15 +248,27 @@ def test_cli_parser_builds_without_onnx():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-def test_cli_defaults_match_the_options():
-    from edgesal.quant import cli
-    from edgesal.quant.calibrate import GRADIENT_METHODS
+def test_cli_without_flags_asks_for_the_default_options(monkeypatch):
+    """The parser's defaults come from QuantOptions itself: no flag, no difference."""
+    import argparse
 
-    options, search = QuantOptions(), SearchOptions()
-    for key, value in cli.DEFAULTS.items():
-        source = search if hasattr(search, key) else options
-        assert getattr(source, key) == value, key
-    assert cli.GRADIENT_METHODS == GRADIENT_METHODS
+    from edgesal.quant import cli
+
+    class Asked(Exception):
+        pass
+
+    def record(model, options):
+        raise Asked(options)
+
+    monkeypatch.setattr("edgesal.quant.pipeline.quantize", record)
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["quantize", "m.onnx", "--calib", "builtin", "-o", "o.onnx"])
+    with pytest.raises(Asked) as asked:
+        args.func(args)
+    got, want = asked.value.args[0], QuantOptions()
+    got.progress = want.progress = None
+    assert got == want
 
 
 def test_quantize_prints_no_onnxruntime_warnings(tiny_saliency, photo_folder, capfd):

@@ -6,10 +6,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from edgesal.eval.similarity import spearman
 from edgesal.quant import calibrate, qdq
-from edgesal.quant.fidelity import Budget, spearman
 from edgesal.quant.graph import describe
 from edgesal.quant.mixed import Score, SearchOptions, blocks_of, search
+from edgesal.quant.options import Budget
 from edgesal.quant.prepare import prepare
 from edgesal.quant.simulate import Simulator
 from tests.quant.conftest import SIZE
