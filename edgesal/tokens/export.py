@@ -142,9 +142,7 @@ def export_token_saliency(
         t.name for t in model.graph.initializer
     }
     seeds = [s for s in ctx.seeds.values() if s in live] + lookups
-    _write_metadata(
-        model, options, tokens, target, explained, outputs, extra if layers else [], seeds
-    )
+    _write_metadata(model, ctx, options, tokens, target, outputs, extra if layers else [], seeds)
     check(model, "exported token saliency model")
     onnx.shape_inference.infer_shapes(model, strict_mode=True)
     return model
@@ -319,7 +317,8 @@ def _add_output(model, b: Builder, tensor: str, name: str, shape, elem_type: int
     model.graph.output.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
 
 
-def _write_metadata(model, options, tokens, target, explained: TokenInput, outputs, extra, seeds):
+def _write_metadata(model, ctx: MethodContext, options, tokens, target, outputs, extra, seeds):
+    explained = ctx.image
     existing = metadata.read(model)
     declared = dict(existing.get("outputs") or {})
     declared.setdefault("scores", model.graph.output[0].name)
@@ -341,6 +340,8 @@ def _write_metadata(model, options, tokens, target, explained: TokenInput, outpu
     extra_keys = (
         {} if labels is None else {"labels": _checked_labels(labels, model, declared["scores"])}
     )
+    if ctx.batching:
+        extra_keys["batching"] = ctx.batching
     metadata.write(
         model,
         {
