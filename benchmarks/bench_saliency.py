@@ -2,9 +2,10 @@
 
 One run, same machine, fixed threads, interleaved medians; plus peak RSS of a process that loads
 the saliency model and runs 100 frames, against a PyTorch process doing the same. The saliency
-model is timed twice: the exported file as any onnxruntime runs it, and as edgesal's runtime
-loads it on the x86 CPU provider (masks as HardSigmoids,
-:mod:`edgesal.runtimes.backends.onnx_masks`).
+model is timed in both forms ``edgesal export --for`` writes, each loaded as is in a plain
+session: ``generic`` (portable masks) and ``onnxruntime-cpu`` (the default for .onnx: masks as
+HardSigmoids the x86 CPU kernels keep blocked, :mod:`edgesal.graph.idioms.forms`), which is
+also the form ``edgesal run`` runs.
 Usage: python benchmarks/bench_saliency.py [--runs 50] [--threads 2] [--write]
 """
 
@@ -22,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
-from edgesal.bench import PEAK_RSS_KB, as_run_loads, interleaved_medians, peak_rss_mb, session  # noqa: E402
+from edgesal.bench import PEAK_RSS_KB, interleaved_medians, peak_rss_mb, session  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
+from edgesal.graph.idioms.forms import for_runtime  # noqa: E402
 
 _TORCH_RSS = """
 import sys, torch
@@ -50,8 +52,9 @@ def bench(name: str, threads: int, runs: int) -> dict:
     torch.set_num_threads(threads)
     forward = zoo.build(name, progress=False)
     saliency = export_saliency(forward, ExportOptions(method="vanilla"))
-    fwd_sess, sal_sess = session(forward, threads), session(saliency, threads)
-    runtime_sess = session(as_run_loads(saliency.SerializeToString()), threads)
+    fwd_sess = session(forward, threads)
+    sal_sess = session(for_runtime(saliency, "generic"), threads)
+    runtime_sess = session(for_runtime(saliency, "onnxruntime-cpu"), threads)
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     module = load(name, zoo.weights_path(name, progress=False)).eval()
     xt = torch.from_numpy(x)
@@ -76,7 +79,7 @@ def bench(name: str, threads: int, runs: int) -> dict:
         },
         runs,
     )
-    rss_ours = peak_rss_mb(saliency, frames=100, threads=threads)
+    rss_ours = peak_rss_mb(for_runtime(saliency, "onnxruntime-cpu"), frames=100, threads=threads)
     rss_torch = (
         int(
             subprocess.run(
@@ -108,8 +111,10 @@ def bench(name: str, threads: int, runs: int) -> dict:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| model | ORT forward ms | ORT vanilla ms | vanilla / forward | as `edgesal run` loads it "
-        "| torch autograd ms | torch / ours (file, run) | peak RSS ours MB | peak RSS torch MB |",
+        "| model | ORT forward ms | `--for generic` file ms | generic / forward "
+        "| default file (`--for onnxruntime-cpu`), plain session "
+        "| torch autograd ms | torch / ours (generic, default) "
+        "| peak RSS ours MB | peak RSS torch MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from edgesal.errors import EdgesalError
+from edgesal.errors import EdgesalError, InputError
 
 _TOOLKIT_MODULES = {"onnx", "onnxruntime", "tqdm", "platformdirs", "skimage", "sklearn"}
 _EXTRA_MODULES = {  # optional modules -> the extra that installs them
@@ -105,6 +105,15 @@ def _add_export(sub) -> None:
         "--format",
         choices=["onnx", "tflite"],
         help="output format (default: from the -o suffix; .tflite -> TFLite builtins only)",
+    )
+    p.add_argument(
+        "--for",
+        dest="runtime",
+        choices=["onnxruntime-cpu", "litert", "generic"],
+        help="the runtime the file is for (same maps in every form): onnxruntime-cpu (default for "
+        ".onnx) writes gradient masks in the form onnxruntime's x86 CPU kernels keep blocked, "
+        "float32 only; generic keeps the portable form (float16, TensorRT, other runtimes); "
+        "litert (default for .tflite) converts from the portable form",
     )
     p.add_argument(
         "-o",
@@ -374,10 +383,14 @@ def _export_one(args, method: str, params, output) -> None:
     if _output_format(args, output) == "tflite":
         from edgesal.converters import to_tflite
 
+        if args.runtime == "onnxruntime-cpu":
+            raise InputError("--for onnxruntime-cpu writes an .onnx file; drop it or use -o X.onnx")
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_bytes(to_tflite(model))
     else:
-        save(model, output)
+        from edgesal.graph.idioms.forms import for_runtime
+
+        save(for_runtime(model, args.runtime or "onnxruntime-cpu"), output)
     outputs = ", ".join(o.name for o in model.graph.output)
     what = ",".join(options.method_names())
     print(f"wrote {output} (method {what}, target {args.target}; outputs: {outputs})")

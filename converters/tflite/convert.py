@@ -26,6 +26,7 @@ from edgesal.converters.tflite.context import Lowering
 from edgesal.converters.tflite.ops import LOWERINGS
 from edgesal.converters.tflite.schema import FlatModel
 from edgesal.errors import EdgesalError
+from edgesal.graph.idioms.forms import portable
 from edgesal.image_input import find_image_input, graph_inputs
 from edgesal.onnx_io import load_model, upgraded
 
@@ -65,7 +66,7 @@ def prepare(model: onnx.ModelProto | str | Path, extra: Collection[str] = ()) ->
     """A folded, shape-checked copy; every unsupported operator (not in the registry nor in
     ``extra``) reported at once."""
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
-    model = upgraded(model)
+    model = upgraded(portable(model))  # a file exported --for onnxruntime-cpu: generic masks
     fold_constants(model)
     missing = [
         (n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}", n.name)

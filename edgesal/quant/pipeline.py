@@ -14,6 +14,7 @@ import onnx
 
 from edgesal import metadata
 from edgesal.errors import InputError
+from edgesal.graph.idioms.forms import portable
 from edgesal.onnx_io import load_model
 from edgesal.quant import calibrate, latency, qdq, seed
 from edgesal.quant.fidelity import Budget, ImageFidelity, compare
@@ -72,6 +73,7 @@ def quantize(
     say = _progress(options.progress)
     where = str(model) if isinstance(model, str | Path) else "model"
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
+    model = portable(model)  # int8 cannot hold the --for onnxruntime-cpu masks (slope 2**100)
     graph = describe(model, where)
     meta = metadata.read(model)
     pre = _preprocess(meta, where)

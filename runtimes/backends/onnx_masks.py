@@ -12,10 +12,12 @@ With ``K = 2**100`` the same masks are
 and their product. They are exact in float32 whenever |v - a| >= 2**-100: K, K*a and K*b are
 exact, K*v - K*a rounds to a number of magnitude >= 1 with the sign of v - a (near a the
 subtraction is exact), and the clamp to [0, 1] turns it into 0 or 1. Only a v within 2**-100 of
-a bound gets a fractional mask. In float16 K is infinite (0 * inf is NaN), so the rewrite is
-applied to the float32 CPU provider only, never to the TensorRT/CUDA ones, and never written into
-an exported file. This module walks the protobuf wire format like :mod:`.onnx_prune`, so the
-device needs no ``onnx`` package.
+a bound gets a fractional mask. In float16 K is infinite (0 * inf is NaN), so the form is for
+float32 CPU runs only: ``edgesal export --for onnxruntime-cpu`` (the default for .onnx files)
+writes it into the file, and :func:`portable_masks` turns it back into the comparisons, exactly,
+for the TensorRT/CUDA providers, the TFLite converter and int8 quantization. This module walks the
+protobuf wire format like :mod:`.onnx_prune`, so the device needs no ``onnx`` package. The form
+the rules emit is owned by ``edgesal.graph.idioms.masks``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from edgesal.runtimes.backends.onnx_prune import (
 K = 2.0**100
 NODE_NAME, NODE_OP_TYPE, NODE_DOMAIN = 3, 4, 7
 ATTR_NAME, ATTR_F, ATTR_I, ATTR_T, ATTR_TYPE = 1, 2, 3, 5, 20
-ATTR_FLOAT = 1
+ATTR_FLOAT, ATTR_INT = 1, 2
 TENSOR_DIMS, TENSOR_DATA_TYPE, TENSOR_FLOAT_DATA, TENSOR_NAME, TENSOR_RAW = 1, 2, 4, 8, 9
 FLOAT = 1  # TensorProto.FLOAT
 
@@ -248,3 +250,121 @@ def _float_attr(name: str, value: float) -> bytes:
 
 def _string(number: int, text: str) -> bytes:
     return length_delimited(number, text.encode())
+
+
+def portable_masks(model: bytes) -> bytes:
+    """The inverse of :func:`nchwc_masks`: every HardSigmoid mask with slope +-K (and the Mul of
+    a pair on one tensor) back to ``Cast(And(Greater(v, a), Less(v, b)))``, which computes the
+    same 0/1 values in any precision; unchanged when there is none."""
+    parts = split_graph(model)
+    if parts is None:
+        return model
+    before, graph, after = parts
+    entries = list(fields(graph))
+    if any(n == GRAPH_NODE and _has_subgraph(payload) for n, _, _, payload in entries):
+        return model
+    nodes = [_parse_node(start, payload) for n, start, _, payload in entries if n == GRAPH_NODE]
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    for n, _, _, p in entries:
+        if n == GRAPH_OUTPUT:
+            name = _strings(p, VALUE_INFO_NAME)[0]
+            readers[name] = readers.get(name, 0) + 1
+    sides = {node.outputs[0]: side for node in nodes if (side := _step(node)) is not None}
+    replaced: dict[int, bytes] = {}
+    removed: set[int] = set()
+    for node in nodes:
+        found = _blocked_mask(node, sides, readers, nodes)
+        if found is not None:
+            chain, value, low, high = found
+            removed.update(c.start for c in chain)
+            replaced[node.start] = _portable_nodes(value, low, high, node.outputs[0])
+    if not replaced:
+        return model
+    kept = bytearray()
+    for number, start, end, _ in entries:
+        if number == GRAPH_NODE and start in replaced:
+            kept += replaced[start]
+        elif not (number == GRAPH_NODE and start in removed):
+            kept += graph[start:end]
+    return join_graph(before, bytes(kept), after)
+
+
+def _step(node: _Node) -> tuple[str, str, float] | None:
+    """(v, "Greater" or "Less", bound) when ``node`` is HardSigmoid(v; +-K, beta) of this form."""
+    if node.op != "HardSigmoid" or node.domain or len(node.inputs) != 1:
+        return None
+    alpha, beta = _float_attr_value(node, "alpha"), _float_attr_value(node, "beta")
+    if alpha is None or beta is None or abs(alpha) != K:
+        return None
+    return (
+        (node.inputs[0], "Greater", -beta / K) if alpha > 0 else (node.inputs[0], "Less", beta / K)
+    )
+
+
+def _blocked_mask(node: _Node, sides: dict, readers: dict, nodes: list[_Node]):
+    """(nodes replaced, v, a, b) for a HardSigmoid mask, or a Mul of a Greater and a Less one on
+    the same v whose HardSigmoids only it reads; None otherwise."""
+    if node.op == "HardSigmoid" and node.outputs[0] in sides:
+        if any(
+            n.op == "Mul" and node.outputs[0] in n.inputs and _pair(n, sides, readers)
+            for n in nodes
+        ):
+            return None  # half of a pair: replaced with its Mul
+        v, kind, bound = sides[node.outputs[0]]
+        return [node], v, *((bound, None) if kind == "Greater" else (None, bound))
+    pair = _pair(node, sides, readers) if node.op == "Mul" else None
+    if pair is None:
+        return None
+    (v, _, low), (_, _, high) = pair
+    steps = [n for n in nodes if n.outputs and n.outputs[0] in node.inputs]
+    return [node, *steps], v, low, high
+
+
+def _pair(mul: _Node, sides: dict, readers: dict):
+    """The (Greater, Less) sides of ``mul`` when it multiplies two masks of one tensor."""
+    if mul.domain or len(mul.inputs) != 2 or any(readers.get(i) != 1 for i in mul.inputs):
+        return None
+    found = [sides.get(i) for i in mul.inputs]
+    if any(f is None for f in found) or found[0][0] != found[1][0]:
+        return None
+    found.sort(key=lambda f: f[1] != "Greater")
+    return found if [f[1] for f in found] == ["Greater", "Less"] else None
+
+
+def _float_attr_value(node: _Node, name: str) -> float | None:
+    attr = node.attrs.get(name)
+    if attr is None:
+        return None
+    fixed = next((p for k, _, _, p in fields(attr) if k == ATTR_F), None)
+    return None if fixed is None else struct.unpack("<f", bytes(fixed[-4:]))[0]
+
+
+def _portable_nodes(value: str, low: float | None, high: float | None, output: str) -> bytes:
+    """Scalar bound initializers, Greater/Less, And of both, and the float Cast into ``output``."""
+    out, conds = b"", []
+    for bound, op, tag in ((low, "Greater", "above"), (high, "Less", "below")):
+        if bound is not None:
+            name = f"{output}/{tag}"
+            out += length_delimited(GRAPH_INITIALIZER, _scalar_proto(f"{name}/bound", bound))
+            out += _node(op, [value, f"{name}/bound"], [name], name, [])
+            conds.append(name)
+    cond = conds[0]
+    if len(conds) == 2:
+        cond = f"{output}/both"
+        out += _node("And", conds, [cond], cond, [])
+    return out + _node("Cast", [cond], [output], f"{output}/cast", [_int_attr_bytes("to", FLOAT)])
+
+
+def _scalar_proto(name: str, value: float) -> bytes:
+    dtype = _encode_varint(TENSOR_DATA_TYPE << 3) + _encode_varint(FLOAT)
+    return (
+        dtype + _string(TENSOR_NAME, name) + length_delimited(TENSOR_RAW, struct.pack("<f", value))
+    )
+
+
+def _int_attr_bytes(name: str, value: int) -> bytes:
+    body = _string(ATTR_NAME, name) + _encode_varint(ATTR_I << 3) + _encode_varint(value)
+    return body + _encode_varint(ATTR_TYPE << 3) + bytes([ATTR_INT])

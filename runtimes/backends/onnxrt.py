@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgesal.runtimes.backends.base import BackendOptions
-from edgesal.runtimes.backends.onnx_masks import nchwc_masks
+from edgesal.runtimes.backends.onnx_masks import nchwc_masks, portable_masks
 from edgesal.runtimes.backends.onnx_prune import prune
 from edgesal.runtimes.errors import BackendError, ModelError
 
@@ -99,12 +99,15 @@ def open_session(
 
 
 def for_providers(model: bytes, chain: list[str]) -> bytes:
-    """The model as ``chain`` runs it fastest: on the float32 CPU provider alone of an x86 build,
-    gradient masks as HardSigmoids onnxruntime keeps in its blocked layout (15-20% faster saliency,
-    bit-identical maps; see :mod:`edgesal.runtimes.backends.onnx_masks`). GPU providers may run
-    float16,
-    where that form is undefined, and ARM builds have no blocked layout: both get the file as is."""
-    if chain != ["CPUExecutionProvider"] or platform.machine().lower() not in ("x86_64", "amd64"):
+    """The model as ``chain`` runs it fastest and right: on the float32 CPU provider alone of an
+    x86 build, gradient masks as HardSigmoids onnxruntime keeps in its blocked layout (15-20%
+    faster saliency, bit-identical maps; see :mod:`edgesal.runtimes.backends.onnx_masks`). GPU
+    providers may run float16, where that form is undefined, so a file exported in it (``--for
+    onnxruntime-cpu``) gets its portable masks back; ARM builds have no blocked layout and run
+    either form exactly in float32, so they get the file as is."""
+    if chain != ["CPUExecutionProvider"]:
+        return portable_masks(model)
+    if platform.machine().lower() not in ("x86_64", "amd64"):
         return model
     return nchwc_masks(model)
 

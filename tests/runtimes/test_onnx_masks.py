@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.runtimes.backends import onnxrt
-from edgesal.runtimes.backends.onnx_masks import nchwc_masks
+from edgesal.runtimes.backends.onnx_masks import nchwc_masks, portable_masks
 from tests.models import nchw_cnn
 
 SHAPE = [1, 2, 4, 8]
@@ -181,6 +181,38 @@ def test_only_the_cpu_provider_alone_gets_the_rewrite(monkeypatch):
     assert onnxrt.for_providers(raw, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == raw
     monkeypatch.setattr(onnxrt.platform, "machine", lambda: "aarch64")
     assert onnxrt.for_providers(raw, ["CPUExecutionProvider"]) == raw
+
+
+def test_gpu_providers_get_the_portable_masks_of_a_file_exported_for_the_cpu():
+    raw = export_saliency(nchw_cnn(), ExportOptions(method="vanilla")).SerializeToString()
+    fast = nchwc_masks(raw)
+    gpu = onnxrt.for_providers(fast, ["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    assert "HardSigmoid" not in _ops(gpu) and sorted(_ops(gpu)) == sorted(_ops(raw))
+
+
+@pytest.mark.parametrize("bound_node", [False, True])
+def test_portable_masks_undo_the_rewrite_exactly(bound_node):
+    model = _masks_graph(bound_node).SerializeToString()
+    back = portable_masks(nchwc_masks(model))
+    assert sorted(_ops(back)) == sorted(_ops(model))
+    onnx.checker.check_model(onnx.load_from_string(back), full_check=True)
+    feeds = {"v": _edge_values(), "g": np.full(SHAPE, 3.0, np.float32)}
+    for before, after in zip(_run(model, feeds), _run(back, feeds), strict=True):
+        np.testing.assert_array_equal(before, after)
+    half = onnx.load_from_string(back).graph.initializer
+    assert sorted(float(numpy_helper.to_array(t)) for t in half) == [-1.0, 0.0, 0.5, 6.0]
+
+
+def test_portable_masks_leave_other_hard_sigmoids_alone():
+    node = helper.make_node("HardSigmoid", ["v"], ["y"], alpha=0.2, beta=0.5)
+    graph = helper.make_graph(
+        [node],
+        "hs",
+        [helper.make_tensor_value_info("v", TensorProto.FLOAT, SHAPE)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, SHAPE)],
+    )
+    raw = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    assert portable_masks(raw) == raw
 
 
 def test_an_initializer_also_listed_as_a_graph_input_is_kept():
