@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesal.converters.errors import ConversionError, import_extra
+from edgesal.converters.errors import import_extra
 from edgesal.errors import ModelLoadError
 from edgesal.onnx_io import is_tflite
 
 FORMATS = ("onnx", "tflite", "savedmodel", "keras")
-_CUSTOM = "CUSTOM"
 
 
 def detect_format(path: str | Path) -> str:
@@ -76,35 +75,3 @@ def read_tflite(path: str | Path):
     except Exception as exc:  # reads past the end raise struct.error, IndexError, ValueError
         raise ModelLoadError(f"{path}: truncated or corrupt TFLite file ({exc})") from exc
     return model
-
-
-def tflite_operators(model) -> list[tuple[str, str]]:
-    """(op name, first output tensor name) of every operator of the main subgraph; custom and
-    Flex (Select TF) ops are named ``CUSTOM:<code>``."""
-    names = builtin_names()
-    graph = model.Subgraphs(0)
-    result = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        value = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(value, str(value))
-        if name == _CUSTOM:
-            name = f"{_CUSTOM}:{(code.CustomCode() or b'?').decode(errors='replace')}"
-        out = (
-            graph.Tensors(op.Outputs(0)).Name().decode(errors="replace")
-            if op.OutputsLength()
-            else ""
-        )
-        result.append((name, out))
-    return result
-
-
-def refuse_custom_ops(path: str | Path, model) -> None:
-    """Custom and Flex ops have no ONNX equivalent: name them all."""
-    custom = [(name, out) for name, out in tflite_operators(model) if name.startswith(_CUSTOM)]
-    if custom:
-        listed = ", ".join(f"{name} (output '{out}')" for name, out in custom)
-        raise ConversionError(
-            f"{path}: uses custom TFLite operators that cannot be converted: {listed}"
-        )

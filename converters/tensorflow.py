@@ -13,8 +13,9 @@ from pathlib import Path
 
 import onnx
 
+from edgesal.converters.custom_ops import lower_custom_ops, read_custom_ops, refuse_unlowered
 from edgesal.converters.errors import ConversionError, import_extra
-from edgesal.converters.formats import read_tflite, refuse_custom_ops
+from edgesal.converters.formats import read_tflite
 from edgesal.errors import ModelLoadError
 
 SERVING = "serving_default"
@@ -32,15 +33,18 @@ def _quiet():
 
 
 def from_tflite(path: str | Path, opset: int) -> onnx.ModelProto:
-    """A .tflite file (checked first: truncation, custom ops) converted by tf2onnx."""
+    """A .tflite file (checked first: truncation, custom ops) converted by tf2onnx; custom ops
+    with a lowering (:mod:`edgesal.converters.custom_ops`) are replaced by their composition."""
     path = Path(path)
-    refuse_custom_ops(path, read_tflite(path))
+    custom = read_custom_ops(read_tflite(path))
+    refuse_unlowered(path, custom)
     _, tf2onnx = _import_tf()
     with _quiet():
         try:
             proto, _ = tf2onnx.convert.from_tflite(str(path), opset=opset)
         except Exception as exc:
             raise ConversionError(f"{path}: tf2onnx could not convert the model: {exc}") from exc
+    lower_custom_ops(proto, custom, path)
     return proto
 
 

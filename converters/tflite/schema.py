@@ -85,7 +85,8 @@ class Operator:
     """A builtin operator; ``options`` names its options table, ``fields`` its values.
 
     Field names are the schema's snake_case names (``stride_w``); enum fields take the member name
-    (``padding="SAME"``). An input index of -1 marks an omitted optional input.
+    (``padding="SAME"``). An input index of -1 marks an omitted optional input. A custom operator
+    has ``code="CUSTOM"``, its name in ``custom_code`` and its raw ``custom_options`` bytes.
     """
 
     code: str
@@ -94,6 +95,8 @@ class Operator:
     options: str | None = None
     fields: dict[str, object] = field(default_factory=dict)
     version: int = 1
+    custom_code: str | None = None
+    custom_options: bytes | None = None
 
 
 @dataclass
@@ -119,7 +122,7 @@ class _Writer:
 
     def write(self) -> bytes:
         m, b = self.model, self.b
-        codes = sorted({(op.code, op.version) for op in m.operators})
+        codes = sorted({(op.code, op.version, op.custom_code or "") for op in m.operators})
         code_index = {c: i for i, c in enumerate(codes)}
         tensor_buffers = []
         for t in m.tensors:
@@ -135,7 +138,7 @@ class _Writer:
             self.buffers.append(payload)
             meta.append((name, len(self.buffers) - 1))
         subgraph = self._subgraph(tensor_buffers, code_index)
-        opcodes = [self._opcode(code, version) for code, version in codes]
+        opcodes = [self._opcode(*code) for code in codes]
         signature = self._signature()
         metadata = [self._table("Metadata", name=b.CreateString(n), buffer=i) for n, i in meta]
         buffers = [self._buffer(data) for data in self.buffers]
@@ -184,11 +187,12 @@ class _Writer:
         b.vectorNumElems = len(data)
         return self._table("Buffer", data=b.EndVector())
 
-    def _opcode(self, code: str, version: int) -> int:
+    def _opcode(self, code: str, version: int, custom: str = "") -> int:
         value = enum_value("BuiltinOperator", code)
         return self._table(
             "OperatorCode",
             deprecated_builtin_code=min(value, _GREATER_OP_CODES),
+            custom_code=self.b.CreateString(custom) if custom else None,
             version=version,
             builtin_code=value,
         )
@@ -208,7 +212,10 @@ class _Writer:
                     quantization=quantization,
                 )
             )
-        operators = [self._operator(op, code_index[(op.code, op.version)]) for op in m.operators]
+        operators = [
+            self._operator(op, code_index[(op.code, op.version, op.custom_code or "")])
+            for op in m.operators
+        ]
         return self._table(
             "SubGraph",
             tensors=self._offsets("SubGraph", "tensors", tensors),
@@ -232,11 +239,15 @@ class _Writer:
             fields = {k: _field_value(k, v) for k, v in op.fields.items()}
             options = self._table(op.options, **fields)
         inputs, outputs = self._ints(op.inputs), self._ints(op.outputs)
+        custom = None
+        if op.custom_options is not None:
+            custom = self.b.CreateNumpyVector(np.frombuffer(op.custom_options, np.uint8))
         return self._table(
             "Operator",
             opcode_index=opcode_index,
             inputs=inputs,
             outputs=outputs,
+            custom_options=custom,
             builtin_options_type=(
                 enum_value("BuiltinOptions", op.options) if op.options is not None else None
             ),
