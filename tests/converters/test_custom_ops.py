@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import struct
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edgesal import converters
+from edgesal import converters, zoo
 from edgesal.converters.custom_ops import LOWERINGS
 from edgesal.converters.errors import ConversionError
 from edgesal.converters.tflite.schema import FlatModel, Operator, Tensor
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.zoo.weights import WheelFile, fetch
 from tests.converters.tflite_harness import interpreter
 
 SAME, VALID = 1, 2  # TfLitePadding
@@ -147,3 +149,31 @@ def test_bad_options_are_named(tmp_path):
     path.write_bytes(data.replace(options, struct.pack("<iii", 7, 2, 2)))
     with pytest.raises(ConversionError, match=r"Convolution2DTransposeBias node 'up'.*padding=7"):
         converters.convert(path)
+
+
+SELFIE = WheelFile(
+    requirement="mediapipe==0.10.14",
+    member="mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+    sha256="9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
+)
+
+
+@pytest.mark.slow
+def test_mediapipe_selfie_segmenter_converts_and_matches_the_interpreter():
+    """The published model that ships the op (from the mediapipe wheel on PyPI): the converted
+    graph equals LiteRT on a photo, and a saliency export of the person mask works."""
+    path = fetch(SELFIE, progress=False)
+    model = converters.convert(path)
+    assert "ConvTranspose" in {n.op_type for n in model.graph.node}
+    photo = cv2.resize(zoo.photos()["astronaut"], (256, 256), interpolation=cv2.INTER_AREA)
+    x = (photo.astype(np.float32) / 255.0)[None]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in model.graph.input]
+    got = session.run(None, {name: x})[0]
+    np.testing.assert_allclose(got, _interpreted(path.read_bytes(), x), atol=1e-4, rtol=0)
+    mask = model.graph.output[0].name
+    exported = export_saliency(model, ExportOptions(target=f"output:{mask}:mean"))
+    saliency = ort.InferenceSession(
+        exported.SerializeToString(), providers=["CPUExecutionProvider"]
+    ).run(["saliency"], {name: x})[0]
+    assert saliency.shape == (1, 256, 256) and saliency.max() == pytest.approx(1.0)
