@@ -2,7 +2,7 @@
 
 The real model is Silero VAD's (silero-vad wheel, re-assembled to read the magnitude spectrogram
 as tests/audio/silero.py describes); the tone detector of tests/audio/tone.py is the small log-mel
-model. Each is timed through the device pipeline (``AudioPipeline.process``: front end, model
+model. Each is timed through the device pipeline (``SignalPipeline.process``: front end, model
 call with the map, drawing of the spectrogram view) and, for reference, the front end alone and
 the plain forward pass; interleaved medians, one run, fixed intra-op thread count. The issue's
 target: a map per 1 s window in under 30% of real time on 2 cores.
@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal.bench import interleaved_medians  # noqa: E402
-from edgesal.runtimes.audio import to_input  # noqa: E402
-from edgesal.runtimes.audio_pipeline import AudioPipeline  # noqa: E402
 from edgesal.runtimes.backends import BackendOptions  # noqa: E402
 from edgesal.runtimes.model import MethodChain  # noqa: E402
+from edgesal.runtimes.signal_pipeline import SignalPipeline  # noqa: E402
 from tests.audio import silero, tone  # noqa: E402
 
 
@@ -59,8 +58,8 @@ def measure(runs: int, threads: int) -> list[tuple[str, float, float, float, flo
     with tempfile.TemporaryDirectory() as tmp:
         for name, (model, plain, window) in cases(Path(tmp)).items():
             chain = MethodChain.load([str(model)], BackendOptions(threads=threads, device="cpu"))
-            pipe = AudioPipeline(chain)
-            audio = pipe.audio
+            pipe = SignalPipeline(chain)
+            audio = pipe.input
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             session = ort.InferenceSession(str(plain), options, ["CPUExecutionProvider"])
@@ -68,7 +67,7 @@ def measure(runs: int, threads: int) -> list[tuple[str, float, float, float, flo
             medians = interleaved_medians(
                 {
                     "pipeline": lambda p=pipe, w=window: p.process(w),
-                    "front": lambda a=audio, w=window: a.features(w),
+                    "front": lambda a=audio, w=window: a.values(w),
                     "forward": lambda s=session, f=feed: s.run(None, f),
                 },
                 runs,
@@ -78,8 +77,8 @@ def measure(runs: int, threads: int) -> list[tuple[str, float, float, float, flo
     return rows
 
 
-def audio_input(pipe: AudioPipeline, window: np.ndarray) -> np.ndarray:
-    return to_input(pipe.audio.features(window), pipe.audio.layout)
+def audio_input(pipe: SignalPipeline, window: np.ndarray) -> np.ndarray:
+    return pipe.input.tensor(pipe.input.values(window))
 
 
 def table(rows, threads: int) -> str:

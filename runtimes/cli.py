@@ -45,7 +45,9 @@ video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1
 picamera2 (alias libcamera) for the Raspberry Pi camera. Audio models (edgesal.audio
 metadata, docs/audio.md): a .wav file (another sample rate is resampled, and logged) or mic /
 mic:DEVICE (needs the sounddevice package); each window gets the prediction and a time x
-frequency map drawn over its spectrogram.
+frequency map drawn over its spectrogram. Series and tabular models (--modality at export): a
+.csv or .npy table, one row per time step (series, windows of the model's length) or per
+sample (tabular); the map is drawn as a band under the series or as coloured bars.
 
 models: MODEL and each --fallback take a path, a comma list or a folder; the methods they
 hold (one per 'saliency' output, or several 'saliency_<method>' outputs) form the chain the
@@ -153,10 +155,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--color", choices=["RGB", "BGR"], help="channel order the model expects")
     g.add_argument("--labels", metavar="FILE", help="class names: text (one a line) or JSON list")
     g.add_argument(
-        "--audio-stride",
+        "--window-stride",
         type=float,
-        metavar="SECONDS",
-        help="audio models: seconds between window starts (default: metadata, else one window)",
+        metavar="N",
+        help="audio models: seconds between window starts (default: metadata, else one window); "
+        "series models: rows between window starts (default: one window)",
     )
     g.add_argument(
         "--no-resample",
@@ -360,12 +363,6 @@ def _web_options(args: argparse.Namespace):
 
 def build_runner(args: argparse.Namespace):
     """The pipeline, source, sinks and server a ``run`` command line asks for."""
-    from edgesal.runtimes.audio_pipeline import (
-        AudioPipeline,
-        AudioRecordsSink,
-        is_audio,
-        stream_header,
-    )
     from edgesal.runtimes.audio_sources import is_audio_spec, open_audio_source
     from edgesal.runtimes.backends import BackendOptions
     from edgesal.runtimes.errors import SourceError
@@ -376,6 +373,12 @@ def build_runner(args: argparse.Namespace):
     from edgesal.runtimes.progress import ProgressBar
     from edgesal.runtimes.runner import Runner
     from edgesal.runtimes.selfcheck import CheckConfig
+    from edgesal.runtimes.signal_pipeline import (
+        SignalPipeline,
+        SignalRecordsSink,
+        signal_kind,
+        stream_header,
+    )
     from edgesal.runtimes.sinks import (
         BoardSink,
         RecordsSink,
@@ -385,6 +388,7 @@ def build_runner(args: argparse.Namespace):
         file_sha256,
     )
     from edgesal.runtimes.sources import open_source
+    from edgesal.runtimes.table_sources import is_table_spec, open_table_source
 
     web = _web_options(args)
     backend = BackendOptions(args.threads, args.device, args.trt_cache)
@@ -410,20 +414,23 @@ def build_runner(args: argparse.Namespace):
         cgroup_root=args.cgroup_root,
         target_class=args.target_class,
     )
-    audio = is_audio(chain)
+    kind = signal_kind(chain)
     try:
         pipeline = (
-            AudioPipeline(chain, config, args.audio_stride) if audio else Pipeline(chain, config)
+            SignalPipeline(chain, config, args.window_stride) if kind else Pipeline(chain, config)
         )
     except ValueError as exc:
         raise DeviceError(str(exc)) from exc
     size = tuple(args.capture_size) if args.capture_size else None
-    if audio:
+    if kind == "audio":
         source = open_audio_source(args.source, pipeline.windowing, not args.no_resample, args.loop)
-    elif is_audio_spec(args.source):
+    elif kind:
+        columns = pipeline.input.columns
+        source = open_table_source(args.source, pipeline.windowing, columns, args.loop)
+    elif is_audio_spec(args.source) or is_table_spec(args.source):
         raise SourceError(
-            f"--source {args.source}: audio, but {args.model} has no audio front end "
-            "(edgesal.audio metadata, docs/audio.md)"
+            f"--source {args.source}: {args.model} explains images; wav files and tables go "
+            "to audio, series and tabular models (exported with --modality, docs/audio.md)"
         )
     else:
         source = open_source(args.source, size, loop=args.loop)
@@ -446,9 +453,9 @@ def build_runner(args: argparse.Namespace):
             "writer": "edgesal runtimes",
         }
         files = (args.records, header, args.records_bits, args.fsync_every)
-        if audio:
+        if kind:
             header.update(stream_header(pipeline))
-            sinks.append(AudioRecordsSink(pipeline, *files))
+            sinks.append(SignalRecordsSink(pipeline, *files))
         else:
             sinks.append(RecordsSink(*files))
     progress = (

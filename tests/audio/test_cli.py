@@ -25,7 +25,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_run_on_a_wav_writes_records_and_video(tone_model, tone_wav, tmp_path):
     records, video = tmp_path / "a.salrec", tmp_path / "a.avi"
     done = run(str(tone_model), "--source", str(tone_wav), "--records", str(records),
-               "--record", str(video), "--audio-stride", "0.5")  # fmt: skip
+               "--record", str(video), "--window-stride", "0.5")  # fmt: skip
     assert done.returncode == 0, done.stderr
     frames = list(RecordReader(records).frames())
     assert len(frames) == 5  # windows of 15920 samples every 8000 in 48000
@@ -56,4 +56,4 @@ def test_audio_and_image_sources_do_not_mix(tone_model, tone_wav, models):
     video = run(str(tone_model), "--source", "0")
     assert video.returncode == 2 and "an audio model reads a .wav file or mic" in video.stderr
     image = run(str(models["vanilla"]), "--source", str(tone_wav))
-    assert image.returncode == 2 and "has no audio front end" in image.stderr
+    assert image.returncode == 2 and "explains images; wav files and tables go" in image.stderr

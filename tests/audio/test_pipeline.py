@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from edgesal.runtimes.audio import FeatureExtractor
-from edgesal.runtimes.audio_pipeline import AudioPipeline, AudioRecordsSink, stream_header
 from edgesal.runtimes.audio_sources import Windowing, open_audio_source, read_wav
 from edgesal.runtimes.errors import SourceError
 from edgesal.runtimes.model import MethodChain
@@ -19,11 +18,12 @@ from edgesal.runtimes.pipeline import PipelineConfig
 from edgesal.runtimes.records import RecordReader
 from edgesal.runtimes.runner import Runner
 from edgesal.runtimes.selfcheck import CheckConfig
+from edgesal.runtimes.signal_pipeline import SignalPipeline, SignalRecordsSink, stream_header
 from tests.audio import tone
 
 
-def pipeline(model, **config) -> AudioPipeline:
-    return AudioPipeline(MethodChain.load([str(model)]), PipelineConfig(**config))
+def pipeline(model, **config) -> SignalPipeline:
+    return SignalPipeline(MethodChain.load([str(model)]), PipelineConfig(**config))
 
 
 def band_share(saliency: np.ndarray, band: int, width: int = 2) -> float:
@@ -47,7 +47,7 @@ def test_map_of_a_tone_sits_on_its_band(tone_model, hz):
 def test_rank_3_audio_export(tmp_path):
     """``--modality audio`` on an [N, T, F] input: layout from the export's axes metadata."""
     pipe = pipeline(tone.build(tmp_path / "t3.onnx", rank=3))
-    assert pipe.audio.layout == "NTF"
+    assert pipe.input.layout == "NTF"
     result = pipe.process(tone.clip(1, 1500.0)[: pipe.windowing.window].astype(np.float32))
     assert result.label == "tone"
     assert band_share(result.saliency, tone.tone_band(1500.0)) > 0.9
@@ -58,14 +58,14 @@ def test_the_window_feeds_the_front_end_features(tone_model):
     window = tone.clip(1, None, seed=2)[: pipe.windowing.window].astype(np.float32)
     result = pipe.process(window)
     assert result.label == "noise"
-    np.testing.assert_array_equal(result.features, FeatureExtractor(tone.FRONT)(window))
+    np.testing.assert_array_equal(result.values, FeatureExtractor(tone.FRONT)(window))
 
 
 def test_wav_run_records_time_frequency_maps(tone_model, tone_wav, tmp_path):
     pipe = pipeline(tone_model, selfcheck=CheckConfig(every=1, fraction=0.05))
     source = open_audio_source(str(tone_wav), pipe.windowing)
     path = tmp_path / "a.salrec"
-    sink = AudioRecordsSink(pipe, path, {"source": str(tone_wav), **stream_header(pipe)})
+    sink = SignalRecordsSink(pipe, path, {"source": str(tone_wav), **stream_header(pipe)})
     summary = Runner(pipe, source, [sink]).run(handle_signals=False)
     assert summary.frames == 3 and summary.maps == 3
     reader = RecordReader(path)

@@ -13,9 +13,9 @@ from onnx.reference import ReferenceEvaluator
 
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.runtimes.audio import FeatureExtractor
-from edgesal.runtimes.audio_pipeline import AudioPipeline
 from edgesal.runtimes.model import MethodChain
 from edgesal.runtimes.records import RecordReader
+from edgesal.runtimes.signal_pipeline import SignalPipeline
 from tests.audio import silero
 from tests.audio.test_cli import run
 from tests.audio.tone import write_wav
@@ -92,7 +92,7 @@ def test_exported_gradient_equals_finite_differences(source):
 
 def test_device_map_sits_on_the_voiced_half(tmp_path):
     model = silero.build(tmp_path / "vad.sal.onnx", method="gradxinput")
-    pipe = AudioPipeline(MethodChain.load([str(model)]))
+    pipe = SignalPipeline(MethodChain.load([str(model)]))
     assert pipe.windowing.window == 16000
     result = pipe.process(silero.half_voiced(5).astype(np.float32))
     assert result.saliency.shape == (124, 129)

@@ -31,20 +31,24 @@ def _model(nodes, name, shape, weights) -> onnx.ModelProto:
     return model
 
 
-def bump_detector() -> onnx.ModelProto:
+def bump_detector(layout: str = "NTC") -> onnx.ModelProto:
+    """[N, T, C] (``layout`` NCT: [N, C, T]) -> (none, bump) logits."""
     bump = np.array([0.25, 0.75, 1.0, 0.75, 0.25], np.float32)
     kernel = np.zeros((1, C, 5), np.float32)
     kernel[0, 0] = bump
     weights = {"k": kernel, "w": np.array([[-3.0], [3.0]], np.float32),
                "b": np.array([3.0, -3.0], np.float32)}  # fmt: skip
-    nodes = [
-        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
-        helper.make_node("Conv", ["xt", "k"], ["r"], pads=[2, 2]),
+    first = "xt" if layout == "NTC" else "x"
+    nodes = (
+        [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1])] if layout == "NTC" else []
+    )
+    nodes += [
+        helper.make_node("Conv", [first, "k"], ["r"], pads=[2, 2]),
         helper.make_node("Relu", ["r"], ["rr"]),
         helper.make_node("ReduceMax", ["rr"], ["m"], axes=[2], keepdims=0),
         helper.make_node("Gemm", ["m", "w", "b"], ["logits"], transB=1),
     ]
-    return _model(nodes, "bump", [T, C], weights)
+    return _model(nodes, "bump", [T, C] if layout == "NTC" else [C, T], weights)
 
 
 def sparse_tabular() -> onnx.ModelProto:
@@ -72,6 +76,11 @@ def bump_samples(count: int, seed: int = 0) -> np.ndarray:
 
 
 def exported(kind: str, method: str = "gradxinput") -> onnx.ModelProto:
+    """``series``: [N, T, C], channel reduced (map [T]); ``series_nct``: [N, C, T], map kept
+    per channel ([C, T]); ``tabular``: [N, F]."""
+    if kind == "series_nct":
+        options = ExportOptions(method=method, input="x", modality="series", axes="N,C,T")
+        return export_saliency(bump_detector("NCT"), options)
     if kind == "series":
         options = ExportOptions(method=method, input="x", modality="series", axes="N,T,C",
                                 channel_axis=2)  # fmt: skip
