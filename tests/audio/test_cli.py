@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import cv2
 import numpy as np
 
 from edgesal.runtimes.records import RecordReader
 from tests.audio import tone
-from tests.runtimes.clihelp import ROOT, runtime_cmd
+from tests.runtimes.clihelp import ROOT, runtime_cmd, start_server, stop
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -57,3 +61,21 @@ def test_audio_and_image_sources_do_not_mix(tone_model, tone_wav, models):
     assert video.returncode == 2 and "an audio model reads a .wav file or mic" in video.stderr
     image = run(str(models["vanilla"]), "--source", str(tone_wav))
     assert image.returncode == 2 and "explains images; wav files and tables go" in image.stderr
+
+
+def test_web_view_shows_the_spectrogram(tone_model, tone_wav):
+    proc, url = start_server(str(tone_model), "--source", str(tone_wav), "--loop", "--realtime")
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                jpeg = urllib.request.urlopen(url + "frame.jpg", timeout=5).read()
+                break
+            except urllib.error.HTTPError:  # no frame published yet
+                time.sleep(0.2)
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (320, 640)
+        status = json.loads(urllib.request.urlopen(url + "status.json", timeout=5).read())
+        assert status["source"] == str(tone_wav) and status["frames"] >= 1
+    finally:
+        stop(proc)
