@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 
+from edgesal.eval.series import evaluate_samples
 from edgesal.runtimes.audio import FeatureExtractor
 from edgesal.runtimes.audio_sources import Windowing, open_audio_source, read_wav
 from edgesal.runtimes.errors import SourceError
@@ -144,3 +145,19 @@ def test_microphone_without_sounddevice_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)
     with pytest.raises(SourceError, match="pip install sounddevice"):
         open_audio_source("mic:1", Windowing(16000, 16000, 8000))
+
+
+def test_eval_samples_on_audio_features(tmp_path):
+    """``edgesal eval --samples`` on an audio export: deletion over time-frequency cells."""
+    model = tone.build(tmp_path / "t3.onnx", rank=3)
+    extract = FeatureExtractor(tone.FRONT)
+    size = tone.FRONT.window_samples(tone.FRAMES)
+    clips = [tone.clip(1, hz, seed=i)[:size] for i, hz in enumerate((600.0, 1200.0, 3000.0))]
+    np.save(tmp_path / "features.npy", np.stack([extract(c) for c in clips]))
+    report = evaluate_samples(str(model), str(tmp_path / "features.npy"), str(tmp_path / "r"),
+                              steps=10, deletion_baseline="mean", insertion_canvas="mean",
+                              plots=0)  # fmt: skip
+    assert report["modality"] == "audio" and report["units"] == tone.FRAMES * tone.FRONT.n_mels
+    method, random = report["methods"]["vanilla"], report["controls"]["random"]
+    assert method["deletion_auc"]["mean"] < random["deletion_auc"]["mean"]
+    assert method["insertion_auc"]["mean"] > random["insertion_auc"]["mean"]
