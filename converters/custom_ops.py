@@ -90,6 +90,16 @@ def refuse_unlowered(path: str | Path, ops: list[CustomOp]) -> None:
         )
 
 
+def tf2onnx_handlers(ops: list[CustomOp]) -> dict[str, tuple]:
+    """tf2onnx ``custom_op_handlers`` that keep each lowered custom op's node as it is (for
+    :func:`lower_custom_ops`), so tf2onnx does not report it as unsupported."""
+    return {TF2ONNX_PREFIX + op.code: (_keep, []) for op in ops if op.code in LOWERINGS}
+
+
+def _keep(ctx, node, name, args) -> None:
+    """A tf2onnx handler that leaves the node for the lowering after the conversion."""
+
+
 def lower_custom_ops(model: onnx.ModelProto, ops: list[CustomOp], path: str | Path) -> None:
     """Replace each ``TFL_<code>`` node tf2onnx left by its composition, in place."""
     by_output = {op.output: op for op in ops}

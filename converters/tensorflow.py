@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from pathlib import Path
 
 import onnx
 
-from edgesal.converters.custom_ops import lower_custom_ops, read_custom_ops, refuse_unlowered
+from edgesal.converters.custom_ops import (
+    lower_custom_ops,
+    read_custom_ops,
+    refuse_unlowered,
+    tf2onnx_handlers,
+)
 from edgesal.converters.errors import ConversionError, import_extra
 from edgesal.converters.formats import read_tflite
 from edgesal.errors import ModelLoadError
@@ -32,6 +38,24 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
+class _RawCustomOptions(logging.Filter):
+    """Drops tf2onnx's warning that custom-op options are not flexbuffers: MediaPipe's are raw
+    structs, which :mod:`edgesal.converters.custom_ops` reads itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Could not parse attributes for custom op" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _raw_custom_options_expected():
+    logger, quiet = logging.getLogger("tf2onnx.tflite_utils"), _RawCustomOptions()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def from_tflite(path: str | Path, opset: int) -> onnx.ModelProto:
     """A .tflite file (checked first: truncation, custom ops) converted by tf2onnx; custom ops
     with a lowering (:mod:`edgesal.converters.custom_ops`) are replaced by their composition."""
@@ -39,9 +63,11 @@ def from_tflite(path: str | Path, opset: int) -> onnx.ModelProto:
     custom = read_custom_ops(read_tflite(path))
     refuse_unlowered(path, custom)
     _, tf2onnx = _import_tf()
-    with _quiet():
+    with _quiet(), _raw_custom_options_expected():
         try:
-            proto, _ = tf2onnx.convert.from_tflite(str(path), opset=opset)
+            proto, _ = tf2onnx.convert.from_tflite(
+                str(path), opset=opset, custom_op_handlers=tf2onnx_handlers(custom)
+            )
         except Exception as exc:
             raise ConversionError(f"{path}: tf2onnx could not convert the model: {exc}") from exc
     lower_custom_ops(proto, custom, path)
