@@ -83,11 +83,18 @@ SECURITY_HEADERS = (
 
 
 class FrameBoard:
-    """The latest overlay frame, JPEG-encoded only while someone is watching."""
+    """The latest overlay frame, JPEG-encoded only while someone is watching.
+
+    ``publish`` (the pipeline's thread) only hands the newest overlay to an encoder thread; a
+    frame not yet encoded when a newer one arrives is dropped. So JPEG work and every viewer,
+    fast, slow or stalled, stay off the pipeline's thread (OpenCV releases the GIL to encode).
+    """
 
     def __init__(self, quality: int = 80):
         self.quality = quality
         self._cond = threading.Condition()
+        self._pending: np.ndarray | None = None
+        self._encoder: threading.Thread | None = None
         self._jpeg: bytes | None = None
         self._seq = 0
         self.viewers = 0
@@ -103,11 +110,25 @@ class FrameBoard:
     def publish(self, image: np.ndarray, force: bool = False) -> None:
         if not (force or self.wanted()):
             return
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if ok:
+        copy = image.copy()  # the pipeline may reuse its buffer before the encoder reads it
+        with self._cond:
+            self._pending = copy
+            if self._encoder is None:
+                self._encoder = threading.Thread(target=self._encode, name="jpeg", daemon=True)
+                self._encoder.start()
+            self._cond.notify_all()
+
+    def _encode(self) -> None:
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+        while True:
             with self._cond:
-                self._jpeg, self._seq = jpeg.tobytes(), self._seq + 1
-                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._pending is not None)
+                image, self._pending = self._pending, None
+            ok, jpeg = cv2.imencode(".jpg", image, params)
+            if ok:
+                with self._cond:
+                    self._jpeg, self._seq = jpeg.tobytes(), self._seq + 1
+                    self._cond.notify_all()
 
     def latest(self) -> bytes | None:
         self._last_request = time.time()
@@ -164,20 +185,20 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 64  # listen backlog: fewer dropped SYNs while a flood is being closed
 
     def __init__(self, address, handler, options: WebOptions, family: int):
         self.address_family = family
         self.options = options
         self._connections = threading.BoundedSemaphore(options.max_connections)
+        self._rate = _TokenBucket(options.max_rate)
         super().__init__(address, handler)
 
     def process_request(self, request, client_address) -> None:
-        if not self._connections.acquire(blocking=False):
-            log.debug(
-                "over %d connections: closing one from %s",
-                self.options.max_connections,
-                client_address[0],
-            )
+        over = not self._rate.take() and f"over {self.options.max_rate:g} connections/s"
+        if over or not self._connections.acquire(blocking=False):
+            over = over or f"over {self.options.max_connections} open connections"
+            log.debug("%s: closing one from %s at once", over, client_address[0])
             self.shutdown_request(request)
             return
         try:
@@ -197,6 +218,22 @@ class _Server(ThreadingHTTPServer):
         finally:
             self.shutdown_request(request)
             self._connections.release()
+
+
+class _TokenBucket:
+    """At most ``rate`` takes per second on average, in bursts of up to ``rate`` (one thread)."""
+
+    def __init__(self, rate: float):
+        self.rate, self.tokens, self.stamp = rate, rate, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class StatusServer:

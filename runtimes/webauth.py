@@ -162,13 +162,15 @@ class WebOptions:
 
     ``timeout``: seconds a connection may take to send its request or to take one frame;
     ``max_clients``: MJPEG streams at once (503 beyond); ``max_connections``: open connections
-    at once, each one thread (closed at once beyond).
+    at once, each one thread; ``max_rate``: new connections per second, on average (beyond
+    either: closed at once). A status page polls twice a second, so 100/s serves ~50 pages.
     """
 
     token: str | None = None
     tls: ssl.SSLContext | None = None
     max_clients: int = 4
     max_connections: int = 64
+    max_rate: float = 100.0
     timeout: float = 10.0
 
 

@@ -2,9 +2,11 @@
 
 The run paces a 30 fps clip (``--realtime --loop``); its frames-shown rate with no client is the
 baseline. Then 50 clients (streams beyond ``--max-clients`` get 503 and retry; the others poll
-every route like status pages do, without pause), one stalled stream that never reads and one
-connection that never sends its request, all at once for 30 s. The pipeline must keep >= 90% of
-its baseline rate, threads stay under the connection cap and memory stays bounded.
+every route 10 times a second, so the 100 connections/s cap closes most of their connections; the
+cap itself is tested in test_server_security.py), one
+stalled stream that never reads and one connection that never sends its request, all at once for
+30 s. The pipeline must keep >= 90% of its baseline rate, threads stay under the connection cap
+and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tests.runtimes.clihelp import start_server, stop
 from tests.runtimes.webclient import StreamReader, bearer, request, stalled_stream
 
 CLIENTS, SECONDS, BASELINE_SECONDS = 50, 30.0, 10.0
+POLL_PAUSE = 0.1  # 10 requests/s per poller, 20x a status page: 440/s against a cap of 100/s
 MAX_CONNECTIONS = 64  # WebOptions default
 
 
@@ -41,7 +44,13 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def frames_shown(port: int, token: str) -> int:
-    return json.loads(request(port, "/status.json", bearer(token))[2])["frames"]
+    """The run's frame counter (retried: under load a connection may be closed by the rate cap)."""
+    for _ in range(100):
+        try:
+            return json.loads(request(port, "/status.json", bearer(token))[2])["frames"]
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError("the status page never answered")
 
 
 def poller(port: int, token: str, end: float, counts: dict, lock: threading.Lock) -> None:
@@ -55,6 +64,7 @@ def poller(port: int, token: str, end: float, counts: dict, lock: threading.Lock
         with lock:
             counts[status] = counts.get(status, 0) + 1
         i += 1
+        time.sleep(POLL_PAUSE)
 
 
 def streamer(port: int, token: str, end: float, counts: dict, lock: threading.Lock) -> None:
@@ -113,6 +123,9 @@ def test_fifty_clients_for_thirty_seconds_leave_the_pipeline_alone(models, tmp_p
         for client in clients:
             client.join(30)
         load_fps = (frames_shown(port, token) - first) / (time.time() - start)
+        answer_s = time.perf_counter()
+        assert request(port, "/status.json", bearer(token))[0] == 200  # nothing stuck
+        answer_s = time.perf_counter() - answer_s
         stalled.close()
         silent.close()
         time.sleep(12.0)  # every timed-out or closed connection is gone by now
@@ -124,15 +137,25 @@ def test_fifty_clients_for_thirty_seconds_leave_the_pipeline_alone(models, tmp_p
     report = (
         f"baseline {baseline_fps:.2f} fps, under load {load_fps:.2f} fps; threads {base['threads']}"
         f" -> peak {peak_threads} -> {after['threads']}; RSS +{peak_rss_mb:.1f} MB peak, "
-        f"+{(after['rss_kb'] - base['rss_kb']) / 1024:.1f} MB after; answers {counts}"
+        f"+{(after['rss_kb'] - base['rss_kb']) / 1024:.1f} MB after; answers {counts}; "
+        f"a request right after the load took {answer_s * 1000:.0f} ms"
     )
     print(report)
     assert baseline_fps > 20, report
     assert load_fps >= 0.9 * baseline_fps, report
-    assert counts.get(200, 0) > 1000 and counts.get("stream 200", 0) >= 4, report
+    assert counts.get(200, 0) > 1500 and counts.get("stream 200", 0) >= 4, report
     assert counts.get("stream images", 0) > 100, report
-    assert set(counts) <= {200, "stream 200", "stream 503", "stream images"}, report
+    # refused by the rate cap, or a SYN dropped while the listen backlog was full of them
+    closed_at_once = {
+        "RemoteDisconnected",
+        "ConnectionResetError",
+        "BrokenPipeError",
+        "TimeoutError",
+    }
+    answers = {200, "stream 200", "stream 503", "stream None", "stream images"}
+    assert set(counts) <= answers | closed_at_once, report  # no 5xx but 503, no timeouts
     assert peak_threads <= base["threads"] + MAX_CONNECTIONS + 2, report
     assert after["threads"] <= base["threads"] + 1, report
     assert peak_rss_mb < 64 and after["rss_kb"] - base["rss_kb"] < 32 * 1024, report
+    assert answer_s < 1.0, report
     assert "Traceback" not in summary

@@ -299,6 +299,26 @@ def test_connection_cap_and_idle_timeout_bound_threads():
         server.close()
 
 
+def test_new_connections_beyond_the_rate_are_closed_at_once():
+    server, pipeline = serve(max_rate=5.0)
+    port = server.address[1]
+    try:
+        time.sleep(1.0)  # a full bucket
+        answers = []
+        for _ in range(12):
+            try:
+                answers.append(request(port, "/status.json")[0])
+            except OSError as exc:
+                answers.append(type(exc).__name__)
+        assert answers[:5] == [200] * 5 and answers.count(200) <= 7, answers
+        assert set(answers[5:]) - {200} <= {"RemoteDisconnected", "ConnectionResetError"}, answers
+        time.sleep(1.0)
+        assert request(port, "/status.json")[0] == 200  # refilled at 5 per second
+    finally:
+        pipeline.stop()
+        server.close()
+
+
 def test_without_a_token_only_loopback_host_names_are_answered():
     server, pipeline = serve()
     port = server.address[1]
