@@ -137,7 +137,8 @@ def _add_export(sub) -> None:
         "--target",
         default="argmax",
         help="argmax (default: top score of the first output), class:K, input (extra int64 "
-        "input 'target' [N] at run time), or output:NAME[:max|sum|mean|INDEX]",
+        "input 'target' [N] at run time), or output:NAME[:max|sum|mean|INDEX|input] (input: "
+        "'target' chooses the element of NAME at run time, one file for any detector box)",
     )
     p.add_argument(
         "--reduce",
@@ -166,6 +167,17 @@ def _add_export(sub) -> None:
     )
     p.add_argument("--batch", type=_positive_int, help="fix a symbolic batch dim (default 1)")
     p.add_argument("--input-shape", type=_shape, help="fix symbolic input dims, e.g. 1,3,224,224")
+    p.add_argument(
+        "--boxes-output",
+        help="detectors: output holding each scored element's box (runtimes draw it; with "
+        "--target output:NAME:input and --batch K, `edgesal run` explains the top K at once)",
+    )
+    p.add_argument(
+        "--boxes-format",
+        default="xyxy",
+        help="coordinates of --boxes-output: xyxy (default), yxyx or cxcywh in input pixels; "
+        "add -norm for coordinates in [0, 1]",
+    )
     _add_method_params(p)
     _add_token_flags(p)
     _add_roi_flags(p)
@@ -373,6 +385,8 @@ def _export_one(args, method: str, params, output) -> None:
         channel_axis=args.channel_axis,
         batch=args.batch,
         input_shape=args.input_shape,
+        boxes_output=args.boxes_output,
+        boxes_format=args.boxes_format,
         roi=args.roi,
         roi_size=args.roi_size,
         roi_split=args.roi_split,

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from edgesal import metadata
+from edgesal.cli import main
 from edgesal.errors import InputError, TargetError
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.runtimes.detections import Detection, draw_boxes
@@ -149,3 +150,16 @@ def test_boxes_are_drawn_scaled_onto_the_picture():
     draw_boxes(canvas, [det], grid=(16, 16))
     assert (canvas[16:48, 8] == (0, 255, 0)).all() and (canvas[16, 8:40] == (0, 255, 0)).all()
     assert not canvas[30, 24].any()  # inside the box stays untouched
+
+
+def test_cli_exports_a_detector_with_its_boxes(detector, tmp_path):
+    _, model, image = detector
+    source, target = tmp_path / "det.onnx", tmp_path / "det_sal.onnx"
+    onnx.save(model, str(source))
+    argv = ["export", str(source), "-o", str(target), "--target", "output:scores:input"]
+    argv += ["--batch", "3", "--boxes-output", "boxes", "--boxes-format", "cxcywh"]
+    assert main(argv) == 0
+    meta = metadata.read(onnx.load(str(target)))
+    assert meta["boxes"] == {"output": "boxes", "format": "cxcywh"}
+    found = MethodChain.load([str(target)])[0].detect(image, 3)
+    assert len(found) == 3 and all(d.box is not None for d in found)

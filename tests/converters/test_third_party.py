@@ -16,6 +16,8 @@ from onnx.reference import ReferenceEvaluator
 from edgesal import converters, zoo
 from edgesal.converters.tflite.verify import compare, probed, tflite_feeds
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.runtimes.errors import ModelError
+from edgesal.runtimes.model import MethodChain
 from edgesal.zoo.weights import WheelFile, fetch
 from tests.converters.tflite_harness import interpreter, operator_names
 
@@ -99,9 +101,6 @@ def test_saliency_back_to_tflite(blazeface):
 def test_runtime_explains_the_top_faces(blazeface, tmp_path):
     """``--target output:classificators:input``: the device runtime picks BlazeFace's 3 best
     anchors and explains each; every map equals the export with that anchor fixed."""
-    from edgesal.runtimes.errors import ModelError
-    from edgesal.runtimes.model import MethodChain
-
     model, _, feeds = blazeface
     ((name, x),) = feeds.items()
     path = tmp_path / "blazeface_sal.onnx"
