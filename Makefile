@@ -62,6 +62,7 @@ fuzz: $(VENV)/.installed-dev
 locks: $(VENV)/.installed-dev
 	for p in device device-litert; do $(BIN)/uv pip compile pyproject.toml --extra $$p \
 	  --generate-hashes --universal --python-version 3.10 --index-url https://pypi.org/simple \
+	  -c requirements/constraints.txt \
 	  --custom-compile-command "make locks" -o requirements/$$p.lock -q; done
 
 clean:

@@ -8,6 +8,7 @@ device's folder source reads, in name order. Turning an image into a model input
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -25,7 +26,12 @@ def read_image(path: str | Path) -> np.ndarray:
     if path.is_file() and path.stat().st_size > MAX_IMAGE_FILE:
         raise InputError(f"{path}: larger than {MAX_IMAGE_FILE >> 20} MB; not read as an image")
     data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else np.empty(0, np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:  # OpenCV refuses more pixels than edgesal/__init__.py allows
+        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "?")
+        why = f"declares more than {limit} pixels" if "MAX_IMAGE_PIXELS" in str(exc) else exc
+        raise InputError(f"{path}: not decoded as an image: {why}") from None
     if bgr is None:
         raise InputError(f"{path}: not a readable image file")
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))

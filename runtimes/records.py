@@ -23,8 +23,8 @@ limit) is cut back the same way and raises :class:`OutputError`, so the file sta
 
 Sizes read from a file are bounded before anything is allocated: a record longer than the bytes
 left in the file is a torn tail, meta over ``MAX_META_BYTES`` or data over ``MAX_DATA_BYTES`` is
-refused, and a map is decompressed only up to the size its ``shape`` declares (at most
-``MAX_MAP_BYTES``).
+corrupt (reading stops there, as at a failed CRC), and a map is decompressed only up to the size
+its ``shape`` declares (at most ``MAX_MAP_BYTES``).
 """
 
 from __future__ import annotations
@@ -203,10 +203,7 @@ def _read_record(handle, pos: int, path: Path) -> Record | None:
     if sync != SYNC:
         return None
     if meta_len > MAX_META_BYTES or data_len > MAX_DATA_BYTES:
-        raise RecordsError(
-            f"{path}: record at byte {pos} declares {meta_len} + {data_len} bytes, more than "
-            "a records writer ever writes; the file is damaged or not from edgesal"
-        )
+        return None  # no writer writes this much: corrupt, like a failed CRC
     if pos + HEADER.size + meta_len + data_len > os.fstat(handle.fileno()).st_size:
         return None  # a torn tail (or a record still being written): nothing allocated for it
     body = handle.read(meta_len)

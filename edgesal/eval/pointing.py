@@ -17,16 +17,19 @@ import numpy as np
 from edgesal.errors import InputError
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+MAX_BOXES_FILE = 64 << 20
 
 
 def load_boxes(path: str | Path) -> dict[str, list[Box]]:
     """``{image file name: [boxes]}`` from a COCO-style or simple boxes file."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_BOXES_FILE:
+            raise InputError(f"--boxes {path}: larger than {MAX_BOXES_FILE >> 20} MB")
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"--boxes {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputError(f"--boxes {path}: not a readable JSON file ({exc})") from exc
     return parse_boxes(data, str(path))
 
@@ -41,10 +44,21 @@ def parse_boxes(data: object, source: str = "boxes") -> dict[str, list[Box]]:
 
 
 def _coco(data: dict, path: str) -> dict[str, list[Box]]:
-    names = {img["id"]: str(img["file_name"]) for img in data["images"]}
+    images, annotations = data["images"], data["annotations"]
+    if not (isinstance(images, list) and isinstance(annotations, list)):
+        raise InputError(f"--boxes {path}: COCO 'images' and 'annotations' must be lists")
+    names = {}
+    for i, img in enumerate(images):
+        if not (isinstance(img, dict) and isinstance(img.get("id"), int | str)):
+            raise InputError(f"--boxes {path}: image {i} has no 'id' (number or string)")
+        if "file_name" not in img:
+            raise InputError(f"--boxes {path}: image {i} has no 'file_name'")
+        names[img["id"]] = str(img["file_name"])
     boxes: dict[str, list[Box]] = {name: [] for name in names.values()}
-    for i, ann in enumerate(data["annotations"]):
-        if ann.get("image_id") not in names:
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int | str):
+            raise InputError(f"--boxes {path}: annotation {i} has no 'image_id'")
+        if ann["image_id"] not in names:
             raise InputError(f"--boxes {path}: annotation {i} names an unknown image_id")
         x, y, w, h = _numbers(ann.get("bbox"), 4, f"--boxes {path}: annotation {i} bbox")
         boxes[names[ann["image_id"]]].append((x, y, x + w, y + h))
@@ -69,7 +83,7 @@ def _numbers(value, n: int, where: str) -> list[float]:
         raise InputError(f"{where}: expected {n} numbers, got {value!r}")
     try:
         return [float(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{where}: expected {n} numbers, got {value!r}") from None
 
 

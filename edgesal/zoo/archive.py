@@ -10,12 +10,22 @@ Either way the object pickle names its storages through persistent ids and rebui
 A pickle can call any importable function, so the unpickler here resolves only the handful of names
 a state dict needs, each to a local stand-in that records what to rebuild; any other name is
 refused with :class:`~edgesal.errors.ArchiveError` before anything is imported or called.
+
+Every size in the file is bounded before it is allocated: the archive (``MAX_ARCHIVE_BYTES``), the
+bytes a zip unpacks to (that bound, and at most ``MAX_ZIP_RATIO`` times the archive: torch stores
+its members uncompressed, so a zip bomb stands out), and the tensors built from it (their total
+``MAX_ARCHIVE_BYTES``, so a zero-stride view cannot expand one number into terabytes) and the
+unpickler's memo table (indices checked before unpickling). Zip member
+names are plain relative paths (no ``..``, no absolute path, no backslash), although nothing is
+ever extracted to disk.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import pickle
+import pickletools
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,6 +36,8 @@ import numpy as np
 from edgesal.errors import ArchiveError
 
 MAX_ARCHIVE_BYTES = 1 << 30
+MAX_ZIP_RATIO = 16
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
@@ -127,7 +139,26 @@ def _ints(values) -> bool:
     )
 
 
+def _check_opcodes(stream: io.BytesIO) -> None:
+    """Walk one pickle's opcodes without running them: a memo index above the bytes read so far
+    (the pickler numbers them 0, 1, 2 ...) would make the C unpickler size its memo table from
+    it -- 174 million entries from a 5-byte ``LONG_BINPUT``."""
+    start = stream.tell()
+    try:
+        for op, arg, pos in pickletools.genops(stream):
+            if op.name in _MEMO_PUTS and not 0 <= int(arg) <= pos - start:
+                raise ArchiveError(f"pickle memo index {arg} at byte {pos} is out of range")
+            if op.name == "STOP":
+                break
+    except ArchiveError:
+        raise
+    except Exception as exc:  # genops raises ValueError on unknown or truncated opcodes
+        raise ArchiveError(f"corrupt weight archive: {exc}") from exc
+    stream.seek(start)
+
+
 def _unpickle(stream: io.BytesIO) -> tuple[object, dict[str, StorageRef]]:
+    _check_opcodes(stream)
     unpickler = _RestrictedUnpickler(stream)
     try:
         return unpickler.load(), unpickler.storages
@@ -194,8 +225,7 @@ def _read_zip(data: bytes) -> dict[str, np.ndarray]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = {info.filename: info for info in archive.infolist()}
-        if sum(info.file_size for info in members.values()) > MAX_ARCHIVE_BYTES:
-            raise ArchiveError("zip checkpoint unpacks to more than any supported checkpoint")
+        _check_members(members, len(data))
         pickles = [name for name in members if name.endswith("data.pkl") and name.count("/") == 1]
         if len(pickles) != 1:
             raise ArchiveError("zip checkpoint without exactly one <dir>/data.pkl")
@@ -210,9 +240,25 @@ def _read_zip(data: bytes) -> dict[str, np.ndarray]:
                 raise ArchiveError(f"storage '{key}' is missing or has the wrong size")
             raw = archive.read(info)
             buffers[key] = np.frombuffer(raw, ref.dtype.newbyteorder(byteorder), ref.numel)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ArchiveError(f"corrupt zip checkpoint: {exc}") from exc
+    except ArchiveError:
+        raise
+    except Exception as exc:  # zipfile raises BadZipFile, ValueError, NotImplementedError, ...
+        raise ArchiveError(f"corrupt zip checkpoint: {type(exc).__name__}: {exc}") from exc
     return _materialize(obj, buffers)
+
+
+def _check_members(members: dict[str, zipfile.ZipInfo], archive_bytes: int) -> None:
+    """Refuse unsafe member names and a zip that unpacks to far more than it holds (a bomb)."""
+    for name in members:
+        parts = name.split("/")
+        if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0]:
+            raise ArchiveError(f"zip member {name!r:.80} is not a plain relative path")
+    unpacked = sum(info.file_size for info in members.values())
+    if unpacked > min(MAX_ARCHIVE_BYTES, MAX_ZIP_RATIO * archive_bytes + (1 << 20)):
+        raise ArchiveError(
+            f"zip checkpoint of {archive_bytes} bytes unpacks to {unpacked} bytes; "
+            "refusing it as a zip bomb"
+        )
 
 
 def _materialize(obj: object, buffers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -220,9 +266,13 @@ def _materialize(obj: object, buffers: dict[str, np.ndarray]) -> dict[str, np.nd
     if not isinstance(obj, dict) or not obj:
         raise ArchiveError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
     result: dict[str, np.ndarray] = {}
+    total = 0
     for name, ref in obj.items():
         if not (isinstance(name, str) and isinstance(ref, TensorRef)):
             raise ArchiveError(f"state dict entry {name!r:.60} is not a tensor")
+        total += math.prod(ref.shape) * ref.storage.dtype.itemsize
+        if total > MAX_ARCHIVE_BYTES:
+            raise ArchiveError(f"tensor '{name}' takes the state dict past any supported size")
         flat = buffers.get(ref.storage.key)
         if flat is None:
             raise ArchiveError(f"tensor '{name}' refers to a storage that is not in the archive")

@@ -123,12 +123,15 @@ class OnnxRuntimeBackend:
         self.pruned = model is not None and outputs is not None
         self.session, provider = open_session(model or raw, options, self.path)
         self.name = f"onnxruntime/{provider}"
-        self.inputs = {
-            i.name: (tuple(d if isinstance(d, int) else -1 for d in i.shape), _dtype(i.type))
-            for i in self.session.get_inputs()
-        }
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        try:  # a name or metadata value that is not UTF-8 fails in the conversion to str
+            self.inputs = {
+                i.name: (tuple(d if isinstance(d, int) else -1 for d in i.shape), _dtype(i.type))
+                for i in self.session.get_inputs()
+            }
+            self.outputs = [o.name for o in self.session.get_outputs()]
+            self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        except UnicodeDecodeError as exc:
+            raise ModelError(f"{path}: a tensor name or metadata value is not UTF-8") from exc
         self._subsets: dict[tuple[str, ...], OnnxRuntimeBackend] = {}
         self._subsets_lock = threading.Lock()
 

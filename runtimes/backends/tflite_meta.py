@@ -7,6 +7,11 @@ its vtable; the vtable lists uint16 field offsets; vectors and strings are uint3
 and reached through a uint32 offset. Model fields: 4 ``buffers``, 6 ``metadata``; Metadata: 0
 ``name``, 1 ``buffer``; Buffer: 0 ``data``, 1 ``offset``, 2 ``size`` (data stored after the
 flatbuffer in models over 2 GB).
+
+The file is untrusted: every offset and length is checked against the buffer before it is
+followed, a vector's count is bounded by the bytes that could hold it, and anything malformed
+raises :class:`FlatbufferError` (a :class:`~edgesal.runtimes.errors.ModelError`) naming what was
+wrong.
 """
 
 from __future__ import annotations
@@ -14,48 +19,67 @@ from __future__ import annotations
 import json
 import struct
 
+from edgesal.runtimes.errors import ModelError
+
 MODEL_BUFFERS, MODEL_METADATA = 4, 6
 ENTRY = "edgesal"
 
 
+class FlatbufferError(ModelError, ValueError):
+    """A malformed flatbuffer; a ValueError too, as malformed data is (callers catch either)."""
+
+
+def _unpack(buf: bytes, fmt: str, pos: int) -> int:
+    size = struct.calcsize(fmt)
+    if not 0 <= pos <= len(buf) - size:
+        raise FlatbufferError(f"TFLite flatbuffer: offset {pos} outside the {len(buf)}-byte file")
+    return struct.unpack_from(fmt, buf, pos)[0]
+
+
 def _field(buf: bytes, table: int, index: int) -> int | None:
-    vtable = table - struct.unpack_from("<i", buf, table)[0]
-    vt_size = struct.unpack_from("<H", buf, vtable)[0]
+    vtable = table - _unpack(buf, "<i", table)
+    vt_size = _unpack(buf, "<H", vtable)
     slot = 4 + 2 * index
-    if slot >= vt_size:
+    if slot + 2 > vt_size:
         return None
-    offset = struct.unpack_from("<H", buf, vtable + slot)[0]
+    offset = _unpack(buf, "<H", vtable + slot)
     return table + offset if offset else None
 
 
 def _deref(buf: bytes, pos: int) -> int:
-    return pos + struct.unpack_from("<I", buf, pos)[0]
+    return pos + _unpack(buf, "<I", pos)
 
 
-def _vector(buf: bytes, table: int, index: int) -> tuple[int, int]:
-    """(start of elements, count) of a vector field; (0, 0) when absent."""
+def _vector(buf: bytes, table: int, index: int, width: int) -> tuple[int, int]:
+    """(start of elements, count) of a vector field of ``width``-byte elements; (0, 0) when
+    absent. The elements must lie inside the buffer."""
     pos = _field(buf, table, index)
     if pos is None:
         return 0, 0
     vec = _deref(buf, pos)
-    return vec + 4, struct.unpack_from("<I", buf, vec)[0]
+    count = _unpack(buf, "<I", vec)
+    if count * width > len(buf) - vec - 4:
+        raise FlatbufferError(f"TFLite flatbuffer: vector of {count} entries past the file end")
+    return vec + 4, count
 
 
 def _tables(buf: bytes, table: int, index: int) -> list[int]:
-    start, count = _vector(buf, table, index)
+    start, count = _vector(buf, table, index, 4)
     return [_deref(buf, start + 4 * i) for i in range(count)]
 
 
 def _scalar(buf: bytes, table: int, index: int, fmt: str) -> int:
     pos = _field(buf, table, index)
-    return struct.unpack_from(fmt, buf, pos)[0] if pos is not None else 0
+    return _unpack(buf, fmt, pos) if pos is not None else 0
 
 
 def _buffer_bytes(buf: bytes, table: int) -> bytes:
-    start, count = _vector(buf, table, 0)
+    start, count = _vector(buf, table, 0, 1)
     if count:
         return buf[start : start + count]
     offset, size = _scalar(buf, table, 1, "<Q"), _scalar(buf, table, 2, "<Q")
+    if size and offset + size > len(buf):
+        raise FlatbufferError("TFLite flatbuffer: a buffer after the model runs past the file end")
     return buf[offset : offset + size] if size else b""
 
 
@@ -64,10 +88,17 @@ def read_metadata(buf: bytes) -> dict[str, str]:
     root = _deref(buf, 0)
     buffers = _tables(buf, root, MODEL_BUFFERS)
     for entry in _tables(buf, root, MODEL_METADATA):
-        name_start, name_len = _vector(buf, entry, 0)
+        name_start, name_len = _vector(buf, entry, 0, 1)
         if buf[name_start : name_start + name_len].decode(errors="replace") != ENTRY:
             continue
         index = _scalar(buf, entry, 1, "<I")
-        data = json.loads(_buffer_bytes(buf, buffers[index]).decode())
+        if index >= len(buffers):
+            raise FlatbufferError(f"TFLite {ENTRY!r} metadata: no buffer {index} of {len(buffers)}")
+        try:
+            data = json.loads(_buffer_bytes(buf, buffers[index]))
+        except (ValueError, RecursionError) as exc:
+            raise FlatbufferError(f"TFLite '{ENTRY}' metadata is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise FlatbufferError(f"TFLite '{ENTRY}' metadata is not a JSON object")
         return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
     return {}

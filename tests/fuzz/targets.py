@@ -1,0 +1,231 @@
+"""Fuzz targets: every reader of untrusted bytes, fed one input each call.
+
+A target returns normally or raises one of the project's own errors (:data:`ALLOWED`); anything
+else -- IndexError, KeyError, struct.error, RecursionError, MemoryError, cv2.error, a crash -- is
+a finding. Files are written under one scratch folder per process, because most readers take a
+path (as the command line gives them one). Seeds (:func:`seeds`) are small valid inputs; the
+committed corpus under ``tests/fuzz/corpus/<target>/`` holds them and every input that once broke
+a reader.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgesal.converters.formats import read_tflite
+from edgesal.errors import EdgesalError
+from edgesal.eval.pointing import load_boxes
+from edgesal.export import ExportOptions, export_saliency
+from edgesal.imaging import read_image
+from edgesal.onnx_io import load_model
+from edgesal.runtimes.backends.tflite_meta import read_metadata
+from edgesal.runtimes.cli import inspect_summary
+from edgesal.runtimes.contract import build_contract, read_labels
+from edgesal.runtimes.errors import DeviceError
+from edgesal.runtimes.model import MethodChain
+from edgesal.runtimes.records import RecordReader, RecordWriter
+from edgesal.runtimes.sources import open_source
+from edgesal.zoo.archive import read_state_dict
+from tests.models import nchw_cnn
+from tests.runtimes import synthetic, synthetic_tflite
+
+ALLOWED = (EdgesalError, DeviceError)
+CORPUS = Path(__file__).parent / "corpus"
+MAX_FRAMES = 8  # frames read from a fuzzed video or folder
+_scratch: Path | None = None
+
+
+def scratch(name: str, data: bytes) -> Path:
+    """``data`` written to ``name`` in this process's scratch folder."""
+    global _scratch
+    if _scratch is None:
+        _scratch = Path(tempfile.mkdtemp(prefix="edgesal-fuzz-"))
+    path = _scratch / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def archive(data: bytes) -> None:
+    """The zoo's weight-archive reader (restricted unpickler, legacy stream and zip)."""
+    read_state_dict(data, "fuzz.pth")
+
+
+def salrec(data: bytes) -> None:
+    """A ``.salrec`` file through the reader, the map decoder and ``records inspect``."""
+    path = scratch("r.salrec", data)
+    reader = RecordReader(path)
+    for _ in reader.frames():
+        pass
+    reader.headers(), reader.events(), reader.truncated_bytes
+    inspect_summary(str(path))
+
+
+def tflite_meta(data: bytes) -> None:
+    """The device runtime's own flatbuffer walk for the ``edgesal`` metadata entry."""
+    read_metadata(data)
+
+
+def tflite_model(data: bytes) -> None:
+    """The converters' reader of a ``.tflite`` file (``edgesal convert`` from TFLite)."""
+    read_tflite(scratch("m.tflite", data))
+
+
+def onnx_model(data: bytes) -> None:
+    """An ``.onnx`` file: the workstation loader, then the export entry on what loads."""
+    model = load_model(scratch("m.onnx", data))
+    export_saliency(model, ExportOptions())
+
+
+def onnx_device(data: bytes) -> None:
+    """An ``.onnx`` file on the device: onnxruntime session, metadata contract, input budget."""
+    MethodChain.load([str(scratch("d.onnx", data))])
+
+
+def labels(data: bytes) -> None:
+    """``--labels`` (export and run): one name a line, or a JSON list."""
+    read_labels(str(scratch("labels.txt", data)))
+
+
+def boxes(data: bytes) -> None:
+    """``--boxes`` of the pointing game: COCO JSON or ``{image: box}``."""
+    load_boxes(scratch("boxes.json", data))
+
+
+def metadata(data: bytes) -> None:
+    """``edgesal.*`` metadata a model carries (JSON values), as the device contract reads it."""
+    try:
+        props = json.loads(data)
+    except (ValueError, RecursionError):
+        return  # the metadata map itself is protobuf/flatbuffer; its values are the JSON
+    if not isinstance(props, dict):
+        return
+    props = {f"edgesal.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}
+    inputs = {"image": ((1, 3, 32, 32), "float32"), "target": ((1,), "int64")}
+    build_contract("fuzz.onnx", props, inputs, ["logits", "saliency", "saliency_gradcam"])
+
+
+def image(data: bytes) -> None:
+    """An image file: the workstation reader and the device's folder source."""
+    path = scratch("images/a.png", data)
+    try:
+        read_image(path)
+    finally:
+        _frames(open_source(str(path.parent)))
+
+
+def video(data: bytes) -> None:
+    """A video file through the device's file source (OpenCV/FFmpeg demux and decode)."""
+    _frames(open_source(str(scratch("v.avi", data))))
+
+
+def _frames(source) -> None:
+    try:
+        for count, _ in enumerate(source, 1):
+            if count >= MAX_FRAMES:
+                break
+    finally:
+        source.close()
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    f.__name__: f
+    for f in (
+        archive,
+        salrec,
+        tflite_meta,
+        tflite_model,
+        onnx_model,
+        onnx_device,
+        labels,
+        boxes,
+        metadata,
+        image,
+        video,
+    )
+}
+
+
+def run_one(name: str, data: bytes) -> None:
+    """``TARGETS[name](data)``, the project's own errors accepted."""
+    try:
+        TARGETS[name](data)
+    except ALLOWED:
+        pass
+
+
+def seeds() -> dict[str, dict[str, bytes]]:
+    """Small valid inputs per target (what ``python -m tests.fuzz.run --seed`` commits)."""
+
+    folder = Path(tempfile.mkdtemp(prefix="edgesal-seeds-"))
+    frames = synthetic.colour_frames(3, (16, 16))
+    device_model = synthetic.build(folder / "m.onnx", size=16).read_bytes()
+    return {
+        "archive": {"legacy.pth": _torch_archive(False), "zip.pth": _torch_archive(True)},
+        "salrec": {"run.salrec": _salrec(folder)},
+        "tflite_meta": {"m.tflite": _tflite(folder)},
+        "tflite_model": {"m.tflite": _tflite(folder)},
+        "onnx_model": {"cnn.onnx": nchw_cnn(classes=3).SerializeToString()},
+        "onnx_device": {"m.onnx": device_model},
+        "labels": {"lines.txt": b"cat\ndog\n", "list.json": b'["cat", "dog"]'},
+        "boxes": {
+            "simple.json": b'{"a.jpg": [1, 2, 10, 20], "b.jpg": [[0, 0, 4, 4], [1, 1, 2, 2]]}',
+            "coco.json": json.dumps(
+                {
+                    "images": [{"id": 1, "file_name": "a.jpg"}],
+                    "annotations": [{"image_id": 1, "bbox": [1, 2, 3, 4]}],
+                }
+            ).encode(),
+        },
+        "metadata": {
+            "meta.json": json.dumps(
+                {
+                    "method": "vanilla",
+                    "outputs": {"scores": "logits", "saliency": "saliency"},
+                    "preprocess": {"size": [32, 32], "mean": [0.5, 0.5, 0.5]},
+                    "labels": ["a", "b"],
+                }
+            ).encode()
+        },
+        "image": {
+            ".png": cv2.imencode(".png", frames[0])[1].tobytes(),
+            ".jpg": cv2.imencode(".jpg", frames[1])[1].tobytes(),
+            ".bmp": cv2.imencode(".bmp", frames[2])[1].tobytes(),
+        },
+        "video": {"clip.avi": synthetic.write_video(folder / "v.avi", frames).read_bytes()},
+    }
+
+
+def _torch_archive(zip_format: bool) -> bytes:
+    """A small state dict (a strided view, an offset, two dtypes) as torch.save writes it."""
+    import torch
+
+    base = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    state = {"w": base, "t": base.t(), "b": base[1, 1:], "n": torch.tensor(3)}
+    buffer = io.BytesIO()
+    torch.save(state, buffer, _use_new_zipfile_serialization=zip_format)
+    return buffer.getvalue()
+
+
+def _salrec(folder: Path) -> bytes:
+
+    path = folder / "seed.salrec"
+    writer = RecordWriter(path, {"models": [{"method": "vanilla", "model": "m", "sha256": "0"}]})
+    rng = np.random.default_rng(0)
+    writer.frame({"frame": 0, "label": "a", "score": 0.5, "method": "vanilla"}, rng.random((4, 5)))
+    writer.frame({"frame": 1, "selfcheck": {"faithful": True, "drop": 0.5}})
+    writer.event({"type": "governor", "frame": 1, "from_level": 0, "to_level": 1})
+    writer.close()
+    return path.read_bytes()
+
+
+def _tflite(folder: Path) -> bytes:
+
+    return synthetic_tflite.build(folder / "m.tflite", size=8).read_bytes()

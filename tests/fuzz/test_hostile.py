@@ -1,0 +1,214 @@
+"""Hostile files, made by hand: code in a weight archive, a zip bomb, a zip entry escaping its
+folder, records and models whose headers claim absurd sizes, an image bomb. Each is refused with
+the project's own error, and nothing is allocated for the size it claims."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+
+from edgesal.errors import ArchiveError, InputError
+from edgesal.imaging import read_image
+from edgesal.runtimes.errors import ModelError, RecordsError
+from edgesal.runtimes.model import MethodChain
+from edgesal.runtimes.records import (
+    HEADER,
+    KIND_FRAME,
+    SYNC,
+    VERSION,
+    RecordReader,
+    RecordWriter,
+    encode_record,
+)
+from edgesal.zoo.archive import read_state_dict
+from tests.runtimes import synthetic
+from tests.runtimes.clihelp import ROOT, runtime_cmd
+
+
+class System:
+    """Unpickled by plain pickle, this runs ``touch <marker>``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_archive_calling_os_system_is_refused_and_never_runs(tmp_path, layout):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"w": System(marker)}, protocol=2)
+    data = payload if layout == "legacy" else _zip({"archive/data.pkl": payload})
+    with pytest.raises(ArchiveError, match=rf"{os.system.__module__}\.system"):
+        read_state_dict(data)
+    assert not marker.exists()
+    pickle.loads(payload)  # the same bytes under plain pickle do run the command
+    assert marker.exists()
+
+
+def test_zip_bomb_is_refused_before_it_is_inflated():
+    bomb = _zip(
+        {"archive/data.pkl": pickle.dumps({}, 2), "archive/data/0": bytes(64 << 20)},
+        zipfile.ZIP_DEFLATED,
+    )
+    assert len(bomb) < 1 << 20  # 64 MiB of zeros in well under 1 MiB
+    tracemalloc.start()
+    with pytest.raises(ArchiveError, match="zip bomb"):
+        read_state_dict(bomb)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("name", ["../evil", "archive/../../evil", "/etc/evil", "a\\..\\evil"])
+def test_zip_entry_outside_its_folder_is_refused(name):
+    data = _zip({"archive/data.pkl": pickle.dumps({}, 2), name: b"x"})
+    with pytest.raises(ArchiveError, match="not a plain relative path"):
+        read_state_dict(data)
+
+
+def test_zero_stride_view_cannot_expand_past_the_size_limit():
+    """One stored float viewed as 2**20 x 2**20 with zero strides would be 4 TiB once copied."""
+    from tests.test_zoo_archive import Storage, Tensor, legacy_archive
+
+    storage = Storage("0", np.ones(1))
+    data = legacy_archive({"w": Tensor(storage, 0, (1 << 20, 1 << 20), (0, 0))}, [storage])
+    with pytest.raises(ArchiveError, match="past any supported size"):
+        read_state_dict(data)
+
+
+def _raw_record(meta: bytes, data: bytes, meta_len=None, data_len=None) -> bytes:
+    """A frame record with a correct CRC over whatever lengths the header claims."""
+    head = HEADER.pack(
+        SYNC, KIND_FRAME, VERSION, 0, meta_len or len(meta), data_len or len(data), 0
+    )[:16]
+    crc = zlib.crc32(data, zlib.crc32(meta, zlib.crc32(head)))
+    return head + struct.pack("<I", crc) + meta + data
+
+
+def _salrec(tmp_path, *records: bytes):
+    path = tmp_path / "hostile.salrec"
+    writer = RecordWriter(path, {"source": "test"})
+    writer.frame({"frame": 0}, np.ones((4, 4), np.float32))
+    writer.close()
+    with open(path, "ab") as handle:
+        for record in records:
+            handle.write(record)
+    return path
+
+
+def test_salrec_map_claiming_10_gb_is_refused_without_allocating(tmp_path):
+    meta = {"frame": 1, "map": {"shape": [100000, 100000], "dtype": "uint8", "scale": 1.0}}
+    meta["map"].update(offset=0.0, encoding="zlib")
+    path = _salrec(tmp_path, encode_record(KIND_FRAME, meta, zlib.compress(b"\0" * 100)))
+    tracemalloc.start()
+    with pytest.raises(RecordsError, match="10000000000 bytes"):
+        list(RecordReader(path).frames())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_salrec_header_claiming_4_gb_is_a_torn_tail_not_an_allocation(tmp_path):
+    """data_len = 2**32 - 1 in a small file: reading stops there, every earlier frame is kept."""
+    path = _salrec(tmp_path, _raw_record(b"{}", b"", data_len=0xFFFFFFFF))
+    assert os.path.getsize(path) < 1000
+    tracemalloc.start()
+    reader = RecordReader(path)
+    frames = list(reader.frames())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [f.meta["frame"] for f in frames] == [0]
+    assert reader.truncated_bytes == HEADER.size + 2
+    assert peak < 8 << 20
+
+
+def test_salrec_record_longer_than_any_writer_writes_ends_the_valid_part(tmp_path):
+    """Meta of 1 GiB (a file that really is that long is not needed): corrupt, like a bad CRC."""
+    path = _salrec(tmp_path, _raw_record(b"{}", b"", meta_len=1 << 30) + bytes(100))
+    reader = RecordReader(path)
+    assert [f.meta["frame"] for f in reader.frames()] == [0]
+    assert reader.truncated_bytes == HEADER.size + 2 + 100
+
+
+def test_salrec_map_zlib_bomb_is_not_inflated(tmp_path):
+    meta = {"frame": 1, "map": {"shape": [10, 10], "dtype": "uint8", "scale": 1.0, "offset": 0}}
+    meta["map"]["encoding"] = "zlib"
+    bomb = zlib.compress(bytes(64 << 20), 9)
+    path = _salrec(tmp_path, encode_record(KIND_FRAME, meta, bomb))
+    tracemalloc.start()
+    with pytest.raises(RecordsError, match="does not fit"):
+        list(RecordReader(path).frames())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20 + len(bomb) * 3
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [b"[1, 2]", b"not json", b"[" * 100000 + b"]" * 100000, b'{"map": 3}', b"\xff\xfe"],
+    ids=["list", "text", "deep", "map-not-dict", "not-utf8"],
+)
+def test_salrec_malformed_meta_is_a_records_error(tmp_path, meta):
+    path = _salrec(tmp_path, _raw_record(meta, b"x"))
+    with pytest.raises(RecordsError):
+        list(RecordReader(path).frames())
+
+
+def test_model_whose_input_needs_30_gb_is_refused_before_any_frame(tmp_path):
+    model = synthetic.build(tmp_path / "huge.onnx", size=100000)
+    with pytest.raises(ModelError, match=r"111\.8 GiB per frame.*256 MiB input budget"):
+        MethodChain.load([str(model)])
+
+
+def test_run_on_a_huge_input_model_is_a_clean_error(tmp_path):
+    model = synthetic.build(tmp_path / "huge.onnx", size=100000)
+    video = synthetic.write_video(tmp_path / "v.avi", synthetic.colour_frames(2))
+    proc = subprocess.run(
+        runtime_cmd("run", str(model), "--source", str(video), "--display", "no"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "input budget" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _png_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(64)))
+
+
+def test_image_declaring_too_many_pixels_is_refused(tmp_path):
+    """12000 x 12000 is under OpenCV's own 2**30-pixel default, over edgesal's 2**27."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header(12000, 12000))
+    with pytest.raises(InputError, match="declares more than 134217728 pixels"):
+        read_image(path)
+    check = "import edgesal, os, cv2; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == str(1 << 27)
