@@ -264,7 +264,9 @@ class FeatureExtractor:
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         f = self.front
         spec = self.spectrum(samples).astype(np.float32)
-        x = spec @ self.filters.T if self.filters is not None else spec
+        # einsum's own loops, not BLAS: a 100 x 257 x 40 product took 17 ms in OpenBLAS's
+        # threads on a loaded 2-core machine and 2.4 ms this way
+        x = np.einsum("tk,mk->tm", spec, self.filters) if self.filters is not None else spec
         x = _log(x, f)
         if f.lfr_m > 1 or f.lfr_n > 1:
             x = lfr(x, f.lfr_m, f.lfr_n)
