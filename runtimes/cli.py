@@ -514,6 +514,7 @@ def inspect_summary(path: str) -> dict:
     reader = RecordReader(path)
     headers, frames, maps, events, unfaithful, checked = [], 0, 0, [], 0, 0
     methods: dict[str, int] = {}
+    kinds: dict[str, int] = {}
     for record in reader:
         if record.kind == "header":
             headers.append(record.meta)
@@ -522,6 +523,9 @@ def inspect_summary(path: str) -> dict:
         elif record.kind == "frame":
             frames += 1
             maps += "map" in record.meta
+            if "map" in record.meta:
+                kind = str(record.meta["map"].get("kind", "image"))
+                kinds[kind] = kinds.get(kind, 0) + 1
             method = record.meta.get("method") or "(none)"
             methods[method] = methods.get(method, 0) + 1
             check = record.meta.get("selfcheck")
@@ -533,6 +537,7 @@ def inspect_summary(path: str) -> dict:
         "headers": headers,
         "frames": frames,
         "maps": maps,
+        "map_kinds": kinds,
         "methods": methods,
         "selfchecks": checked,
         "unfaithful": unfaithful,
@@ -568,6 +573,8 @@ def cmd_records_inspect(args: argparse.Namespace) -> int:
             f"  stream {h.get('created', '?')} source={h.get('source')} v{h['version']}: {models}"
         )
     print(f"  methods: {info['methods']}")
+    if set(info["map_kinds"]) - {"image"}:
+        print(f"  map kinds: {info['map_kinds']}")
     print(f"  self-checks: {info['selfchecks']} ({info['unfaithful']} unfaithful)")
     print(f"  governor events: {len(info['events'])}")
     for e in info["events"]:

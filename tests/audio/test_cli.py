@@ -35,6 +35,11 @@ def test_run_on_a_wav_writes_records_and_video(tone_model, tone_wav, tmp_path):
     assert len(frames) == 5  # windows of 15920 samples every 8000 in 48000
     assert [f.meta["label"] for f in frames][2] == "tone"  # 1.0-2.0 s
     assert {f.kind for f in frames} == {"time_frequency"}
+    inspect = subprocess.run(
+        runtime_cmd("records", "inspect", str(records), "--json"),
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(inspect.stdout)["map_kinds"] == {"time_frequency": 5}
     capture = cv2.VideoCapture(str(video))
     ok, image = capture.read()
     assert ok and image.shape[:2] == (320, 640)
