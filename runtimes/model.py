@@ -170,16 +170,23 @@ class Variant:
         """The ``k`` highest-scoring elements of a detector's score output (``--target
         output:NAME:input``), each with its map and box: one prediction call, then one batched
         call for all k when the model's batch holds them (a dynamic batch always does)."""
+        scores = self.element_scores(tensor, extra)
+        return self.explain_elements(tensor, top_elements(scores, k), extra)
+
+    def element_scores(
+        self, tensor: np.ndarray, extra: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """The detector's score output for the first item of ``tensor``, flat: a prediction-only
+        call (pruned graph where the backend prunes) at the model's batch size."""
         if self.element_output is None:
             raise ModelError(
                 f"{self.path}: target '{self.contract.target}' does not choose an element at run "
                 "time; export the detector with --target output:NAME:input"
             )
-        item = tensor[:1]
         size = batch_of(self.backend.inputs[self.contract.input][0], 1)
         scored = self.backend.subset([self.element_output])
-        scores = scored.run([self.element_output], self._batch_feeds(item, [0] * size, extra))
-        return self.explain_elements(item, top_elements(scores[0][0], k), extra)
+        feeds = self._batch_feeds(tensor[:1], [0] * size, extra)
+        return np.asarray(scored.run([self.element_output], feeds)[0][0]).reshape(-1)
 
     def explain_elements(
         self, tensor: np.ndarray, indices: list[int], extra: dict[str, np.ndarray] | None = None
@@ -189,7 +196,7 @@ class Variant:
         item = tensor[:1]
         wanted = [self.element_output, self.output] + ([self.boxes.output] if self.boxes else [])
         size = batch_of(self.backend.inputs[self.contract.input][0], len(indices))
-        grid = self._grid()
+        grid = self.grid()
         found: list[Detection] = []
         for run in chunks(list(indices), size):
             values = self.backend.run(wanted, self._batch_feeds(item, run, extra))
@@ -212,7 +219,8 @@ class Variant:
         }
         return {**feeds, **self._other_inputs(len(targets), extra or {}, set(feeds))}
 
-    def _grid(self) -> tuple[int, int]:
+    def grid(self) -> tuple[int, int]:
+        """(H, W) of the image input's grid: the coordinates boxes are given in."""
         shape = self.backend.inputs[self.contract.input][0]
         spatial = shape[2:4] if self.contract.preprocess.layout == "NCHW" else shape[1:3]
         known = all(isinstance(d, int) and d > 0 for d in spatial) and len(spatial) == 2

@@ -16,8 +16,9 @@ import numpy as np
 
 from edgesal.runtimes.backends import BackendOptions
 from edgesal.runtimes.contract import Region
+from edgesal.runtimes.detections import Detection, draw_boxes, top_elements
 from edgesal.runtimes.governor import Budget, Governor, Sensors, State
-from edgesal.runtimes.model import Inference, MethodChain, Variant
+from edgesal.runtimes.model import Inference, MethodChain, Variant, probabilities
 from edgesal.runtimes.overlay import OverlayStyle, draw
 from edgesal.runtimes.selfcheck import CheckConfig, CheckResult, counterfactual
 from edgesal.runtimes.smoothing import MapSmoother
@@ -58,6 +59,7 @@ class FrameResult:
     check: CheckResult | None = None
     scene_cut: bool = False
     overlay: np.ndarray | None = None
+    detections: list[Detection] = field(default_factory=list)  # detectors: top-k explained
 
     @property
     def prediction(self) -> int | None:
@@ -85,6 +87,7 @@ class FrameResult:
             "governor": asdict(self.state),
             "selfcheck": self.check.as_dict() if self.check else None,
             "faithful": self.check.faithful if self.check else None,
+            "detections": [[d.index, d.score, d.box] for d in self.detections],
         }
 
 
@@ -101,6 +104,7 @@ class Job:
     region: Region | None = None
     inference: Inference | None = None
     check: CheckResult | None = None
+    detections: list[Detection] = field(default_factory=list)
 
 
 class Pipeline:
@@ -178,6 +182,8 @@ class Pipeline:
             return job
         variant = job.variant
         tensor, crop, job.region = variant.preprocessor(job.result.frame)
+        if variant.element_output is not None:
+            return self._detect(job, variant, tensor)
         job.inference = inf = variant.run(tensor, job.target, job.want_map)
         if inf.saliency is not None and job.check_seed is not None:
             prob = float(inf.probs[inf.target])
@@ -187,6 +193,20 @@ class Pipeline:
             )
         return job
 
+    def _detect(self, job: Job, variant: Variant, tensor: np.ndarray) -> Job:
+        """A detector (``--target output:NAME:input``): when a map is due its top-k elements are
+        explained in one batch; the best one's map is the frame's map, all boxes are drawn."""
+        start = time.perf_counter()
+        scores = variant.element_scores(tensor)
+        best, saliency = int(np.argmax(scores)), None
+        if job.want_map:
+            top = top_elements(scores, self.config.top_k)
+            job.detections = variant.explain_elements(tensor, top)
+            best, saliency = job.detections[0].index, job.detections[0].saliency
+        seconds = time.perf_counter() - start
+        job.inference = Inference(probabilities(scores), best, saliency, variant.method, seconds)
+        return job
+
     def finish(self, job: Job) -> FrameResult:
         """The ordered last step: labels, temporal smoothing, the map carried to frames without
         one. Call it in frame order."""
@@ -194,7 +214,7 @@ class Pipeline:
         if inf is None:
             return result
         variant = job.variant
-        result.inference, result.check = inf, job.check
+        result.inference, result.check, result.detections = inf, job.check, job.detections
         self._last_top1 = inf.top1
         result.label = variant.contract.label(inf.top1)
         result.top = [(k, variant.contract.label(k), p) for k, p in inf.top(self.config.top_k)]
@@ -221,6 +241,10 @@ class Pipeline:
         result.overlay = draw(
             result.frame, result.saliency, result.region, caption, self.config.overlay, warning
         )
+        region = result.region
+        if result.detections and region is not None:  # boxes on the model's grid, in its region
+            window = result.overlay[region.y : region.y + region.h, region.x : region.x + region.w]
+            draw_boxes(window, result.detections, self.variant.grid())
         return result.overlay
 
     def caption(self, result: FrameResult) -> tuple[str, str]:

@@ -23,6 +23,9 @@ from edgesal.export import ExportOptions, export_saliency
 from edgesal.runtimes.detections import Detection, draw_boxes
 from edgesal.runtimes.errors import ModelError
 from edgesal.runtimes.model import MethodChain
+from edgesal.runtimes.overlay import draw
+from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
+from edgesal.runtimes.selfcheck import CheckConfig
 
 GRID, CELLS = 16, 4  # a 16x16 image, a 4x4 grid of anchors (16 boxes)
 
@@ -163,3 +166,27 @@ def test_cli_exports_a_detector_with_its_boxes(detector, tmp_path):
     assert meta["boxes"] == {"output": "boxes", "format": "cxcywh"}
     found = MethodChain.load([str(target)])[0].detect(image, 3)
     assert len(found) == 3 and all(d.box is not None for d in found)
+
+
+def test_frame_pipeline_explains_the_top_k_and_draws_their_boxes(detector, tmp_path):
+    """edgesal.runtimes' frame loop on a detector export: the top-k of the frame's scores are
+    explained (the frame's map is the best one's) and their boxes are drawn on the overlay."""
+    _, model, _ = detector
+    options = dict(target="output:scores:input", boxes_output="boxes", boxes_format="cxcywh")
+    path = _save(tmp_path, model, batch=3, **options)
+    config = PipelineConfig(top_k=3, smooth=0.0, selfcheck=CheckConfig(every=0))
+    pipe = Pipeline([path], config)
+    frame = np.random.default_rng(4).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    result = pipe.process(frame)
+    variant = pipe.variant
+    tensor = variant.preprocessor(frame)[0]
+    expected = variant.detect(tensor, 3)
+    assert [d.index for d in result.detections] == [d.index for d in expected]
+    np.testing.assert_allclose(result.inference.saliency, expected[0].saliency, rtol=1e-6)
+    assert result.inference.target == expected[0].index
+    assert result.summary()["detections"][0][0] == expected[0].index
+    plain = draw(frame, result.saliency, result.region, pipe.caption(result)[0], config.overlay)
+    assert (result.overlay != plain).any()  # the boxes, drawn over the map's region:
+    r = result.region
+    draw_boxes(plain[r.y : r.y + r.h, r.x : r.x + r.w], expected, (GRID, GRID))
+    np.testing.assert_array_equal(result.overlay, plain)
