@@ -247,6 +247,12 @@ def _add_runtime_metadata_flags(p: argparse.ArgumentParser) -> None:
         "--resize-shorter", type=int, help="resize the frame's shorter side to this, then crop"
     )
     g.add_argument("--labels", metavar="FILE", help="class names, one per line (index = class)")
+    g.add_argument(
+        "--audio-frontend",
+        metavar="FILE",
+        help="audio models: JSON object of front-end fields (sample_rate, n_fft, hop_length, "
+        "n_mels, log, cmvn...; docs/audio.md), stored as edgesal.audio for edgesal run",
+    )
 
 
 def _floats(text: str) -> list[float]:
@@ -263,6 +269,27 @@ def _runtime_metadata(args) -> tuple[dict, list[str] | None]:
     keys = ("mean", "std", "color", "pixel_scale", "resize_shorter")
     preprocess = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     return preprocess, _read_labels(args.labels) if args.labels else None
+
+
+def _read_json_object(path: str | None, flag: str) -> dict | None:
+    """A small JSON object file (at most 1 MiB), or None when the flag is not given."""
+    import json
+    from pathlib import Path
+
+    from edgesal.errors import InputError
+
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file() or file.stat().st_size > 1 << 20:
+        raise InputError(f"{flag} {path}: no such file, or larger than 1 MiB")
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{flag} {path}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{flag} {path}: expected a JSON object of fields")
+    return value
 
 
 def _read_labels(path: str) -> list[str]:
@@ -392,6 +419,7 @@ def _export_one(args, method: str, params, output) -> None:
         roi_split=args.roi_split,
         preprocess=preprocess,
         labels=labels,
+        audio=_read_json_object(args.audio_frontend, "--audio-frontend"),
     )
     model = _export_model(load_model_any(args.model), options, args)
     if _output_format(args, output) == "tflite":

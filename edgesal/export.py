@@ -27,7 +27,9 @@ from edgesal.methods import METHODS, MethodContext, MethodOptions
 from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
 from edgesal.postprocess import normalize, reduce_channels
+from edgesal.runtimes.audio import FrontEnd, input_layout
 from edgesal.runtimes.detections import BOX_FORMATS
+from edgesal.runtimes.errors import ModelError
 from edgesal.targets import Target, build_seed
 
 SALIENCY = "saliency"
@@ -56,6 +58,7 @@ class ExportOptions:
     roi_split: str | None = None  # split tensor of the ROI crop (default: by estimated cost)
     preprocess: dict[str, object] = field(default_factory=dict)  # Preprocess fields to set
     labels: list[str] | None = None  # class names, one per score
+    audio: dict | None = None  # edgesal.audio front-end fields (docs/audio.md)
     boxes_output: str | None = None  # detectors: the output holding each element's box
     boxes_format: str = "xyxy"  # its coordinates (runtimes.detections.BOX_FORMATS)
 
@@ -313,6 +316,8 @@ def _write_metadata(
         )
     if options.labels is not None:
         extra["labels"] = _checked_labels(options.labels, model, outputs["scores"])
+    if options.audio is not None:
+        extra["audio"] = _checked_audio(options.audio, image)
     metadata.write(
         model,
         {
@@ -331,6 +336,24 @@ def _write_metadata(
             "seeds": seeds,
         },
     )
+
+
+def _checked_audio(fields: dict, image: ExplainedInput) -> dict:
+    """The ``--audio-frontend`` fields, refused by name when they describe no front end or make
+    another number of features per frame than the explained input reads."""
+    try:
+        front = FrontEnd.from_meta(fields, "--audio-frontend")
+        dims = dict(
+            zip(input_layout(front, len(image.shape), image.axes), image.shape, strict=True)
+        )
+    except ModelError as exc:
+        raise InputError(str(exc)) from None
+    if dims.get("F") != front.features:
+        raise InputError(
+            f"--audio-frontend: makes {front.features} features per frame, input "
+            f"'{image.name}' {list(image.shape)} ({image.axes}) reads {dims.get('F')}"
+        )
+    return fields
 
 
 def _graph_output(model: onnx.ModelProto, name: str, flag: str) -> str:
