@@ -116,10 +116,26 @@ class Variant:
     ) -> dict[str, np.ndarray]:
         """The input tensor, the target (when the model takes one) and the other inputs: those in
         ``extra`` (a streaming cache, a mask), zeros for the rest (an empty cache)."""
+        self._check_shape(tensor)
         feeds = {self.contract.input: tensor}
         if self.contract.target_input:
             feeds[self.contract.target_input] = np.array([target or 0], np.int64)
         return {**feeds, **self._other_inputs(len(tensor), extra or {}, set(feeds))}
+
+    def _check_shape(self, tensor: np.ndarray) -> None:
+        """A tensor whose static dims disagree with the model's input is refused by name (the
+        backend's own message names neither the model nor the input's expected shape)."""
+        shape, _ = self.backend.inputs[self.contract.input]
+        fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
+        got = np.shape(tensor)
+        if len(got) != len(fixed) or any(
+            f not in (None, g) for f, g in zip(fixed, got, strict=True)
+        ):
+            wanted = [d if d is not None else "?" for d in fixed]
+            raise ModelError(
+                f"{self.path}: input '{self.contract.input}' takes {wanted}; got an array of "
+                f"shape {list(got)}"
+            )
 
     def _other_inputs(self, batch: int, extra: dict[str, np.ndarray], fed: set[str]) -> dict:
         unknown = sorted(set(extra) - set(self.backend.inputs))

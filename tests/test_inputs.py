@@ -14,6 +14,8 @@ from edgesal import metadata
 from edgesal.cli import main
 from edgesal.errors import InputError
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.runtimes.errors import ModelError
+from edgesal.runtimes.model import MethodChain
 from tests.input_models import build, torch_gradient
 from tests.models import to_float64
 
@@ -165,8 +167,6 @@ def test_cli_exports_an_audio_model(tmp_path, capsys):
 def test_device_runtime_returns_the_map_of_a_numpy_array(tmp_path):
     """edgesal.runtimes loads a non-image export and, fed a numpy array through the Python API,
     returns the map in the input's per-sample shape; the cache input is fed or left zero."""
-    from edgesal.runtimes.model import MethodChain
-
     _, model, feeds = build("audio")
     path = tmp_path / "kws.onnx"
     onnx.save(export_saliency(model, _options("audio")), str(path))
@@ -178,5 +178,16 @@ def test_device_runtime_returns_the_map_of_a_numpy_array(tmp_path):
     empty = variant.run(feeds["speech"], None)  # no cache given: an empty (zero) cache
     zeros = _run(onnx.load(str(path)), {**feeds, "cache": np.zeros_like(feeds["cache"])})
     np.testing.assert_allclose(empty.saliency, zeros["saliency"][0], rtol=1e-6)
-    with pytest.raises(Exception, match=r"no inputs named \['mask'\]"):
+    with pytest.raises(ModelError, match=r"no inputs named \['mask'\]"):
         variant.run(feeds["speech"], None, extra={"mask": feeds["cache"]})
+
+
+def test_device_runtime_refuses_an_array_of_another_shape(tmp_path):
+    _, model, feeds = build("audio")
+    path = tmp_path / "kws.onnx"
+    onnx.save(export_saliency(model, _options("audio")), str(path))
+    variant = MethodChain.load([str(path)])[0]
+    with pytest.raises(
+        ModelError, match=r"input 'speech' takes \[1, 20, 10\]; got .*\[1, 30, 10\]"
+    ):
+        variant.run(np.zeros((1, 30, 10), np.float32), None)
