@@ -17,6 +17,8 @@ from edgesal.runtimes.server import FrameBoard
 
 log = logging.getLogger("edgesal.runtimes.sinks")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "XVID", ".mov": "mp4v"}
+DISK_RESERVE = 16 << 20  # a video stops while this much is still free (OpenCV fails silently)
+DISK_CHECK_EVERY = 30  # frames between free-space checks
 
 
 class Sink(Protocol):
@@ -54,7 +56,9 @@ class WindowSink:
 
 class VideoSink:
     """Overlay frames to a video file at the source's frame rate; size fixed by the first frame
-    (frames shrunk by the governor are scaled back up)."""
+    (frames shrunk by the governor are scaled back up). OpenCV's writer drops frames silently on
+    a full disk, so the free space of the folder is checked every ``DISK_CHECK_EVERY`` frames and
+    the run stops with :class:`OutputError` when less than ``DISK_RESERVE`` is left."""
 
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
@@ -80,8 +84,22 @@ class VideoSink:
                 raise OutputError(f"--record {self.path}: OpenCV cannot write this video format")
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
+        if self.frames % DISK_CHECK_EVERY == 0:
+            self._check_space()
         self.writer.write(image)
         self.frames += 1
+
+    def _check_space(self) -> None:
+        try:
+            stat = os.statvfs(self.path.parent)
+        except OSError:
+            return  # not a local file system that reports its space
+        free = stat.f_bavail * stat.f_frsize
+        if free < DISK_RESERVE:
+            raise OutputError(
+                f"--record {self.path}: disk nearly full ({free >> 20} MiB free) after "
+                f"{self.frames} frames; the video is closed with those frames and the run stops"
+            )
 
     def close(self) -> None:
         if self.writer is not None:
