@@ -87,12 +87,15 @@ class FrameBoard:
 
     ``publish`` (the pipeline's thread) only hands the newest overlay to an encoder thread; a
     frame not yet encoded when a newer one arrives is dropped. So JPEG work and every viewer,
-    fast, slow or stalled, stay off the pipeline's thread (OpenCV releases the GIL to encode).
+    fast, slow or stalled, stay off the pipeline's thread (OpenCV releases the GIL to encode),
+    and the encoder runs at most ``max_fps`` times a second, however fast the pipeline is.
     """
 
-    def __init__(self, quality: int = 80):
-        self.quality = quality
-        self._cond = threading.Condition()
+    def __init__(self, quality: int = 80, max_fps: float = 30.0):
+        self.quality, self.max_fps = quality, max_fps
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # streams wait on it for a new JPEG
+        self._fresh = threading.Condition(lock)  # the encoder waits on it for a new overlay
         self._pending: np.ndarray | None = None
         self._encoder: threading.Thread | None = None
         self._jpeg: bytes | None = None
@@ -116,19 +119,21 @@ class FrameBoard:
             if self._encoder is None:
                 self._encoder = threading.Thread(target=self._encode, name="jpeg", daemon=True)
                 self._encoder.start()
-            self._cond.notify_all()
+            self._fresh.notify()
 
     def _encode(self) -> None:
         params = [cv2.IMWRITE_JPEG_QUALITY, self.quality]
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None)
+                self._fresh.wait_for(lambda: self._pending is not None)
                 image, self._pending = self._pending, None
+            start = time.monotonic()
             ok, jpeg = cv2.imencode(".jpg", image, params)
             if ok:
                 with self._cond:
                     self._jpeg, self._seq = jpeg.tobytes(), self._seq + 1
                     self._cond.notify_all()
+            time.sleep(max(0.0, start + 1 / self.max_fps - time.monotonic()))
 
     def latest(self) -> bytes | None:
         self._last_request = time.time()
