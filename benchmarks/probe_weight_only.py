@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import metadata, zoo  # noqa: E402
+from edgesal.eval.similarity import spearman, top_k_iou  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
-from edgesal.quant.fidelity import spearman, top_iou  # noqa: E402
 from edgesal.runtimes.contract import image_tensor  # noqa: E402
 
 WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
@@ -96,7 +96,7 @@ def probe(name: str) -> list[str]:
     reference, probed = run(fp32, inputs), run(int8, inputs)
     rows, scores = [], []
     for photo, (top_a, a), (top_b, b) in zip(sorted(photos), reference, probed, strict=True):
-        scores.append((spearman(a, b), top_iou(a, b), top_a == top_b))
+        scores.append((spearman(a, b), top_k_iou(a, b), top_a == top_b))
         rows.append(
             f"| {name} | {photo} | {scores[-1][0]:.3f} | {scores[-1][1]:.3f} | "
             f"{'yes' if scores[-1][2] else 'no'} |"
@@ -113,7 +113,7 @@ def probe(name: str) -> list[str]:
     rows.append(
         f"| {name} | mean with the weights only rounded to float16 | "
         f"{np.mean([spearman(a[1], b[1]) for a, b in pairs]):.3f} | "
-        f"{np.mean([top_iou(a[1], b[1]) for a, b in pairs]):.3f} | "
+        f"{np.mean([top_k_iou(a[1], b[1]) for a, b in pairs]):.3f} | "
         f"{sum(a[0] == b[0] for a, b in pairs)}/{len(pairs)} |"
     )
     return rows

@@ -7,7 +7,7 @@ an ONNX model and a TFLite one (:mod:`edgesal.eval.tflite`) follow the same rule
 :class:`Explained`; :class:`Runner` is the onnxruntime one and holds the two sessions a worker
 needs: the saliency model itself (plus the Sobel control output) and a forward-only copy with a
 free batch axis, which scores whole batches of perturbed images in one call.
-:func:`open_runner` opens either format from its bytes.
+:func:`edgesal.eval.tasks.open_runner` opens either format from its bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from edgesal.eval.graphs import prune, with_free_batch
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import graph_inputs
 from edgesal.imaging import softmax
-from edgesal.onnx_io import is_tflite
 from edgesal.runtimes.contract import Preprocess, build_contract, crop_tensor
 from edgesal.runtimes.errors import ModelError
 from edgesal.targets import TARGET_INPUT, Target
@@ -253,16 +252,6 @@ class Runner(SaliencyRunner):
             (scores,) = forward.run([self.spec.scores], {self.spec.input: x})
             chunks.append(self.probabilities(scores)[: len(part)])
         return np.concatenate(chunks)
-
-
-def open_runner(data: bytes, where: str, threads: int = 1, batch: int = 32) -> SaliencyRunner:
-    """The runner of a saliency model's file bytes, ONNX or TFLite."""
-    if is_tflite(data):
-        from edgesal.eval.tflite import TFLiteRunner
-
-        return TFLiteRunner(data, where, threads)
-    model = onnx.load_from_string(data)
-    return Runner(model, inspect(model, where), threads, batch)
 
 
 def pixels_of(crop: np.ndarray, pre: Preprocess) -> np.ndarray:

@@ -1,7 +1,9 @@
 """How alike two saliency maps are: rank correlation, structural similarity, top-k overlap.
 
-These are the comparisons of the sanity checks (Adebayo et al. 2018) and of fidelity between two
-saliency models (float vs int8, device vs workstation). All take two maps of the same shape.
+The one set of map metrics: the sanity checks (Adebayo et al. 2018), the fidelity between two
+saliency models (``edgesal eval compare``, a device's records) and the int8 fidelity report of
+``edgesal quantize`` (:mod:`edgesal.quant.fidelity`) all use these. All take two maps of the
+same shape.
 """
 
 from __future__ import annotations
@@ -50,32 +52,37 @@ def unit_range(saliency: np.ndarray) -> np.ndarray:
 
 
 def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> float:
-    """Mean SSIM (Wang et al. 2004) of the two maps scaled to [0, 1], Gaussian window ``sigma``.
+    """Mean SSIM (Wang et al. 2004) of two maps, each first scaled to [0, 1] (:func:`unit_range`).
 
     SSIM = ((2 mu_a mu_b + C1)(2 cov + C2)) / ((mu_a^2 + mu_b^2 + C1)(var_a + var_b + C2)),
-    C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = 1; local statistics from a Gaussian window
-    (radius 3.5 sigma), sample covariance, averaged over the pixels whose window fits the map,
-    as scikit-image's ``structural_similarity(gaussian_weights=True, use_sample_covariance=True)``.
+    C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = 1; local means, variances and covariance weighted
+    by a Gaussian window of ``sigma`` (1.5: 11 x 11, radius ``int(3.5 sigma + 0.5)``) as in the
+    paper (population statistics), averaged over the pixels whose window fits inside the map.
+    Equals scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1)`` on the scaled maps. Maps [..., H, W]: the mean
+    over the leading axes of each pair's SSIM. The one SSIM of ``eval`` and ``quantize``.
     """
     a, b = _pair(a, b)
-    if a.ndim != 2:
+    if a.ndim < 2:
         raise InputError(f"SSIM compares 2-D maps, got shape {a.shape}")
-    a, b = unit_range(a), unit_range(b)
     radius = int(3.5 * sigma + 0.5)
     size = 2 * radius + 1
-    if min(a.shape) < size:
+    if min(a.shape[-2:]) < size:
         raise InputError(f"SSIM needs maps of at least {size}x{size} pixels, got {a.shape}")
+    pairs = zip(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]), strict=True)
     filt = _gaussian_filter(sigma, radius)
+    return float(np.mean([_ssim2d(unit_range(x), unit_range(y), filt, radius) for x, y in pairs]))
+
+
+def _ssim2d(a: np.ndarray, b: np.ndarray, filt, radius: int) -> float:
     mu_a, mu_b = filt(a), filt(b)
-    norm = size * size / (size * size - 1.0)
-    var_a = norm * (filt(a * a) - mu_a * mu_a)
-    var_b = norm * (filt(b * b) - mu_b * mu_b)
-    cov = norm * (filt(a * b) - mu_a * mu_b)
+    var_a = filt(a * a) - mu_a * mu_a
+    var_b = filt(b * b) - mu_b * mu_b
+    cov = filt(a * b) - mu_a * mu_b
     c1, c2 = 0.01**2, 0.03**2
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     den = (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
-    value = num / den
-    return float(value[radius:-radius, radius:-radius].mean())
+    return float((num / den)[radius:-radius, radius:-radius].mean())
 
 
 def _gaussian_filter(sigma: float, radius: int):

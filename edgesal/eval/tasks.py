@@ -18,16 +18,26 @@ import onnx
 from edgesal.errors import InputError
 from edgesal.eval import perturb, sanity
 from edgesal.eval.controls import random_map
-from edgesal.eval.model import Explained, Runner, SaliencyRunner, inspect, open_runner, pixels_of
+from edgesal.eval.model import Explained, Runner, SaliencyRunner, inspect, pixels_of
 from edgesal.eval.options import EvalOptions
 from edgesal.eval.pointing import Box, pointing_hit
 from edgesal.eval.road import road_curves
 from edgesal.eval.similarity import spearman, ssim, top_k_iou
 from edgesal.eval.stability import max_sensitivity
+from edgesal.eval.tflite import TFLiteRunner
 from edgesal.export import export_saliency
+from edgesal.onnx_io import is_tflite
 
 Result = tuple[dict, dict[str, np.ndarray]]
 THUMBNAIL = 64
+
+
+def open_runner(data: bytes, where: str, threads: int = 1, batch: int = 32) -> SaliencyRunner:
+    """The runner of a saliency model's file bytes, ONNX or TFLite."""
+    if is_tflite(data):
+        return TFLiteRunner(data, where, threads)
+    model = onnx.load_from_string(data)
+    return Runner(model, inspect(model, where), threads, batch)
 
 
 @dataclass

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgesal.quant.fidelity import Budget, spearman, top_iou
+from edgesal.eval.similarity import spearman, top_k_iou
+from edgesal.quant.fidelity import TOP_FRACTION, Budget
 from edgesal.quant.simulate import Simulator
 
 
@@ -112,7 +113,7 @@ def score_outputs(
     rho, iou, flips = [], [], 0
     for (want_scores, want), (got_scores, got) in zip(reference, outputs, strict=True):
         rho.append(spearman(want, got))
-        iou.append(top_iou(want, got))
+        iou.append(top_k_iou(want, got, TOP_FRACTION))
         if clear_decision(want_scores):
             flips += int(np.argmax(want_scores) != np.argmax(got_scores))
     return Score(float(np.mean(rho)), float(np.mean(iou)), flips)

@@ -21,30 +21,50 @@ from edgesal.runtimes.contract import Preprocess, rgb_crop
 RNG = np.random.default_rng(0)
 
 
-def test_spearman_matches_scipy_with_ties():
-    a = RNG.random((30, 20))
-    b = a + RNG.random((30, 20))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spearman_matches_scipy_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.random((30, 20))
+    b = a + rng.random((30, 20))
     a[:5] = 0.0  # a block of ties
     b[:, :2] = 0.5
+    b[b > 1.6] = 0.0  # scattered ties
     assert spearman(a, b) == pytest.approx(spearmanr(a.ravel(), b.ravel())[0], abs=1e-12)
     assert spearman(a, a) == pytest.approx(1.0)
     assert spearman(a, -a) == pytest.approx(-1.0)
-    assert list(ranks(np.array([3.0, 1.0, 3.0]))) == [2.5, 1.0, 2.5]
+    assert list(ranks(np.array([3.0, 1.0, 3.0, 2.0]))) == [3.5, 1.0, 3.5, 2.0]
 
 
-def test_ssim_matches_scikit_image():
-    a = RNG.random((40, 50))
-    b = 0.7 * a + 0.3 * RNG.random((40, 50))
-    reference = structural_similarity(
-        unit_range(a),
-        unit_range(b),
-        data_range=1.0,
-        gaussian_weights=True,
-        sigma=1.5,
-        use_sample_covariance=True,
-    )
-    assert ssim(a, b) == pytest.approx(reference, abs=1e-10)
+def test_spearman_of_constant_maps():
+    flat = np.zeros((4, 4))
+    assert spearman(flat, flat) == 1.0
+    assert spearman(flat, np.arange(16.0).reshape(4, 4)) == 0.0
+
+
+def skimage_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Wang et al. 2004 as scikit-image implements it, on the maps scaled to [0, 1]."""
+    return structural_similarity(
+        unit_range(a), unit_range(b), data_range=1.0, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(40, 50), (11, 64), (97, 33)])
+def test_ssim_matches_scikit_image(shape):
+    a = RNG.random(shape)
+    b = 0.7 * a + 0.3 * RNG.random(shape)
+    assert ssim(a, b) == pytest.approx(skimage_ssim(a, b), abs=1e-10)
     assert ssim(a, a) == pytest.approx(1.0)
+    assert ssim(a, 5 * a + 2) == pytest.approx(1.0)  # each map is scaled to [0, 1] first
+    assert ssim(a, b) != pytest.approx(ssim(a, RNG.random(shape)), abs=0.05)
+
+
+def test_ssim_of_stacked_maps_is_the_mean_per_map():
+    a, b = RNG.random((3, 24, 24)), RNG.random((3, 24, 24))
+    want = np.mean([skimage_ssim(x, y) for x, y in zip(a, b, strict=True)])
+    assert ssim(a, b) == pytest.approx(want, abs=1e-10)
+    with pytest.raises(InputError, match="at least 11x11"):
+        ssim(a[:, :10], b[:, :10])
 
 
 def test_top_k_iou():

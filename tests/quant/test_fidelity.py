@@ -1,4 +1,4 @@
-"""Map-fidelity measures against independent implementations (SciPy, scikit-image)."""
+"""The int8 fidelity row and the map-error budget (the metrics are eval's, one module)."""
 
 from __future__ import annotations
 
@@ -8,43 +8,26 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
 from edgesal.errors import InputError
-from edgesal.quant.fidelity import Budget, compare, ranks, spearman, ssim, top_indices, top_iou
+from edgesal.eval.similarity import spearman, ssim, top_k_iou, unit_range
+from edgesal.quant.fidelity import Budget, compare
 from tests.quant.conftest import random_maps
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_spearman_matches_scipy_with_ties(seed):
-    a, b = random_maps(seed)
-    assert spearman(a, b) == pytest.approx(spearmanr(a.ravel(), b.ravel()).statistic, abs=1e-12)
-
-
-def test_ranks_average_ties():
-    assert ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
-
-
-def test_spearman_of_constant_maps():
-    flat = np.zeros((4, 4))
-    assert spearman(flat, flat) == 1.0
-    assert spearman(flat, np.arange(16.0).reshape(4, 4)) == 0.0
-
-
 @pytest.mark.parametrize("seed", [0, 3])
-def test_ssim_matches_scikit_image(seed):
+def test_fidelity_row_holds_the_eval_metrics(seed):
+    """quantize and eval compare report the same numbers for the same pair of maps (one
+    metrics module; its definitions are tested against SciPy and scikit-image in
+    tests/eval/test_metrics.py)."""
     a, b = random_maps(seed, (48, 40))
+    row = compare("x", "validation", a, b, np.array([0.1, 0.9]), np.array([0.2, 0.8]))
+    assert row.spearman == spearman(a, b) == pytest.approx(spearmanr(a.ravel(), b.ravel())[0])
+    assert row.top10_iou == top_k_iou(a, b, 0.1)
+    assert row.ssim == ssim(a, b)
     expected = structural_similarity(
-        a, b, data_range=float(np.ptp(a)), gaussian_weights=True, sigma=1.5,
+        unit_range(a), unit_range(b), data_range=1.0, gaussian_weights=True, sigma=1.5,
         use_sample_covariance=False,
     )  # fmt: skip
-    assert ssim(a, b) == pytest.approx(expected, abs=1e-9)
-
-
-def test_top_iou_counts_top_ten_percent():
-    a = np.arange(100.0)
-    assert top_iou(a, a) == 1.0
-    assert top_iou(a, -a) == 0.0
-    shifted = np.r_[a[5:], a[:5]]  # top-10 of a: 90..99; of shifted: indices 85..94
-    assert sorted(top_indices(shifted).tolist()) == list(range(85, 95))
-    assert top_iou(a, shifted) == pytest.approx(5 / 15)
+    assert row.ssim == pytest.approx(expected, abs=1e-9)
 
 
 def test_compare_reports_class_agreement():

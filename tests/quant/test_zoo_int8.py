@@ -56,6 +56,11 @@ def _naive(fp32: onnx.ModelProto, calibration: list[np.ndarray]) -> onnx.ModelPr
         return onnx.load(str(target))
 
 
+def _unit(m: np.ndarray) -> np.ndarray:
+    """The map scaled to [0, 1] (min-max), as the fidelity report's SSIM compares maps."""
+    return (m - m.min()) / np.ptp(m)
+
+
 def _top_set(saliency: np.ndarray) -> set[int]:
     flat = saliency.ravel()
     return set(np.argsort(-flat, kind="stable")[: int(np.ceil(0.1 * flat.size))].tolist())
@@ -78,7 +83,7 @@ def test_int8_map_meets_budget_and_beats_naive(
         top_f, top_q = _top_set(fm), _top_set(qm)
         iou = len(top_f & top_q) / len(top_f | top_q)
         ssim = structural_similarity(
-            fm[0], qm[0], data_range=float(np.ptp(fm[0])), gaussian_weights=True, sigma=1.5,
+            _unit(fm[0]), _unit(qm[0]), data_range=1.0, gaussian_weights=True, sigma=1.5,
             use_sample_covariance=False,
         )  # fmt: skip
         row = rows[sample.name]
