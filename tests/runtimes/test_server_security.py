@@ -232,6 +232,25 @@ def test_a_stalled_client_never_blocks_the_pipeline(caplog):
             server.close()
 
 
+def test_jpeg_encoding_is_capped_however_fast_the_pipeline_runs():
+    board = FrameBoard(max_fps=20.0)
+    server = StatusServer("127.0.0.1:0", board, status_fixture).start()
+    pipeline = FakePipeline(board, fps=200.0, shape=(48, 64))
+    reader = StreamReader(server.address[1])
+    try:
+        pipeline.start()
+        reader.start()
+        time.sleep(0.5)
+        published, images = pipeline.published, reader.images
+        time.sleep(2.0)
+        published, images = pipeline.published - published, reader.images - images
+        assert published > 150 and 20 <= images <= 2 * 20 + 4, (published, images)
+    finally:
+        reader.stop()
+        pipeline.stop()
+        server.close()
+
+
 def test_request_size_limits_routes_and_security_headers(guarded):
     port = guarded.address[1]
     auth = f"Authorization: Bearer {TOKEN}\r\n".encode()

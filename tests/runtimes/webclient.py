@@ -128,7 +128,7 @@ def stalled_stream(port: int, headers: dict | None = None) -> socket.socket:
 class FakePipeline(threading.Thread):
     """Publishes noisy frames to a board at ``fps`` and records how long each publish took."""
 
-    def __init__(self, board: FrameBoard, fps: float = 50.0, shape: tuple[int, int] = (480, 640)):
+    def __init__(self, board: FrameBoard, fps: float = 25.0, shape: tuple[int, int] = (480, 640)):
         super().__init__(daemon=True)
         self.board, self.fps, self.shape = board, fps, shape
         self.published = 0
