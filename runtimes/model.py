@@ -268,15 +268,8 @@ class Variant:
         shape, _ = self.backend.inputs[self.contract.input]
         pre = self.contract.preprocess
         check_input_budget(self.path, self.contract.input, shape, pre)
-        if not self.image:  # audio, series, tabular: fed as arrays, no frame grid
-            return
-        spatial = shape[2:4] if pre.layout == "NCHW" else shape[1:3]
-        static = [d for d in spatial if d > 0]
-        if len(static) == 2 and tuple(static) != tuple(pre.size):
-            raise ModelError(
-                f"{self.path}: input '{self.contract.input}' is {shape} ({pre.layout}) but the "
-                f"preprocessing size is {list(pre.size)}; fix --input-size or the metadata"
-            )
+        if self.image:  # audio, series, tabular: fed as arrays, no frame grid
+            self.contract.check_input_size(self.path)
 
 
 def model_paths(specs: list[str]) -> list[Path]:
