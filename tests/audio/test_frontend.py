@@ -166,3 +166,24 @@ def test_resample_equals_scipy_and_keeps_the_tone(rate, target):
     np.testing.assert_allclose(got, signal.resample(x, got.size), atol=1e-9)
     spectrum = np.abs(np.fft.rfft(got))
     assert np.argmax(spectrum) * target / got.size == pytest.approx(1000, abs=2)
+
+
+@pytest.mark.slow  # imports torch
+def test_centered_power_spectrum_equals_torch_stft():
+    """torch.stft (reflect padding, periodic Hann, window = n_fft) as a third-party reference."""
+    torch = pytest.importorskip("torch")
+    front = FrontEnd(n_fft=128, win_length=128, hop_length=32, center=True, n_mels=0, log="none")
+    x = RNG.standard_normal(2000)
+    spec = torch.stft(
+        torch.from_numpy(x),
+        n_fft=128,
+        hop_length=32,
+        window=torch.hann_window(128, periodic=True, dtype=torch.float64),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
+    expected = (spec.abs() ** 2).numpy().T
+    got = FeatureExtractor(front)(x)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * expected.max())
