@@ -21,6 +21,7 @@ from edgesal.runtimes.errors import DeviceError, ModelError
 
 log = logging.getLogger("edgesal.runtimes.text")
 ATTENTION = "attention"
+TARGET_INPUT = "target"
 TOKEN_MAPS = ("attention_rollout", "attention_gradient")
 MAX_TOKENIZER_BYTES = 64 << 20
 PAD_NAMES = ("[PAD]", "<pad>")
@@ -83,13 +84,15 @@ class TextExplainer:
         self.map_outputs = dict(by_method)
         self.map_outputs.update({k: k for k in TOKEN_MAPS if k in self.backend.outputs})
         self.truncate = truncate
+        self._scores_only = None  # a prediction-only backend, made on first use
         self.tokenizer = load_tokenizer(tokenizer, self.vocab, self.length) if tokenizer else None
 
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
 
-    def explain(self, text: str) -> TokenExplanation:
-        """Tokenize ``text`` (padded/truncated to the model's length T) and explain it."""
+    def explain(self, text: str, target: int | None = None) -> TokenExplanation:
+        """Tokenize ``text`` (padded/truncated to the model's length T) and explain it (class
+        ``target`` when the model was exported with --target input; default its top class)."""
         if self.tokenizer is None:
             raise TextError("explain(text) needs a tokenizer; pass tokenizer=tokenizer.json")
         encoding = self.tokenizer.encode(text)
@@ -102,13 +105,17 @@ class TextExplainer:
         if truncated:
             log.warning("text truncated to the model's %d tokens", self.length)
         result = self.explain_ids(
-            np.asarray(encoding.ids), np.asarray(encoding.attention_mask), encoding.tokens
+            np.asarray(encoding.ids), np.asarray(encoding.attention_mask), encoding.tokens, target
         )
         result.truncated = truncated
         return result
 
     def explain_ids(
-        self, ids: np.ndarray, mask: np.ndarray | None = None, tokens: list[str] | None = None
+        self,
+        ids: np.ndarray,
+        mask: np.ndarray | None = None,
+        tokens: list[str] | None = None,
+        target: int | None = None,
     ) -> TokenExplanation:
         """Explain one sequence of ``ids`` [T] (``mask`` [T]: 1 token, 0 padding)."""
         ids = np.asarray(ids, np.int64).reshape(-1)
@@ -118,12 +125,16 @@ class TextExplainer:
             raise TextError(f"token ids must lie in [0, {self.vocab}) (the embedding rows)")
         mask = np.ones_like(ids) if mask is None else np.asarray(mask, np.int64).reshape(-1)
         feeds = self._feeds(ids, mask)
+        if TARGET_INPUT in self.backend.inputs:
+            if target is None:
+                target = int(np.argmax(self.predict(ids[None], mask[None])[0]))
+            feeds[TARGET_INPUT] = np.asarray([target], self.backend.inputs[TARGET_INPUT][1])
         names = [self.scores, *self.map_outputs.values()]
         if ATTENTION in self.backend.outputs:
             names.append(ATTENTION)
         values = dict(zip(names, self.backend.run(names, feeds), strict=True))
         scores = np.asarray(values[self.scores]).reshape(-1)
-        target = int(np.argmax(scores))
+        target = int(np.argmax(scores)) if target is None else target
         attention = values.get(ATTENTION)
         return TokenExplanation(
             tokens=list(tokens) if tokens is not None else [str(i) for i in ids],
@@ -136,10 +147,23 @@ class TextExplainer:
             attention=None if attention is None else np.asarray(attention)[0],
         )
 
+    def predict(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Scores [M, K] of M sequences [M, T], one prediction-only call each (no maps)."""
+        if self._scores_only is None:
+            self._scores_only = self.backend.subset([self.scores])
+        rows = []
+        for one_ids, one_mask in zip(np.asarray(ids), np.asarray(mask), strict=True):
+            feeds = self._feeds(np.asarray(one_ids, np.int64), np.asarray(one_mask, np.int64))
+            feeds.pop(TARGET_INPUT, None)
+            rows.append(np.asarray(self._scores_only.run([self.scores], feeds)[0]).reshape(-1))
+        return np.stack(rows)
+
     def _feeds(self, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         """ids and mask as the model's dtypes; other inputs (token types) zeros of their shape."""
         feeds = {}
         for name, (shape, dtype) in self.backend.inputs.items():
+            if name == TARGET_INPUT:
+                continue
             if name == self.ids_input:
                 value = ids
             elif name == self.mask_input:

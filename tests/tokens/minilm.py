@@ -66,7 +66,7 @@ def encode(text: str, seq: int):
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_path()))
-    ids = tokenizer.encode(text).ids[:seq]
-    mask = [1] * len(ids) + [0] * (seq - len(ids))
-    ids = ids + [PAD] * (seq - len(ids))
-    return np.array([ids], np.int64), np.array([mask], np.int64)
+    tokenizer.enable_truncation(max_length=seq)
+    tokenizer.enable_padding(length=seq, pad_id=PAD, pad_token="[PAD]")
+    encoding = tokenizer.encode(text)
+    return np.array([encoding.ids], np.int64), np.array([encoding.attention_mask], np.int64)

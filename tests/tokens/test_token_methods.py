@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 
 from edgesal import metadata
@@ -59,6 +60,7 @@ def _torch_ig(bert, reference: np.ndarray, steps: int) -> np.ndarray:
     return (x - reference)[0] * np.tensordot(weights, grads, axes=1)
 
 
+@pytest.mark.slow
 def test_integrated_zeros_and_token_baselines(small_bert, small_bert_onnx):
     for token in (None, 3):
         tokens = TokenOptions(baseline_token=token, special_tokens=SPECIAL)
