@@ -191,3 +191,18 @@ def test_device_runtime_refuses_an_array_of_another_shape(tmp_path):
         ModelError, match=r"input 'speech' takes \[1, 20, 10\]; got .*\[1, 30, 10\]"
     ):
         variant.run(np.zeros((1, 30, 10), np.float32), None)
+
+
+def test_every_gradient_method_on_a_series():
+    """One export, several methods sharing the forward: gradxinput = x * torch's gradient,
+    SmoothGrad with no noise = vanilla, guided and IG give maps of the input's shape."""
+    net, model, feeds = build("ntc")
+    options = _options("ntc", reduce="none", normalize="none")
+    options.methods = ["vanilla", "gradxinput", "smoothgrad", "guided", "integrated"]
+    options.params.sigma, options.params.samples, options.params.steps = 0.0, 2, 4
+    got = _run(export_saliency(model, options), feeds)
+    grad = torch_gradient(net, feeds, "x")
+    np.testing.assert_allclose(got["saliency_vanilla"], grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got["saliency_gradxinput"], feeds["x"] * grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got["saliency_smoothgrad"], grad, rtol=1e-4, atol=1e-6)
+    assert got["saliency_guided"].shape == got["saliency_integrated"].shape == feeds["x"].shape
