@@ -18,6 +18,7 @@ from torch import nn
 
 from edgesal import metadata
 from edgesal.cli import main
+from edgesal.converters import to_tflite
 from edgesal.errors import InputError, TargetError
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.runtimes.detections import Detection, draw_boxes
@@ -190,3 +191,22 @@ def test_frame_pipeline_explains_the_top_k_and_draws_their_boxes(detector, tmp_p
     r = result.region
     draw_boxes(plain[r.y : r.y + r.h, r.x : r.x + r.w], expected, (GRID, GRID))
     np.testing.assert_array_equal(result.overlay, plain)
+
+
+def test_tflite_export_explains_the_same_boxes_on_litert(detector, tmp_path):
+    """The detector export converted to TFLite (NHWC image, int64 element input) gives the
+    runtime's LiteRT backend the same top-k, maps and boxes as the ONNX file."""
+    _, model, image = detector
+    options = ExportOptions(
+        target="output:scores:input", batch=3, boxes_output="boxes", boxes_format="cxcywh"
+    )
+    exported = export_saliency(model, options)
+    onnx_path, tflite_path = tmp_path / "det.onnx", tmp_path / "det.tflite"
+    onnx.save(exported, str(onnx_path))
+    tflite_path.write_bytes(to_tflite(exported))
+    reference = MethodChain.load([str(onnx_path)])[0].detect(image, 3)
+    found = MethodChain.load([str(tflite_path)])[0].detect(image.transpose(0, 2, 3, 1), 3)
+    assert [d.index for d in found] == [d.index for d in reference]
+    for got, want in zip(found, reference, strict=True):
+        np.testing.assert_allclose(got.saliency, want.saliency, atol=1e-5)
+        np.testing.assert_allclose(got.box, want.box, rtol=1e-5)
