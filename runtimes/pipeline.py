@@ -194,13 +194,15 @@ class Pipeline:
         return job
 
     def _detect(self, job: Job, variant: Variant, tensor: np.ndarray) -> Job:
-        """A detector (``--target output:NAME:input``): when a map is due its top-k elements are
-        explained in one batch; the best one's map is the frame's map, all boxes are drawn."""
+        """A detector (``--target output:NAME:input``): when a map is due its top-k elements (or
+        the one ``target_class`` names) are explained in one batch; the first one's map is the
+        frame's map, all boxes are drawn."""
         start = time.perf_counter()
         scores = variant.element_scores(tensor)
         best, saliency = int(np.argmax(scores)), None
         if job.want_map:
-            top = top_elements(scores, self.config.top_k)
+            chosen = self.config.target_class
+            top = top_elements(scores, self.config.top_k) if chosen is None else [chosen]
             job.detections = variant.explain_elements(tensor, top)
             best, saliency = job.detections[0].index, job.detections[0].saliency
         seconds = time.perf_counter() - start

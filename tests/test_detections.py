@@ -210,3 +210,14 @@ def test_tflite_export_explains_the_same_boxes_on_litert(detector, tmp_path):
     for got, want in zip(found, reference, strict=True):
         np.testing.assert_allclose(got.saliency, want.saliency, atol=1e-5)
         np.testing.assert_allclose(got.box, want.box, rtol=1e-5)
+
+
+def test_frame_pipeline_explains_the_element_the_user_names(detector, tmp_path):
+    _, model, _ = detector
+    path = _save(tmp_path, model, target="output:scores:input")
+    frame = np.random.default_rng(5).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    chosen = Pipeline([path], PipelineConfig(target_class=7, selfcheck=CheckConfig(every=0)))
+    assert [d.index for d in chosen.infer(frame).detections] == [7]
+    wrong = Pipeline([path], PipelineConfig(target_class=16, selfcheck=CheckConfig(every=0)))
+    with pytest.raises(ModelError, match="detector index 16 is out of range"):
+        wrong.infer(frame)
