@@ -10,7 +10,8 @@ Layout (all integers little-endian; the full specification is docs/salrec.md)::
 ``crc32`` covers the first 16 header bytes, ``meta`` (UTF-8 JSON) and ``data``. Kinds: 1 stream
 header (model, methods, labels), 2 frame (prediction, governor state, self-check, map), 3 event
 (governor decisions). Maps are images ([H, W], version 1) or, from version 2, other kinds
-(``time_frequency`` [T, F] of audio, ``series`` [T] or [T, C], ``tabular`` [F]): a record is
+(``time_frequency`` [T, F] of audio, ``series`` [T] or [T, C], ``tabular`` [F], ``tokens``
+[M, T]: one row per map of a text, see :mod:`edgesal.runtimes.text`): a record is
 written with the lowest version that describes it, so image streams stay readable by version-1
 readers and a version-1 reader stops at an audio stream instead of drawing it as an image.
 A map is quantized: ``q = round((v - offset) / scale)`` to uint8 or uint16,
@@ -51,7 +52,7 @@ KIND_HEADER, KIND_FRAME, KIND_EVENT = 1, 2, 3
 KINDS = {KIND_HEADER: "header", KIND_FRAME: "frame", KIND_EVENT: "event"}
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
 IMAGE = "image"
-MAP_KINDS = {IMAGE: 1, "time_frequency": 2, "series": 2, "tabular": 2}  # kind -> first version
+MAP_KINDS = {IMAGE: 1, "time_frequency": 2, "series": 2, "tabular": 2, "tokens": 2}  # -> version
 MAX_META_BYTES = 16 << 20
 MAX_DATA_BYTES = 256 << 20
 MAX_MAP_BYTES = 256 << 20  # decoded; a 4096 x 4096 uint16 map is 32 MiB

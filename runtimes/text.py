@@ -18,11 +18,13 @@ import numpy as np
 from edgesal.runtimes.backends import BackendOptions, load_backend
 from edgesal.runtimes.contract import SALIENCY, decode
 from edgesal.runtimes.errors import DeviceError, ModelError
+from edgesal.runtimes.records import RecordWriter
 
 log = logging.getLogger("edgesal.runtimes.text")
 ATTENTION = "attention"
 TARGET_INPUT = "target"
 TOKEN_MAPS = ("attention_rollout", "attention_gradient")
+TOKENS_KIND = "tokens"  # the .salrec map kind of an explained text
 MAX_TOKENIZER_BYTES = 64 << 20
 PAD_NAMES = ("[PAD]", "<pad>")
 
@@ -205,3 +207,42 @@ def load_tokenizer(path: str | Path, vocab: int | None, length: int):
     tokenizer.enable_truncation(max_length=length)
     tokenizer.enable_padding(length=length, pad_id=pad_id, pad_token=pad or "[PAD]")
     return tokenizer
+
+
+def token_frame(result: TokenExplanation, index: int = 0) -> tuple[dict, np.ndarray]:
+    """(frame meta, map) of one explained text for ``.salrec``: map kind ``tokens`` [M, T'], a
+    row per map (``rows``), a column per real (unmasked) token (``tokens``)."""
+    keep = np.flatnonzero(result.mask)
+    rows = list(result.maps)
+    grid = np.stack([np.asarray(result.maps[r], np.float32)[keep] for r in rows])
+    meta = {
+        "frame": index,
+        "target": result.target,
+        "label": result.label,
+        "scores": [float(x) for x in result.scores],
+        "truncated": result.truncated,
+        "map": {
+            "kind": TOKENS_KIND,
+            "axes": ["map", "token"],
+            "rows": rows,
+            "tokens": [result.tokens[i] for i in keep],
+        },
+    }
+    return meta, grid
+
+
+def write_records(path: str | Path, explainer: TextExplainer, results: list[TokenExplanation],
+                  bits: int = 16) -> None:  # fmt: skip
+    """``.salrec`` with a stream header (modality ``tokens``) and one frame per explained text."""
+    header = {
+        "model": str(explainer.backend.path),
+        "modality": TOKENS_KIND,
+        "methods": list(explainer.map_outputs),
+        "labels": explainer.labels,
+    }
+    writer = RecordWriter(path, header, bits=bits)
+    try:
+        for index, result in enumerate(results):
+            writer.frame(*token_frame(result, index))
+    finally:
+        writer.close()

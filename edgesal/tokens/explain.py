@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from edgesal.errors import InputError
-from edgesal.runtimes.text import TextExplainer, TokenExplanation
+from edgesal.runtimes.text import TextExplainer, TokenExplanation, write_records
 
 MAX_LINES_BYTES = 64 << 20
 _RESET = "\033[0m"
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--map", help="which map colours the terminal (default: the first gradient map)")
     p.add_argument("--html", help="write an HTML page with every map side by side")
     p.add_argument("--json", help="write all scores as JSON ('-' for stdout)")
+    p.add_argument("--records", help="write a .salrec file (map kind 'tokens', one frame a text)")
     p.add_argument(
         "--no-truncate",
         action="store_true",
@@ -66,6 +67,8 @@ def run(args) -> int:
     if args.html:
         Path(args.html).write_text(page(texts, results), encoding="utf-8")
         print(f"wrote {args.html}", file=sys.stderr)
+    if args.records:
+        write_records(args.records, explainer, results)
     if args.json:
         payload = json.dumps([as_json(t, r) for t, r in zip(texts, results, strict=True)], indent=1)
         if args.json == "-":

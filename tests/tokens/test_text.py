@@ -118,3 +118,26 @@ def test_cli_export_and_explain_text(small_bert_onnx, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["explain-text", str(out), "--tokenizer", str(tokenizer), "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_token_records_round_trip(text_model, tmp_path):
+    from edgesal.runtimes.records import RecordReader
+    from edgesal.runtimes.text import write_records
+
+    path, tokenizer, _ = text_model
+    explainer = TextExplainer(path, tokenizer)
+    results = [explainer.explain("w1 w2 w3"), explainer.explain("w4")]
+    write_records(tmp_path / "t.salrec", explainer, results)
+    reader = RecordReader(tmp_path / "t.salrec")
+    assert reader.headers()[0]["modality"] == "tokens"
+    frames = list(reader.frames())
+    assert [f.kind for f in frames] == ["tokens", "tokens"]
+    first = frames[0]
+    assert first.meta["map"]["tokens"] == ["[CLS]", "w1", "w2", "w3", "[SEP]"]
+    rows = first.meta["map"]["rows"]
+    assert rows == list(results[0].maps)
+    for i, name in enumerate(rows):
+        expected = results[0].maps[name][:5]
+        scale = first.meta["map"]["scale"]
+        np.testing.assert_allclose(first.saliency[i], expected, atol=scale / 2 + 1e-7)
+    assert frames[1].saliency.shape == (len(rows), 3)
