@@ -24,8 +24,10 @@ from edgesal.runtimes.audio import (
     META_KEY,
     FeatureExtractor,
     FrontEnd,
+    hz_to_mel,
     input_layout,
     map_from_output,
+    mel_to_hz,
     to_input,
 )
 from edgesal.runtimes.audio_sources import Windowing
@@ -125,6 +127,11 @@ class AudioInput:
         image = spectrogram_image(values, size, self.front.log == "none")
         return image, None if saliency is None else np.flipud(saliency.T)
 
+    def annotate(self, image: np.ndarray) -> None:
+        """Frequency ticks on the finished picture (stacked LFR features have none)."""
+        if self.front.lfr_m == 1:
+            frequency_ticks(image, feature_hz(self.front))
+
     def span(self, index: int) -> str:
         w = self.windowing()
         start = index * w.stride / w.rate
@@ -175,8 +182,10 @@ class SeriesInput:
             )
         rows = dims[axes.index("T")] if kind == "series" else 1
         step = rows if stride is None else int(stride)
-        if step < 1:
-            raise ModelError(f"--audio-stride {stride}: a table stride is a whole number of rows")
+        if stride is not None and (stride != step or step < 1):
+            raise ModelError(
+                f"--window-stride {stride}: a table's stride is a whole number of rows"
+            )
         return cls(kind, axes, map_axes, dims, step)
 
     @property
@@ -235,6 +244,9 @@ class SeriesInput:
         draw = tabular_image if self.kind == "tabular" else series_image
         return draw(values, saliency, size), None
 
+    def annotate(self, image: np.ndarray) -> None:
+        """Nothing beyond the lines and the band."""
+
     def span(self, index: int) -> str:
         start = index * self.stride
         return f"row {start}" if self.kind == "tabular" else f"rows {start}-{start + self.rows}"
@@ -263,6 +275,26 @@ def spectrogram_image(features: np.ndarray, size: tuple[int, int], linear: bool)
     grey = np.clip((features.T[::-1] - low) * scale, 0, 255).astype(np.uint8)
     grey = cv2.resize(grey, size, interpolation=cv2.INTER_NEAREST)
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+
+
+def feature_hz(front: FrontEnd) -> np.ndarray:
+    """Centre frequency of each feature: mel filter centres, or FFT bin frequencies."""
+    if front.n_mels:
+        low = hz_to_mel(front.fmin, front.mel_scale)
+        high = hz_to_mel(front.top_hz, front.mel_scale)
+        return mel_to_hz(np.linspace(low, high, front.n_mels + 2), front.mel_scale)[1:-1]
+    return np.arange(front.n_fft // 2 + 1) * front.sample_rate / front.n_fft
+
+
+def frequency_ticks(image: np.ndarray, hz: np.ndarray, ticks: int = 4) -> None:
+    """Label ``ticks`` feature rows of a spectrogram picture (frequency up) with their Hz."""
+    height = image.shape[0]
+    for index in np.linspace(0, hz.size - 1, ticks + 2)[1:-1].round().astype(int):
+        y = int(height - (index + 0.5) * height / hz.size)
+        text = f"{hz[index] / 1000:.1f} kHz" if hz[index] >= 1000 else f"{hz[index]:.0f} Hz"
+        cv2.line(image, (0, y), (6, y), (255, 255, 255), 1)
+        cv2.putText(image, text, (9, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)  # fmt: skip
 
 
 def _unit(values: np.ndarray) -> np.ndarray:

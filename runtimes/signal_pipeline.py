@@ -120,6 +120,7 @@ class SignalPipeline(Pipeline):
         caption = f"{caption} | {adapter.span(result.index)}"
         region = Region(0, 0, VIEW_SIZE[0], VIEW_SIZE[1])
         result.overlay = draw(image, on_image, region, caption, self.config.overlay, warning)
+        adapter.annotate(result.overlay)
         return result.overlay
 
 

@@ -20,6 +20,7 @@ from edgesal.runtimes.audio import (
     window_function,
 )
 from edgesal.runtimes.errors import ModelError
+from edgesal.runtimes.signal_inputs import feature_hz
 
 RNG = np.random.default_rng(7)
 
@@ -187,3 +188,12 @@ def test_centered_power_spectrum_equals_torch_stft():
     got = FeatureExtractor(front)(x)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * expected.max())
+
+
+def test_view_frequency_labels_are_the_filter_peaks():
+    """The spectrogram view labels feature rows with the frequency where each filter peaks."""
+    front = FrontEnd(n_fft=512, win_length=400, n_mels=40, sample_rate=16000)
+    peaks = np.argmax(mel_filters(front), axis=1) * 16000 / 512
+    np.testing.assert_allclose(feature_hz(front), peaks, atol=16000 / 512)
+    linear = FrontEnd(n_fft=256, win_length=256, n_mels=0)
+    assert feature_hz(linear)[[0, 1, -1]].tolist() == [0.0, 62.5, 8000.0]

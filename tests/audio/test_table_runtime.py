@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgesal.runtimes.errors import SourceError
+from edgesal.runtimes.errors import ModelError, SourceError
 from edgesal.runtimes.model import MethodChain
 from edgesal.runtimes.pipeline import PipelineConfig
 from edgesal.runtimes.records import RecordReader
@@ -80,3 +80,8 @@ def test_tabular_rows(folder, tmp_path):
     (tmp_path / "bad.csv").write_text("1,2,3\n4,x,6\n")
     with pytest.raises(SourceError, match="not a table of numbers"):
         open_table_source(str(tmp_path / "bad.csv"), pipe.windowing, 3)
+
+
+def test_fractional_row_stride_is_refused(folder):
+    with pytest.raises(ModelError, match="--window-stride 2.5: a table's stride is a whole number"):
+        SignalPipeline(MethodChain.load([str(folder / "series.onnx")]), stride=2.5)
