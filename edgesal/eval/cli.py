@@ -266,7 +266,7 @@ def run_eval(args) -> int:
                 f"{name}: deletion_auc {entry['deletion_auc']['mean']:.3f}  "
                 f"insertion_auc {entry['insertion_auc']['mean']:.3f}"
             )
-        print(f"wrote {args.output}/report.json and plots ({len(report['samples'])} samples)")
+        print(f"wrote {args.output}/report.html and report.json ({len(report['samples'])} samples)")
         return 0
     if not args.images:
         raise InputError("give --images FOLDER (or --records FILE, or --samples FILE)")

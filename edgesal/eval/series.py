@@ -15,9 +15,10 @@ order (high AUC is good) - Petsiuk et al. 2018's curves, with the baseline of th
 - ``blur``: a series smoothed along time by a Gaussian of sigma 5 steps (RISE's blurred canvas,
   in one dimension); for tabular rows the ``mean`` baseline.
 
-A random ranking is scored beside every method as the control. Samples come from ``.npy``
-(``allow_pickle`` off) or ``.csv`` (one row per sample; series of one channel or tabular rows):
-[N, *input shape without the batch axis].
+A random ranking is scored beside every method as the control. The report folder gets
+``report.json``, ``report.html`` (self-contained), ``curves.png`` and ``sample_K.png``.
+Samples come from ``.npy`` (``allow_pickle`` off) or ``.csv`` (one row per sample; series of one
+channel or tabular rows): [N, *input shape without the batch axis].
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 import onnx
 
 from edgesal.errors import InputError, ModelLoadError
+from edgesal.eval import html
 from edgesal.eval.graphs import prune, with_free_batch
 from edgesal.eval.model import session
 from edgesal.eval.perturb import auc, counts, order
@@ -255,7 +257,38 @@ def evaluate_samples(
     curves(methods, {"random": report["controls"]["random"]}, ("deletion", "insertion"),
            out / "curves.png", f"{Path(model_path).name}: {spec.modality}")  # fmt: skip
     (out / "report.json").write_text(json.dumps(report, indent=2))
+    _write_html(out, report, min(plots, len(samples)))
     return report
+
+
+def _write_html(out: Path, report: dict, plotted: int) -> Path:
+    """``report.html``: the AUC table, the mean curves and the plotted samples."""
+    rows = [
+        [html.esc(name + (" (control)" if group == "controls" else "")),
+         html.mean_std(entry["deletion_auc"]), html.mean_std(entry["insertion_auc"])]
+        for group in ("methods", "controls")
+        for name, entry in report[group].items()
+    ]  # fmt: skip
+    what = (
+        f"{len(report['samples'])} samples, {report['modality']} input {report['axes']}, "
+        f"{report['units']} units on the map's axes {report['map_axes']}, {report['steps']} "
+        f"steps; deleted units become '{report['deletion_baseline']}', insertion starts from "
+        f"'{report['insertion_canvas']}'. Deletion AUC: lower is better; insertion: higher."
+    )
+    auc_table = html.table(["map", "deletion AUC", "insertion AUC"], rows)
+    sections = [("Deletion and insertion", f"<p class=note>{html.esc(what)}</p>{auc_table}")]
+    sections.append(("Mean curves", html.figure(out / "curves.png", "mean over the samples")))
+    figures = "".join(
+        html.figure(out / f"sample_{i}.png", f"sample {i} with its map as a band")
+        for i in range(plotted)
+    )
+    if figures:
+        sections.append(("Samples", figures))
+    return html.write(out / "report.html", f"Saliency faithfulness: {report['model']}", sections)
+
+
+def _stats(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_sample": values}
 
 
 def _report(model_path, samples_path, spec: Spec, rows, names, steps, deletion, insertion) -> dict:
@@ -266,8 +299,8 @@ def _report(model_path, samples_path, spec: Spec, rows, names, steps, deletion, 
         del_auc = [auc(c) for c in dels]
         ins_auc = [auc(c) for c in ins]
         entries[name] = {
-            "deletion_auc": {"mean": float(np.mean(del_auc)), "per_sample": del_auc},
-            "insertion_auc": {"mean": float(np.mean(ins_auc)), "per_sample": ins_auc},
+            "deletion_auc": _stats(del_auc),
+            "insertion_auc": _stats(ins_auc),
             "mean_curves": {"deletion": dels.mean(0).tolist(), "insertion": ins.mean(0).tolist()},
         }
     return {

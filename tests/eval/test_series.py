@@ -65,6 +65,8 @@ def test_series_deletion_over_time_steps(folder, tmp_path):
     assert method["deletion_auc"]["per_sample"][0] == pytest.approx(auc(np.array(curve)))
     assert (tmp_path / "sample_0.png").stat().st_size > 0 and (tmp_path / "curves.png").exists()
     assert json.loads((tmp_path / "report.json").read_text())["modality"] == "series"
+    page = (tmp_path / "report.html").read_text()
+    assert "gradxinput" in page and "random (control)" in page and page.count("<img") == 2
 
 
 def test_tabular_mean_baseline_is_the_feature_mean(folder, tmp_path):
