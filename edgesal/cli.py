@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_demo(sub)
     _add_info(sub)
+    _add_doctor(sub)
     _add_ops(sub)
     _add_eval_commands(sub)
     _add_explain_text(sub)
@@ -357,6 +358,14 @@ def _add_method_params(p: argparse.ArgumentParser) -> None:
     g.add_argument("--squared", action="store_true", help="SmoothGrad-squared")
     g.add_argument("--seed", type=int, default=d.seed, help="noise seed, stored in the graph")
     g.add_argument("--layer", help="Grad-CAM feature map: tensor or node name (default: auto)")
+    g.add_argument(
+        "--max-batch",
+        type=int,
+        default=d.max_batch,
+        metavar="K",
+        help="IG/SmoothGrad: run at most K samples per batched pass, chunks one after another "
+        "(bounds memory; 1 = one at a time; 0 = all at once)",
+    )
 
 
 def _run_export(args) -> int:
@@ -374,6 +383,7 @@ def _run_export(args) -> int:
         squared=args.squared,
         seed=args.seed,
         layer=args.layer,
+        max_batch=args.max_batch,
     )
     if args.method == "all":
         out = Path(args.output)
@@ -601,6 +611,34 @@ def _run_info(args) -> int:
     for key, value in metadata.read(model).items():
         text = json.dumps(value) if not isinstance(value, str) else value
         print(f"meta   {key}: {text[:200]}{'...' if len(text) > 200 else ''}")
+    return 0
+
+
+def _add_doctor(sub) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="which methods a model supports, and their FLOPs and memory",
+        description="Export MODEL with every method and print, per method, whether it works and "
+        "why not (operators without gradient rules, custom ops, fixed-batch rewrites), the "
+        "saliency's estimated FLOPs and the bytes of activations the backward pass keeps.",
+    )
+    p.add_argument("model", help="input model: .onnx, .tflite, .keras or a SavedModel folder")
+    p.add_argument("--target", default="argmax", help="what to explain, as for export")
+    p.add_argument("--input", help="input to explain (default: as export chooses)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(func=_run_doctor)
+
+
+def _run_doctor(args) -> int:
+    import json
+
+    from edgesal.converters import load_model_any
+    from edgesal.doctor import as_dict, diagnose, format_diagnosis
+    from edgesal.export import ExportOptions
+
+    model = load_model_any(args.model)
+    found = diagnose(model, ExportOptions(target=args.target, input=args.input))
+    print(json.dumps(as_dict(found), indent=2) if args.json else format_diagnosis(found))
     return 0
 
 
