@@ -124,9 +124,7 @@ class FrameBoard:
     def _encode(self) -> None:
         params = [cv2.IMWRITE_JPEG_QUALITY, self.quality]
         while True:
-            with self._cond:
-                self._fresh.wait_for(lambda: self._pending is not None)
-                image, self._pending = self._pending, None
+            image = self._next_overlay()
             start = time.monotonic()
             ok, jpeg = cv2.imencode(".jpg", image, params)
             if ok:
@@ -134,6 +132,13 @@ class FrameBoard:
                     self._jpeg, self._seq = jpeg.tobytes(), self._seq + 1
                     self._cond.notify_all()
             time.sleep(max(0.0, start + 1 / self.max_fps - time.monotonic()))
+
+    def _next_overlay(self) -> np.ndarray:
+        with self._fresh:
+            while self._pending is None:
+                self._fresh.wait()
+            image, self._pending = self._pending, None
+            return image
 
     def latest(self) -> bytes | None:
         self._last_request = time.time()
@@ -148,7 +153,7 @@ class FrameBoard:
 def metrics_text(status: dict) -> str:
     """Prometheus exposition of the status numbers."""
     g = status["governor"]
-    lines = []
+    lines: list[str] = []
 
     def metric(name: str, kind: str, value, help_text: str, labels: str = "") -> None:
         if value is None:
@@ -269,7 +274,8 @@ class StatusServer:
             if exc.errno == errno.EADDRINUSE:
                 raise OutputError(f"--serve {address}: port {port} is already in use") from exc
             raise OutputError(f"--serve {address}: cannot listen: {exc}") from exc
-        self.address = self.httpd.server_address[:2]
+        bound = self.httpd.server_address
+        self.address: tuple[str, int] = (str(bound[0]), int(bound[1]))
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 
     @property
@@ -301,6 +307,7 @@ def _handler(server: StatusServer) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         timeout = options.timeout
+        raw_requestline: bytes  # set by handle_one_request before parse_request
 
         def version_string(self) -> str:
             return "edgesal"  # no Python version for a scanner to match
@@ -315,7 +322,7 @@ def _handler(server: StatusServer) -> type[BaseHTTPRequestHandler]:
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
                 return False
             stream = self.rfile
-            self.rfile = _HeaderBudget(stream, MAX_HEADER_BYTES)
+            self.rfile = _HeaderBudget(stream, MAX_HEADER_BYTES)  # type: ignore[assignment]
             try:
                 return super().parse_request()
             finally:
