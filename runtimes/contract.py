@@ -67,7 +67,13 @@ KEYS: dict[str, Key] = {
         Key("params", "JSON method parameters (steps, integration, baseline, samples, sigma...)"),
         Key("roi", "JSON region-of-interest plan (window or runtime size, crop, split tensor)"),
         Key("seeds", "JSON list of the tensors the backward pass starts from"),
-        Key("modality", "what the explained input holds: image, audio, series, tabular", True),
+        Key("modality", "what the input holds: image, audio, series, tabular, tokens", True),
+        Key("wrt", "the float tensor the map differentiates (token models: the embeddings)", True),
+        Key(
+            "tokens",
+            "JSON token-model facts: mask_input, vocab (embedding rows), table, length, "
+            "special_tokens, baseline_token, rollout_from (docs/tokens.md)",
+        ),
         Key("axes", "axis names of the explained input (``N,C,H,W``, ``N,T,F``, ``N,F``)", True),
         Key("map_axes", "axis names of the saliency output (``axes`` less a reduced one)", True),
         Key("audio", "JSON audio front end (``edgesal.runtimes.audio.FrontEnd``, docs/audio.md)"),
