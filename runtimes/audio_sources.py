@@ -2,8 +2,9 @@
 
 Each source iterates :class:`edgesal.runtimes.sources.Frame` objects whose ``image`` is one window
 of mono float samples in [-1, 1] at the model's sample rate (the runner treats a window as a
-frame). A wav file is read with the standard library's :mod:`wave` (PCM 8/16/24/32-bit, any
-channel count, averaged to mono); a rate other than the model's is resampled and the run logs it,
+frame). A wav file is read by a small bounded RIFF reader (PCM 8/16/24/32-bit, IEEE float
+32/64-bit, any channel count, averaged to mono); a rate other than the model's is resampled and
+the run logs it,
 or, with ``resample=False``, refused - never silently fed at the wrong rate. The microphone
 (``--source mic`` or ``mic:DEVICE``) goes through the ``sounddevice`` package, imported only then,
 at the model's rate.
@@ -12,9 +13,9 @@ at the model's rate.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from edgesal.runtimes.sources import Frame
 log = logging.getLogger("edgesal.runtimes.audio_sources")
 AUDIO_SUFFIXES = (".wav", ".wave")
 MICROPHONE = ("mic", "microphone")
-MAX_WAV_SAMPLES = 1 << 27  # per channel: 46 min at 48 kHz
+MAX_WAV_BYTES = 64 << 20  # read whole (x8 as float64): 35 min of 16-bit mono at 16 kHz
+PCM, FLOAT, EXTENSIBLE = 1, 3, 0xFFFE
 
 
 @dataclass(frozen=True)
@@ -50,37 +52,70 @@ def is_audio_spec(spec: str) -> bool:
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """(mono float64 samples in [-1, 1], sample rate) of a PCM wav file."""
+    """(mono float64 samples, sample rate) of a RIFF/WAVE file: PCM 8/16/24/32-bit or IEEE
+    float 32/64-bit (also as WAVE_FORMAT_EXTENSIBLE), any channel count (averaged).
+
+    Chunks are walked by their declared sizes with every size checked against the file, so a
+    truncated or hostile header cannot make the reader allocate more than the file holds."""
     try:
-        with wave.open(str(path), "rb") as handle:
-            channels, width = handle.getnchannels(), handle.getsampwidth()
-            rate, count = handle.getframerate(), handle.getnframes()
-            if count > MAX_WAV_SAMPLES:
-                raise SourceError(
-                    f"--source {path}: {count} samples per channel, more than the "
-                    f"{MAX_WAV_SAMPLES} this reader holds in memory; split the file"
-                )
-            raw = handle.readframes(count)
-    except (wave.Error, EOFError) as exc:
-        raise SourceError(f"--source {path}: not a PCM wav file ({exc})") from None
+        blob = Path(path).read_bytes() if Path(path).stat().st_size <= MAX_WAV_BYTES else None
     except OSError as exc:
         raise SourceError(f"--source {path}: cannot read ({exc})") from None
-    samples = _pcm_to_float(raw, width).reshape(-1, channels).mean(axis=1)
+    if blob is None:
+        raise SourceError(f"--source {path}: larger than {MAX_WAV_BYTES >> 20} MiB; split the file")
+    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+        raise SourceError(f"--source {path}: not a RIFF/WAVE file")
+    chunks = _chunks(blob, path)
+    if b"fmt " not in chunks or b"data" not in chunks:
+        raise SourceError(f"--source {path}: a wav file needs a 'fmt ' and a 'data' chunk")
+    fmt = chunks[b"fmt "]
+    if len(fmt) < 16:
+        raise SourceError(f"--source {path}: 'fmt ' chunk of {len(fmt)} bytes (needs 16)")
+    code, channels, rate, _, align, bits = struct.unpack_from("<HHIIHH", fmt)
+    if code == EXTENSIBLE and len(fmt) >= 26:
+        code = struct.unpack_from("<H", fmt, 24)[0]  # the sub-format GUID's first two bytes
+    width = bits // 8
+    if channels < 1 or rate < 1 or width < 1 or align != channels * width:
+        raise SourceError(
+            f"--source {path}: inconsistent format ({channels} channels, {bits} bits, "
+            f"block {align} bytes, {rate} Hz)"
+        )
+    data = chunks[b"data"]
+    data = data[: len(data) - len(data) % align]
+    samples = _decode(data, code, width, path).reshape(-1, channels).mean(axis=1)
     return samples, rate
 
 
-def _pcm_to_float(raw: bytes, width: int) -> np.ndarray:
-    """Little-endian PCM (8-bit unsigned, 16/24/32-bit signed) -> float64 in [-1, 1)."""
+def _chunks(blob: bytes, path: str | Path) -> dict[bytes, bytes]:
+    """The first chunk of each id after the RIFF header (ids padded to even sizes)."""
+    chunks: dict[bytes, bytes] = {}
+    pos = 12
+    while pos + 8 <= len(blob):
+        name, size = blob[pos : pos + 4], struct.unpack_from("<I", blob, pos + 4)[0]
+        body = blob[pos + 8 : pos + 8 + size]
+        if len(body) < size and name != b"data":
+            raise SourceError(f"--source {path}: chunk {name!r} runs past the end of the file")
+        chunks.setdefault(name, body)  # a truncated 'data' chunk keeps what is there
+        pos += 8 + size + (size & 1)
+    return chunks
+
+
+def _decode(data: bytes, code: int, width: int, path: str | Path) -> np.ndarray:
+    """PCM (8-bit unsigned, 16/24/32-bit signed) or IEEE float -> float64, full scale 1."""
+    if code == FLOAT and width in (4, 8):
+        return np.frombuffer(data, np.dtype(f"<f{width}")).astype(np.float64)
+    if code != PCM:
+        raise SourceError(f"--source {path}: wav format {code} (readable: PCM 1, IEEE float 3)")
     if width == 1:
-        return (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
+        return (np.frombuffer(data, np.uint8).astype(np.float64) - 128.0) / 128.0
     if width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        b = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
         value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         return np.where(value >= 1 << 23, value - (1 << 24), value) / float(1 << 23)
     if width in (2, 4):
-        ints = np.frombuffer(raw, np.dtype(f"<i{width}"))
+        ints = np.frombuffer(data, np.dtype(f"<i{width}"))
         return ints.astype(np.float64) / float(1 << (8 * width - 1))
-    raise SourceError(f"unsupported wav sample width {width} bytes")
+    raise SourceError(f"--source {path}: {8 * width}-bit PCM is not read (8, 16, 24, 32)")
 
 
 class AudioSource:
