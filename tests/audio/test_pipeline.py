@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 
+from edgesal.converters import to_tflite
 from edgesal.eval.series import evaluate_samples
 from edgesal.runtimes.audio import FeatureExtractor
 from edgesal.runtimes.audio_sources import Windowing, open_audio_source, read_wav
@@ -161,3 +162,16 @@ def test_eval_samples_on_audio_features(tmp_path):
     method, random = report["methods"]["vanilla"], report["controls"]["random"]
     assert method["deletion_auc"]["mean"] < random["deletion_auc"]["mean"]
     assert method["insertion_auc"]["mean"] > random["insertion_auc"]["mean"]
+
+
+def test_tflite_audio_model_gives_the_same_map(tmp_path):
+    """The same audio export as .tflite (edgesal's converter, metadata carried) on LiteRT."""
+    pytest.importorskip("ai_edge_litert")
+    onnx_path = tone.build(tmp_path / "t.onnx", rank=3)
+    tflite_path = tmp_path / "t.tflite"
+    tflite_path.write_bytes(to_tflite(str(onnx_path)))
+    window = tone.clip(1, 1000.0, seed=8)[: tone.FRONT.window_samples(tone.FRAMES)]
+    maps = [
+        pipeline(p).process(window.astype(np.float32)).saliency for p in (onnx_path, tflite_path)
+    ]
+    np.testing.assert_allclose(maps[1], maps[0], atol=1e-4)
