@@ -110,6 +110,14 @@ class SignalPipeline(Pipeline):
                 )  # fmt: skip
         return job
 
+    def finish(self, job: Job) -> FrameResult:
+        """As for images, except that a window without a fresh map shows none: the last map
+        belongs to another stretch of time (or of the table)."""
+        result = super().finish(job)
+        if not result.fresh_map:
+            result.saliency = None
+        return result
+
     def render(self, result: FrameResult) -> np.ndarray:
         """The window's picture with the map, caption and the window's span."""
         caption, warning = self.caption(result)

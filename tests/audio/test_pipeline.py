@@ -55,6 +55,19 @@ def test_rank_3_audio_export(tmp_path):
     assert band_share(result.saliency, tone.tone_band(1500.0)) > 0.9
 
 
+def test_a_window_without_its_own_map_shows_none(tone_model):
+    """The governor's rate step skips maps; the last window's map must not be drawn over the
+    next window's spectrogram (images keep showing the last map, audio must not)."""
+    pipe = pipeline(tone_model)
+    window = tone.clip(1, 1000.0, seed=9)[: pipe.windowing.window].astype(np.float32)
+    assert pipe.process(window, 0).saliency is not None
+    job = pipe.prepare(window, 1)
+    job.want_map = False
+    result = pipe.finish(pipe.run(job))
+    assert result.label == "tone" and result.saliency is None and not result.fresh_map
+    assert pipe.render(result).shape == (320, 640, 3)
+
+
 def test_the_window_feeds_the_front_end_features(tone_model):
     pipe = pipeline(tone_model)
     window = tone.clip(1, None, seed=2)[: pipe.windowing.window].astype(np.float32)
