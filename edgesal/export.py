@@ -7,10 +7,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import helper
 
 from edgesal import __version__, metadata, roi
+from edgesal.boxes import BoxOptions
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
@@ -28,7 +30,6 @@ from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
 from edgesal.postprocess import normalize, reduce_channels
 from edgesal.runtimes.audio import FrontEnd, input_layout
-from edgesal.runtimes.detections import BOX_FORMATS
 from edgesal.runtimes.errors import ModelError
 from edgesal.targets import Target, build_seed
 
@@ -61,6 +62,13 @@ class ExportOptions:
     audio: dict | None = None  # edgesal.audio front-end fields (docs/audio.md)
     boxes_output: str | None = None  # detectors: the output holding each element's box
     boxes_format: str = "xyxy"  # its coordinates (runtimes.detections.BOX_FORMATS)
+    boxes_anchors: np.ndarray | None = None  # format "anchors": [A, 4] cx, cy, w, h in [0, 1]
+    boxes_scale: float = 1.0  # format "anchors": offsets are in units of 1/scale
+
+    def box_options(self) -> BoxOptions:
+        return BoxOptions(
+            self.boxes_output, self.boxes_format, self.boxes_anchors, self.boxes_scale
+        )
 
     def input_spec(self) -> InputSpec:
         return InputSpec(self.input, self.layout, self.modality, self.axes, self.channel_axis)
@@ -82,8 +90,7 @@ class ExportOptions:
             raise InputError(f"--smooth {p.smooth}: the number of noisy samples must be >= 0")
         if p.sigma < 0:
             raise InputError(f"--sigma {p.sigma}: the noise level must be >= 0")
-        if self.boxes_format not in BOX_FORMATS:
-            raise InputError(f"--boxes-format {self.boxes_format}: choose {', '.join(BOX_FORMATS)}")
+        self.box_options().validate()
 
 
 def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions) -> onnx.ModelProto:
@@ -300,8 +307,8 @@ def _write_metadata(
         outputs["scores"] = _graph_output(model, target.tensor, f"--target {target}")
     extra = {}
     if options.boxes_output is not None:
-        outputs["boxes"] = _checked_boxes(model, options.boxes_output, outputs["scores"])
-        extra["boxes"] = {"output": options.boxes_output, "format": options.boxes_format}
+        extra["boxes"] = options.box_options().metadata(model, outputs["scores"])
+        outputs["boxes"] = options.boxes_output
     outputs["saliency"] = next(iter(saliency_outputs.values()))
     if len(saliency_outputs) > 1:
         outputs["saliency_by_method"] = saliency_outputs
@@ -366,21 +373,6 @@ def _graph_output(model: onnx.ModelProto, name: str, flag: str) -> str:
             "the runtime reads it to choose and draw detections"
         )
     return name
-
-
-def _checked_boxes(model: onnx.ModelProto, boxes: str, scores: str) -> str:
-    """``boxes`` if each score element of ``scores`` has a box there: [N, ..., >= 4] holding A
-    boxes per item, with P scores per item a multiple of A."""
-    _graph_output(model, boxes, "--boxes-output")
-    info = TensorInfo(model)
-    box_dims, score_dims = info.dims(boxes) or (), info.dims(scores) or ()
-    count, per_item = math.prod(box_dims[1:-1]), math.prod(score_dims[1:])
-    if len(box_dims) < 2 or box_dims[-1] < 4 or per_item % max(count, 1):
-        raise InputError(
-            f"--boxes-output {boxes}: shape {list(box_dims)} does not give a box (>= 4 values on "
-            f"the last axis) to each of the {per_item} elements of '{scores}' {list(score_dims)}"
-        )
-    return boxes
 
 
 def _checked_labels(labels: list[str], model: onnx.ModelProto, scores: str) -> list[str]:

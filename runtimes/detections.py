@@ -6,7 +6,10 @@ any box. The runtime picks the k highest-scoring elements and explains them in o
 (:meth:`edgesal.runtimes.model.Variant.detect`). With ``--boxes-output B`` the metadata names the
 box output: element ``i`` of a score output with P elements per item belongs to box
 ``i // (P // A)`` of the A boxes of B (one score per box, or one per box and class), whose first
-four values are its coordinates in ``format``.
+four values are its coordinates in ``format``: corners or centre+size in input pixels, ``-norm``
+in [0, 1], or ``anchors``: SSD offsets (dx, dy, dw, dh) in units of 1/``scale`` of anchor
+(cx, cy, w, h) [0, 1], as MediaPipe's detectors decode them (cx = dx / scale * w_a + cx_a,
+w = dw / scale * w_a).
 """
 
 from __future__ import annotations
@@ -19,28 +22,40 @@ import numpy as np
 
 from edgesal.runtimes.errors import ModelError
 
-BOX_FORMATS = ("xyxy", "yxyx", "cxcywh", "xyxy-norm", "yxyx-norm", "cxcywh-norm")
+BOX_FORMATS = ("xyxy", "yxyx", "cxcywh", "xyxy-norm", "yxyx-norm", "cxcywh-norm", "anchors")
 _ELEMENT_TARGET = re.compile(r"output:(.+):input")
 
 
 @dataclass(frozen=True)
 class BoxSpec:
-    """The box output named in metadata: ``{"output": NAME, "format": "xyxy"}``."""
+    """The box output named in metadata: ``{"output": NAME, "format": "xyxy"}`` (format
+    ``anchors`` adds ``"anchors": [[cx, cy, w, h], ...]`` and ``"scale"``)."""
 
     output: str
     format: str = "xyxy"
+    anchors: tuple[tuple[float, ...], ...] = ()
+    scale: float = 1.0
 
     @classmethod
     def from_metadata(cls, value: object, path: str) -> BoxSpec | None:
         if not isinstance(value, dict) or not value.get("output"):
             return None
-        spec = cls(str(value["output"]), str(value.get("format") or "xyxy"))
-        if spec.format not in BOX_FORMATS:
+        fmt = str(value.get("format") or "xyxy")
+        if fmt not in BOX_FORMATS:
             raise ModelError(
-                f"{path}: metadata box format '{spec.format}' is not one of "
-                f"{', '.join(BOX_FORMATS)}"
+                f"{path}: metadata box format '{fmt}' is not one of {', '.join(BOX_FORMATS)}"
             )
-        return spec
+        anchors = value.get("anchors") or ()
+        try:
+            rows = tuple(tuple(float(v) for v in row) for row in anchors)
+            scale = float(value.get("scale") or 1.0)
+        except (TypeError, ValueError):
+            raise ModelError(f"{path}: metadata box anchors are not rows of numbers") from None
+        if fmt == "anchors" and (not rows or any(len(r) != 4 for r in rows) or scale <= 0):
+            raise ModelError(
+                f"{path}: box format 'anchors' needs [cx, cy, w, h] rows and scale > 0"
+            )
+        return cls(str(value["output"]), fmt, rows, scale)
 
 
 @dataclass
@@ -82,16 +97,33 @@ def element_box(
             f"box output '{spec.output}' {boxes.shape} does not pair with {per_item} scores "
             "(needs >= 4 values per box and a whole number of scores per box)"
         )
-    a, b, c, d = flat[index // (per_item // count), :4]
+    box = index // (per_item // count)
+    a, b, c, d = flat[box, :4]
+    if spec.format == "anchors":
+        a, b, c, d = _from_anchor(spec, box, count, (a, b, c, d))
     kind = spec.format.removesuffix("-norm")
     if kind == "yxyx":
         a, b, c, d = b, a, d, c
     elif kind == "cxcywh":
         a, b, c, d = a - c / 2, b - d / 2, a + c / 2, b + d / 2
-    if spec.format.endswith("-norm"):
+    if spec.format.endswith("-norm") or spec.format == "anchors":
         height, width = grid
         a, b, c, d = a * width, b * height, c * width, d * height
     return (float(a), float(b), float(c), float(d))
+
+
+def _from_anchor(spec: BoxSpec, box: int, count: int, offsets) -> tuple[float, ...]:
+    """SSD offsets of ``box`` -> normalized corners: cx = dx / scale * w_a + cx_a, w = dw /
+    scale * w_a (the same for y, h)."""
+    if len(spec.anchors) != count:
+        raise ModelError(
+            f"box output '{spec.output}' has {count} boxes but the metadata {len(spec.anchors)} "
+            "anchors"
+        )
+    dx, dy, dw, dh = (v / spec.scale for v in offsets)
+    acx, acy, aw, ah = spec.anchors[box]
+    cx, cy, w, h = dx * aw + acx, dy * ah + acy, dw * aw, dh * ah
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
 def draw_boxes(

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from edgesal import metadata
+from edgesal.boxes import read_anchors
 from edgesal.cli import main
 from edgesal.converters import to_tflite
 from edgesal.errors import InputError, TargetError
 from edgesal.export import ExportOptions, export_saliency
-from edgesal.runtimes.detections import Detection, draw_boxes
+from edgesal.runtimes.detections import BoxSpec, Detection, draw_boxes, element_box
 from edgesal.runtimes.errors import ModelError
 from edgesal.runtimes.model import MethodChain
 from edgesal.runtimes.overlay import draw
@@ -221,3 +222,29 @@ def test_frame_pipeline_explains_the_element_the_user_names(detector, tmp_path):
     wrong = Pipeline([path], PipelineConfig(target_class=16, selfcheck=CheckConfig(every=0)))
     with pytest.raises(ModelError, match="detector index 16 is out of range"):
         wrong.infer(frame)
+
+
+def test_anchor_boxes_decode_as_mediapipe_does():
+    """cx = dx / scale * w_a + cx_a, w = dw / scale * w_a (TensorsToDetectionsCalculator)."""
+    spec = BoxSpec("boxes", "anchors", ((0.5, 0.25, 1.0, 0.5), (0.1, 0.1, 1.0, 1.0)), 10.0)
+    offsets = np.array([[2.0, -1.0, 4.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
+    cx, cy, w, h = 0.2 * 1.0 + 0.5, -0.1 * 0.5 + 0.25, 0.4 * 1.0, 0.2 * 0.5
+    expected = ((cx - w / 2) * 100, (cy - h / 2) * 50, (cx + w / 2) * 100, (cy + h / 2) * 50)
+    np.testing.assert_allclose(element_box(offsets, 0, 2, spec, (50, 100)), expected)
+
+
+def test_anchor_flags_are_checked(detector, tmp_path):
+    _, model, _ = detector
+    base = dict(target="output:scores:input", boxes_output="boxes", boxes_format="anchors")
+    with pytest.raises(InputError, match="--boxes-anchors: needed with --boxes-format anchors"):
+        export_saliency(model, ExportOptions(**base))
+    with pytest.raises(InputError, match="--boxes-anchors: 3 anchors for the 16 boxes of 'boxes'"):
+        export_saliency(model, ExportOptions(**base, boxes_anchors=np.ones((3, 4))))
+    bad = tmp_path / "anchors.json"
+    bad.write_text("[[1, 2, 3]]")
+    with pytest.raises(InputError, match="expected finite \\[A, 4\\] rows"):
+        read_anchors(bad)
+    good = tmp_path / "anchors.npy"
+    np.save(good, np.full((16, 4), 0.5))
+    exported = export_saliency(model, ExportOptions(**base, boxes_anchors=read_anchors(good)))
+    assert metadata.read(exported)["boxes"]["anchors"][0] == [0.5, 0.5, 0.5, 0.5]

@@ -116,3 +116,39 @@ def test_runtime_explains_the_top_faces(blazeface, tmp_path):
         assert det.score == pytest.approx(float(scores[det.index]), rel=1e-5)
     with pytest.raises(ModelError, match="detector index 896 is out of range"):
         MethodChain.load([str(path)])[0].explain_elements(x, [896])
+
+
+def blazeface_anchors() -> np.ndarray:
+    """MediaPipe's SSD anchors for the short-range face detector (SsdAnchorsCalculator: 128x128,
+    strides 8, 16, 16, 16 grouped by stride, 2 anchors per layer, fixed size 1): 16x16 cells of 2
+    anchors then 8x8 cells of 6, rows (cx, cy, w, h) in [0, 1]."""
+    rows = []
+    for cells, per_cell in ((16, 2), (8, 6)):
+        for y in range(cells):
+            for x in range(cells):
+                rows += [[(x + 0.5) / cells, (y + 0.5) / cells, 1.0, 1.0]] * per_cell
+    return np.array(rows)
+
+
+def test_runtime_draws_the_face_box(blazeface, tmp_path):
+    """--boxes-format anchors with BlazeFace's anchors and MediaPipe's scale 128: the best
+    detection's box is the astronaut's face (hand-labelled on the 128x128 input: x 45..69,
+    y 20..44), IoU > 0.6."""
+    model, _, feeds = blazeface
+    ((_, x),) = feeds.items()
+    options = ExportOptions(
+        target="output:classificators:input",
+        boxes_output="regressors",
+        boxes_format="anchors",
+        boxes_anchors=blazeface_anchors(),
+        boxes_scale=128.0,
+    )
+    path = tmp_path / "blazeface_boxes.onnx"
+    onnx.save(export_saliency(model, options), path)
+    x0, y0, x1, y1 = MethodChain.load([str(path)])[0].detect(x, 1)[0].box
+    face = (45.0, 20.0, 69.0, 44.0)
+    inter = max(0.0, min(x1, face[2]) - max(x0, face[0])) * max(
+        0.0, min(y1, face[3]) - max(y0, face[1])
+    )
+    union = (x1 - x0) * (y1 - y0) + (face[2] - face[0]) * (face[3] - face[1]) - inter
+    assert inter / union > 0.6, (x0, y0, x1, y1)
