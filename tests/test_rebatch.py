@@ -77,6 +77,11 @@ def _graph(pattern: str, batch: int = 1) -> onnx.ModelProto:
             helper.make_node("Sigmoid", ["r"], ["sr"]),
             helper.make_node("Reshape", ["sr", "s2"], ["p"]),
         ]
+    elif pattern == "mixing_free":  # the same on a free batch: nothing to rewrite, still mixed
+        nodes += [
+            helper.make_node("Softmax", ["h"], ["sm"], axis=0),
+            helper.make_node("Mul", ["h", "sm"], ["p"]),
+        ]
     elif pattern == "mixing":  # softmax over the batch axis: shapes fine, samples mixed
         inits["s"] = np.array([b, -1], np.int64)
         nodes += [
@@ -156,12 +161,16 @@ def test_rebatched_with_two_items_per_batch(pattern):
 
 def test_tile_inside_items_needs_no_rewrite():
     used = metadata.read(_export(_graph("tile"), "integrated"))["batching"]
-    assert used == {"mode": "batch", "max_batch": 0, "rewrites": []}
+    assert used == {"mode": "batch", "max_batch": 0, "rewrites": [], "checked": 0.0}
 
 
 @pytest.mark.parametrize(
     ("pattern", "reason"),
-    [("merged", "moves the batch"), ("mixing", "mixes items of a batch")],
+    [
+        ("merged", "moves the batch"),
+        ("mixing", "mixes items of a batch"),
+        ("mixing_free", "mixes items of a batch"),
+    ],
 )
 def test_no_exact_rewrite_falls_back_to_one_sample_at_a_time(pattern, reason):
     model = _graph(pattern)
