@@ -6,7 +6,8 @@ files that rotate at ``--file-size`` and are deleted oldest first to keep the fo
 ``--keep``; an auditor reads them later without the model (``edgesal records inspect``), or
 watches live on the status page.
 
-Real device:  python3 field_box.py model.sal.onnx --source 0 --out /data/records
+Real device:  python3 field_box.py model.sal.onnx --source 0 --out /data/records \
+                  --token-file /data/web.token
 Simulation:   python3 field_box.py model.sal.onnx --simulate clip.mp4 --seconds 10 --out /tmp/r
 """
 
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgesal.runtimes.errors import OutputError
 from edgesal.runtimes.governor import Budget
 from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
 from edgesal.runtimes.records import RecordWriter
@@ -27,6 +29,7 @@ from edgesal.runtimes.server import FrameBoard, StatusServer
 from edgesal.runtimes.simulation import ThermalSimulator, stop_after
 from edgesal.runtimes.sinks import BoardSink, RecordsSink
 from edgesal.runtimes.sources import open_source
+from edgesal.runtimes.webauth import web_options
 
 log = logging.getLogger("field_box")
 
@@ -78,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file-size", type=int, default=64 << 20, help="bytes per records file")
     parser.add_argument("--keep", type=int, default=4 << 30, help="bytes of records to keep")
     parser.add_argument("--serve", default="0.0.0.0:8080", help="status page address")
+    parser.add_argument(
+        "--token-file", help="web view token, needed when --serve is not loopback (made if missing)"
+    )
     parser.add_argument("--selfcheck-every", type=int, default=10, help="self-check every N maps")
     parser.add_argument("--simulate", metavar="VIDEO", help="replay VIDEO as the camera, fake heat")
     parser.add_argument("--seconds", type=float, help="stop after this long")
@@ -95,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         header = {"source": args.source, "models": pipeline.chain.describe(), "box": "field"}
         records = RotatingRecords(Path(args.out), header, args.file_size, args.keep)
         runner = Runner(pipeline, source, [records, BoardSink(board)], realtime=bool(args.simulate))
-        server = StatusServer(args.serve, board, runner.status).start()
+        try:
+            web = web_options(args.token_file, None, None)
+            server = StatusServer(args.serve, board, runner.status, web).start()
+        except OutputError as exc:  # no token beyond loopback, port in use: one line, exit 2
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"status page: {server.url}", file=sys.stderr, flush=True)
         stop_after(args.seconds)
         try:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Jetson: CSI camera through GStreamer (nvarguscamerasrc) -> onnxruntime TensorRT/CUDA -> web view.
 
-Real device:  python3 jetson_saliency.py /opt/edgesal/models/model.sal.onnx
+Real device:  python3 jetson_saliency.py /opt/edgesal/models/model.sal.onnx \
+                  --token-file /var/lib/edgesal/web.token
 Simulation:   python3 jetson_saliency.py model.sal.onnx --simulate clip.mp4 --seconds 10
 """
 
@@ -30,6 +31,8 @@ def runtime_args(args: argparse.Namespace) -> list[str]:
              "--trt-cache", args.trt_cache, "--serve", args.serve, "--temp-limit", "75",
              "--mem-limit", "1GB", "--records", args.records, "--display", "no",
              "--log-level", "WARNING"]  # fmt: skip
+    if args.token_file:
+        flags += ["--token-file", args.token_file]
     if args.simulate:
         flags[flags.index("--source") + 1] = args.simulate
         flags += ["--realtime", "--loop", "--dwell", "0.25"]
@@ -45,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sensor", type=int, default=0, help="CSI sensor id")
     parser.add_argument("--trt-cache", default="/var/cache/edgesal/trt", help="TensorRT engines")
     parser.add_argument("--serve", default="0.0.0.0:8080", help="status page address")
+    parser.add_argument(
+        "--token-file", help="web view token, needed when --serve is not loopback (made if missing)"
+    )
     parser.add_argument(
         "--records", default="/var/lib/edgesal/jetson.salrec", help=".salrec output"
     )
