@@ -11,6 +11,7 @@ import shutil
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -179,6 +180,19 @@ def test_cli_refuses_a_network_bind_without_a_token(models, tmp_path):
         )
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_field_box_example_refuses_its_network_default_without_a_token(models, video, tmp_path):
+    """The example builds its StatusServer itself: same rule, one line, exit 2."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "firmware_examples/field_diagnostic/field_box.py"),
+         str(models["vanilla"]), "--simulate", str(video), "--seconds", "1",
+         "--out", str(tmp_path / "records")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "error: --serve 0.0.0.0:8080: listening beyond loopback" in proc.stderr
+    assert "--token-file FILE" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_max_clients_then_503_and_slots_come_back():
