@@ -269,7 +269,10 @@ def run_eval(args) -> int:
         print(f"wrote {args.output}/report.html and report.json ({len(report['samples'])} samples)")
         return 0
     if not args.images:
-        raise InputError("give --images FOLDER (or --records FILE, or --samples FILE)")
+        raise InputError(
+            "give --images FOLDER (or --records FILE); --samples FILE for series, tabular and "
+            "audio models"
+        )
     images = read_folder(args.images, "--images", args.max_images)
     result = evaluate(
         args.model,
