@@ -177,7 +177,17 @@ def _add_export(sub) -> None:
         "--boxes-format",
         default="xyxy",
         help="coordinates of --boxes-output: xyxy (default), yxyx or cxcywh in input pixels; "
-        "add -norm for coordinates in [0, 1]",
+        "add -norm for coordinates in [0, 1]; anchors: SSD offsets from --boxes-anchors",
+    )
+    p.add_argument(
+        "--boxes-anchors",
+        help="for --boxes-format anchors: .npy or JSON rows cx,cy,w,h in [0, 1], one per box",
+    )
+    p.add_argument(
+        "--boxes-scale",
+        type=float,
+        default=1.0,
+        help="for --boxes-format anchors: offsets are in units of 1/scale (MediaPipe: input size)",
     )
     _add_method_params(p)
     _add_token_flags(p)
@@ -404,6 +414,7 @@ def _export_one(args, method: str, params, output) -> None:
     from pathlib import Path
 
     from edgesal import metadata
+    from edgesal.boxes import read_anchors
     from edgesal.converters import load_model_any
     from edgesal.export import ExportOptions, save
 
@@ -424,6 +435,8 @@ def _export_one(args, method: str, params, output) -> None:
         input_shape=args.input_shape,
         boxes_output=args.boxes_output,
         boxes_format=args.boxes_format,
+        boxes_anchors=read_anchors(args.boxes_anchors) if args.boxes_anchors else None,
+        boxes_scale=args.boxes_scale,
         roi=args.roi,
         roi_size=args.roi_size,
         roi_split=args.roi_split,

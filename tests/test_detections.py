@@ -8,6 +8,7 @@ output decoded by hand."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import onnx
@@ -166,6 +167,13 @@ def test_cli_exports_a_detector_with_its_boxes(detector, tmp_path):
     assert main(argv) == 0
     meta = metadata.read(onnx.load(str(target)))
     assert meta["boxes"] == {"output": "boxes", "format": "cxcywh"}
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(json.dumps([[0.5, 0.5, 1.0, 1.0]] * 16))
+    argv[-1] = "anchors"
+    assert main([*argv, "--boxes-anchors", str(anchors), "--boxes-scale", "16"]) == 0
+    boxes = metadata.read(onnx.load(str(target)))["boxes"]
+    assert boxes["scale"] == 16 and len(boxes["anchors"]) == 16
+    assert main(argv) == 2  # anchors format without anchors: a named error, no traceback
     found = MethodChain.load([str(target)])[0].detect(image, 3)
     assert len(found) == 3 and all(d.box is not None for d in found)
 
