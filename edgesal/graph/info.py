@@ -32,6 +32,15 @@ class TensorInfo:
             if node.op_type == "Constant" and len(node.output) == 1:
                 self._values[node.output[0]] = _constant_value(node)
 
+    def alias(self, mapping: dict[str, str]) -> None:
+        """Give each copy in ``mapping`` (original -> copy) its original's type and value: a copy
+        of the graph at the same batch needs no new shape inference."""
+        for original, copy in mapping.items():
+            if original in self._types:
+                self._types[copy] = self._types[original]
+            if original in self._values:
+                self._values[copy] = self._values[original]
+
     def has(self, name: str) -> bool:
         return name in self._types or name in self._values
 

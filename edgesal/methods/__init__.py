@@ -157,11 +157,11 @@ class MethodContext:
         rewrites = rebatch(copy, self.info, b, n, k) if k > 1 else []
         self.model.graph.node.extend(copy.copies)
         if k == 1:
-            self.info = TensorInfo(self.model)
+            self.info.alias(copy.mapping)
         else:
             self._checked(copy, x, n, k, rewrites)
         seeds = {
-            copy.mapping[name]: repeat_items(b, seed, self.info.shape(seed), k)
+            copy.mapping[name]: repeat_items(b, seed, self.shape(seed), k)
             for name, seed in self.seeds.items()
         }
         self._cache[key] = Chunk(x, k, copy.mapping, seeds)
