@@ -75,7 +75,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     if code == EXTENSIBLE and len(fmt) >= 26:
         code = struct.unpack_from("<H", fmt, 24)[0]  # the sub-format GUID's first two bytes
     width = bits // 8
-    if channels < 1 or rate < 1 or width < 1 or align != channels * width:
+    if channels < 1 or rate < 1 or width < 1 or bits % 8 or align != channels * width:
         raise SourceError(
             f"--source {path}: inconsistent format ({channels} channels, {bits} bits, "
             f"block {align} bytes, {rate} Hz)"

@@ -78,3 +78,29 @@ def test_truncated_data_keeps_the_whole_samples(tmp_path):
     blob = riff(pcm16, np.array([1000, -1000, 2000], "<i2").tobytes())
     (tmp_path / "cut.wav").write_bytes(blob[:-1])  # half of the last sample missing
     np.testing.assert_allclose(read_wav(tmp_path / "cut.wav")[0], [1000 / 32768, -1000 / 32768])
+
+
+def test_mutated_files_fail_only_by_name(tmp_path):
+    """Random byte flips, truncations and size-field rewrites of a valid file: the reader
+    returns samples or raises SourceError, nothing else (no IndexError, no huge allocation)."""
+    wavfile.write(tmp_path / "ok.wav", 8000, (RNG.uniform(-1, 1, (64, 2)) * 3e4).astype("int16"))
+    valid = (tmp_path / "ok.wav").read_bytes()
+    rng = np.random.default_rng(11)
+    path = tmp_path / "m.wav"
+    for _ in range(400):
+        blob = bytearray(valid)
+        kind = rng.integers(3)
+        if kind == 0:
+            for at in rng.integers(0, len(blob), rng.integers(1, 6)):
+                blob[at] = int(rng.integers(256))
+        elif kind == 1:
+            blob = blob[: rng.integers(0, len(blob))]
+        else:  # a size field (RIFF, fmt, data) set to something large or odd
+            at = int(rng.choice([4, 16, 40]))
+            blob[at : at + 4] = struct.pack("<I", int(rng.integers(0, 2**32)))
+        path.write_bytes(bytes(blob))
+        try:
+            samples, _ = read_wav(path)
+        except SourceError:
+            continue
+        assert samples.ndim == 1 and samples.size <= len(blob)
