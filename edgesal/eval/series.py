@@ -46,6 +46,8 @@ MAX_SAMPLES_BYTES = 1 << 30
 BLUR_SIGMA = 5.0
 KINDS = ("series", "tabular", "audio")
 PLOTS = 4  # samples drawn with their map as a band
+ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+              "tensor(bool)": np.bool_, "tensor(float16)": np.float16}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,9 @@ def blends(start, end, ranking: np.ndarray, steps: int, spec: Spec, map_shape) -
 
 
 class SeriesRunner:
-    """The saliency model (one sample at a time) and a forward copy for batches of blends."""
+    """The saliency model (one sample at a time) and a forward copy for batches of blends.
+    Inputs other than the explained one (a streaming cache, a mask) get zeros, as on the
+    device."""
 
     def __init__(self, model: onnx.ModelProto, spec: Spec, threads: int = 1):
         self.spec = spec
@@ -188,24 +192,35 @@ class SeriesRunner:
         forward = with_free_batch(prune(model, [spec.scores]), spec.input)
         try:
             self.forward = session(forward, threads)
-            self.forward.run([spec.scores], {spec.input: np.zeros((2, *spec.shape), np.float32)})
+            self.forward.run([spec.scores], self._feeds(self.forward, np.zeros((2, *spec.shape))))
             self.batched = True
         except Exception:  # a graph that fixes batch 1: score blends one at a time
             self.forward, self.batched = session(prune(model, [spec.scores]), threads), False
 
+    def _feeds(self, run_on, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """``batch`` for the explained input, zeros of the same batch for the others."""
+        feeds = {self.spec.input: batch.astype(np.float32)}
+        for arg in run_on.get_inputs():
+            if arg.name != self.spec.input:
+                dims = [d if isinstance(d, int) and d > 0 else 1 for d in arg.shape[1:]]
+                dtype = ONNX_TYPES.get(arg.type, np.float32)
+                feeds[arg.name] = np.zeros((len(batch), *dims), dtype)
+        return feeds
+
     def explain(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         names = [self.spec.scores, *self.spec.saliency.values()]
-        values = self.saliency.run(names, {self.spec.input: x[None]})
+        values = self.saliency.run(names, self._feeds(self.saliency, x[None]))
         maps = {m: v[0] for m, v in zip(self.spec.saliency, values[1:], strict=True)}
         return probabilities(values[0][0]), maps
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities of each sample of ``batch``."""
+        run = self.forward.run
         if self.batched:
-            scores = self.forward.run([self.spec.scores], {self.spec.input: batch})[0]
+            scores = run([self.spec.scores], self._feeds(self.forward, batch))[0]
         else:
             scores = np.concatenate(
-                [self.forward.run([self.spec.scores], {self.spec.input: b[None]})[0] for b in batch]
+                [run([self.spec.scores], self._feeds(self.forward, b[None]))[0] for b in batch]
             )
         return np.stack([probabilities(row) for row in scores.reshape(len(batch), -1)])
 

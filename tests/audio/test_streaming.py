@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from edgesal import metadata
+from edgesal.eval.series import evaluate_samples
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.runtimes.audio import FeatureExtractor, FrontEnd
 from edgesal.runtimes.model import MethodChain
@@ -38,3 +39,23 @@ def test_streaming_model_runs_with_its_cache_at_zero(tmp_path):
     zero = np.zeros((1, 2, 10), np.float32)
     (expected,) = session.run(["saliency"], {"speech": features, "cache": zero})
     np.testing.assert_allclose(result.saliency, expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_eval_samples_feeds_the_cache_zeros(tmp_path):
+    """``edgesal eval --samples`` on the streaming model: the cache input gets zeros, and the
+    curve's first point is the model's probability with a zero cache."""
+    _, plain, feeds = input_models.build("audio")
+    model = export_saliency(plain, ExportOptions(input="speech", modality="audio"))
+    path = tmp_path / "stream.sal.onnx"
+    onnx.save(model, path)
+    speech = np.random.default_rng(2).standard_normal((3, 20, 10)).astype(np.float32)
+    np.save(tmp_path / "s.npy", speech)
+    report = evaluate_samples(str(path), str(tmp_path / "s.npy"), str(tmp_path / "r"), steps=5,
+                              plots=0)  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    zero = np.zeros((1, 2, 10), np.float32)
+    (logits,) = session.run(["logits"], {"speech": speech[:1], "cache": zero})
+    first = report["samples"][0]
+    probs = np.exp(logits[0] - logits[0].max())
+    probs /= probs.sum()
+    assert first["curves"]["vanilla"]["deletion"][0] == pytest.approx(probs[first["target"]])
