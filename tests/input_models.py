@@ -15,7 +15,8 @@ from torch import nn
 
 
 class ConvSeriesNCT(nn.Module):
-    """[N, C, T] sensor series -> class scores: two 1D convs, a mean over time, a linear head."""
+    """[N, C, T] sensor series -> class scores: two 1D convs with a max pool between, a mean over
+    time, a linear head."""
 
     def __init__(self, channels: int = 4, classes: int = 3):
         super().__init__()
@@ -24,7 +25,7 @@ class ConvSeriesNCT(nn.Module):
         self.head = nn.Linear(8, classes)
 
     def forward(self, x):
-        h = torch.tanh(self.conv2(torch.relu(self.conv1(x))))
+        h = torch.tanh(self.conv2(nn.functional.max_pool1d(torch.relu(self.conv1(x)), 2)))
         return self.head(h.mean(dim=2))
 
 

@@ -12,10 +12,12 @@ from onnx.reference import ReferenceEvaluator
 
 from edgesal import metadata
 from edgesal.cli import main
+from edgesal.converters import to_tflite
 from edgesal.errors import InputError
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.runtimes.errors import ModelError
 from edgesal.runtimes.model import MethodChain
+from tests.converters.tflite_harness import interpreter
 from tests.input_models import build, torch_gradient
 from tests.models import to_float64
 
@@ -114,7 +116,7 @@ def test_integrated_gradients_completeness_on_a_series():
     """IG with a zeros baseline sums to f(x) - f(0) (Sundararajan et al. 2017) on [N, C, T]."""
     _, model, feeds = build("nct")
     options = _options("nct", method="integrated", reduce="none", normalize="none")
-    options.params.steps = 64
+    options.params.steps = 256
     got = _run(export_saliency(model, options), feeds)
     cls = int(np.argmax(got["logits"][0]))
     zero = _run(model, {"x": np.zeros_like(feeds["x"])})["logits"][0, cls]
@@ -206,3 +208,14 @@ def test_every_gradient_method_on_a_series():
     np.testing.assert_allclose(got["saliency_gradxinput"], feeds["x"] * grad, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got["saliency_smoothgrad"], grad, rtol=1e-4, atol=1e-6)
     assert got["saliency_guided"].shape == got["saliency_integrated"].shape == feeds["x"].shape
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_tflite_export_of_non_image_models_matches_onnx(kind):
+    """1-D convs and pools (and their gradients) are lifted to 2-D for TFLite: the LiteRT map
+    equals the ONNX map, other inputs (the cache) included."""
+    _, model, feeds = build(kind)
+    exported = export_saliency(model, _options(kind))
+    expected = _run(exported, feeds)["saliency"]
+    runner = interpreter(to_tflite(exported)).get_signature_runner()
+    np.testing.assert_allclose(runner(**feeds)["saliency"], expected, atol=1e-5)

@@ -23,6 +23,7 @@ from edgesal.converters.cleanup.fold import fold_constants
 from edgesal.converters.errors import ConversionError, UnsupportedOpsError
 from edgesal.converters.tflite import layout
 from edgesal.converters.tflite.context import Lowering
+from edgesal.converters.tflite.lift1d import lift_1d
 from edgesal.converters.tflite.ops import LOWERINGS
 from edgesal.converters.tflite.schema import FlatModel
 from edgesal.errors import EdgesalError
@@ -68,6 +69,8 @@ def prepare(model: onnx.ModelProto | str | Path, extra: Collection[str] = ()) ->
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
     model = upgraded(portable(model))  # a file exported --for onnxruntime-cpu: generic masks
     fold_constants(model)
+    if lift_1d(model):  # Conv1d and its gradient as 2-D ops; their weight Unsqueezes fold
+        fold_constants(model)
     missing = [
         (n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}", n.name)
         for n in model.graph.node
