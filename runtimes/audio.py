@@ -6,14 +6,18 @@ window of audio. The parameters live in the model's metadata (``edgesal.audio``,
 
 - framing: a frame is ``win_length`` samples every ``hop_length``, optionally after
   pre-emphasis ``x[n] - a x[n-1]``; ``center`` pads ``n_fft // 2`` samples on both sides by
-  reflection (as librosa and torch.stft do). The windowed frame is zero-padded at its end to
-  ``n_fft`` (Kaldi's convention; librosa centres the window inside ``n_fft`` instead - the two
-  agree when ``win_length == n_fft``). Windows: periodic ``hann`` and ``hamming``, Kaldi's
+  reflection (as librosa and torch.stft do). Kaldi's order inside each frame instead:
+  ``remove_dc`` subtracts the frame's mean, then ``frame_preemphasis`` applies the pre-emphasis
+  within the frame (its first sample times ``1 - a``). The windowed frame is zero-padded at its
+  end to ``n_fft`` (Kaldi's convention; librosa centres the window inside ``n_fft`` instead - the
+  two agree when ``win_length == n_fft``). Windows: periodic ``hann`` and ``hamming``, Kaldi's
   ``povey`` (``hann ** 0.85``), ``rect``.
 - mel: ``n_mels`` triangular filters between ``fmin`` and ``fmax``, spaced on the ``htk``
   (``2595 log10(1 + f / 700)``) or ``slaney`` (linear below 1 kHz, logarithmic above) scale, the
   triangles drawn in Hz (as librosa's and torchaudio's filter banks); ``mel_norm`` ``slaney``
-  scales each to unit area. ``n_mels`` 0 keeps the ``n_fft // 2 + 1`` linear bins.
+  scales each to unit area. ``kaldi``: the HTK scale (``1127 ln(1 + f / 700)``) with the
+  triangles drawn in mel and the Nyquist bin left out, as Kaldi's ``MelBanks``. ``n_mels`` 0
+  keeps the ``n_fft // 2 + 1`` linear bins.
 - log: ``none``, ``ln``, ``log10`` or ``db`` (``10 log10``) of ``max(x + log_offset, log_floor)``.
 - LFR (low frame rate, FunASR): stack ``lfr_m`` frames every ``lfr_n`` frames, the first frame
   repeated ``(lfr_m - 1) // 2`` times in front and the last frame repeated behind as needed.
@@ -40,7 +44,7 @@ from edgesal.runtimes.errors import ModelError
 META_KEY = "audio"
 WINDOWS = ("hann", "hamming", "povey", "rect")
 LOGS = ("none", "ln", "log10", "db")
-MEL_SCALES = ("htk", "slaney")
+MEL_SCALES = ("htk", "slaney", "kaldi")
 LAYOUTS = ("NTF", "NFT", "NCTF", "NCFT")
 MAX_CMVN_BYTES = 16 << 20
 
@@ -56,6 +60,8 @@ class FrontEnd:
     window: str = "hann"
     center: bool = False
     preemphasis: float = 0.0
+    remove_dc: bool = False  # Kaldi: subtract each frame's mean first
+    frame_preemphasis: bool = False  # Kaldi: pre-emphasis within each frame
     power: float = 2.0
     n_mels: int = 40
     fmin: float = 0.0
@@ -158,7 +164,7 @@ def hz_to_mel(hz: np.ndarray | float, scale: str) -> np.ndarray:
     """HTK: ``2595 log10(1 + f/700)``; Slaney: ``3 f / 200`` below 1 kHz, ``15 + 27 ln(f/1000) /
     ln 6.4`` above (Slaney's Auditory Toolbox, as librosa's default)."""
     hz = np.asarray(hz, np.float64)
-    if scale == "htk":
+    if scale in ("htk", "kaldi"):
         return 2595.0 * np.log10(1.0 + hz / 700.0)
     linear = hz * 3.0 / 200.0
     log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) * 27.0 / np.log(6.4)
@@ -168,7 +174,7 @@ def hz_to_mel(hz: np.ndarray | float, scale: str) -> np.ndarray:
 def mel_to_hz(mel: np.ndarray, scale: str) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     mel = np.asarray(mel, np.float64)
-    if scale == "htk":
+    if scale in ("htk", "kaldi"):
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
     linear = mel * 200.0 / 3.0
     log_part = 1000.0 * np.exp((mel - 15.0) * np.log(6.4) / 27.0)
@@ -179,12 +185,23 @@ def mel_filters(front: FrontEnd) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] triangles, peak 1 (or unit area with ``mel_norm`` slaney)."""
     freqs = np.arange(front.n_fft // 2 + 1) * front.sample_rate / front.n_fft
     low, high = hz_to_mel(front.fmin, front.mel_scale), hz_to_mel(front.top_hz, front.mel_scale)
+    if front.mel_scale == "kaldi":
+        return _kaldi_filters(hz_to_mel(freqs, "kaldi"), np.linspace(low, high, front.n_mels + 2))
     edges = mel_to_hz(np.linspace(low, high, front.n_mels + 2), front.mel_scale)
     rising = (freqs[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
     falling = (edges[2:, None] - freqs[None, :]) / (edges[2:] - edges[1:-1])[:, None]
     weights = np.maximum(0.0, np.minimum(rising, falling))
     if front.mel_norm == "slaney":
         weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights
+
+
+def _kaldi_filters(mels: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Kaldi's ``MelBanks``: triangles in the mel domain over bins 0 .. n_fft/2 - 1."""
+    rising = (mels[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
+    falling = (edges[2:, None] - mels[None, :]) / (edges[2:] - edges[1:-1])[:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights[:, -1] = 0.0  # Kaldi leaves the Nyquist bin out
     return weights
 
 
@@ -251,13 +268,18 @@ class FeatureExtractor:
         """|rfft|^power per frame: [frames, n_fft // 2 + 1] float64."""
         f = self.front
         x = np.asarray(samples, np.float64)
-        if f.preemphasis:
+        if f.preemphasis and not f.frame_preemphasis:
             x = np.concatenate([x[:1] * (1 - f.preemphasis), x[1:] - f.preemphasis * x[:-1]])
         if f.center:
             x = np.pad(x, f.n_fft // 2, mode="reflect")
         if x.size < f.win_length:
             raise ModelError(f"audio window of {x.size} samples is shorter than one frame")
         frames = np.lib.stride_tricks.sliding_window_view(x, f.win_length)[:: f.hop_length]
+        if f.remove_dc:
+            frames = frames - frames.mean(axis=1, keepdims=True)
+        if f.preemphasis and f.frame_preemphasis:
+            first = frames[:, :1] * (1 - f.preemphasis)
+            frames = np.concatenate([first, frames[:, 1:] - f.preemphasis * frames[:, :-1]], 1)
         magnitude = np.abs(np.fft.rfft(frames * self.window, n=f.n_fft, axis=1))
         return magnitude if f.power == 1 else magnitude**f.power
 

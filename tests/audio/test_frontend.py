@@ -197,3 +197,28 @@ def test_view_frequency_labels_are_the_filter_peaks():
     np.testing.assert_allclose(feature_hz(front), peaks, atol=16000 / 512)
     linear = FrontEnd(n_fft=256, win_length=256, n_mels=0)
     assert feature_hz(linear)[[0, 1, -1]].tolist() == [0.0, 62.5, 8000.0]
+
+
+@pytest.mark.parametrize("rate,bins,low", [(16000, 80, 20.0), (8000, 23, 64.0)])
+def test_kaldi_fbank_equals_kaldi_native_fbank(rate, bins, low):
+    """Kaldi's fbank (k2-fsa's kaldi-native-fbank, the front end of FunASR/WeNet/sherpa models):
+    per-frame DC removal and pre-emphasis, povey window, mel triangles in mel, log floor eps."""
+    knf = pytest.importorskip("kaldi_native_fbank")
+    options = knf.FbankOptions()
+    options.frame_opts.dither = 0.0
+    options.frame_opts.samp_freq = rate
+    options.mel_opts.num_bins = bins
+    options.mel_opts.low_freq = low
+    fbank = knf.OnlineFbank(options)
+    x = RNG.uniform(-1, 1, rate) * 10000.0
+    fbank.accept_waveform(rate, x.tolist())
+    fbank.input_finished()
+    expected = np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
+    win, hop = rate * 25 // 1000, rate * 10 // 1000
+    front = FrontEnd(sample_rate=rate, n_fft=1 << (win - 1).bit_length(), win_length=win,
+                     hop_length=hop, window="povey", preemphasis=0.97, remove_dc=True,
+                     frame_preemphasis=True, n_mels=bins, fmin=low, mel_scale="kaldi",
+                     log="ln", log_floor=1.1920929e-07)  # fmt: skip
+    got = FeatureExtractor(front)(x)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=5e-4)
