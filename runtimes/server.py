@@ -316,10 +316,16 @@ def _handler(server: StatusServer) -> type[BaseHTTPRequestHandler]:
             log.debug("%s " + format, self.address_string(), *args)
 
         def parse_request(self) -> bool:
-            """The stdlib parser, with the request line and the header block kept small."""
+            """The stdlib parser, with the request line and the header block kept small and
+            HTTP/0.9 refused (its answers carry no status line and no security headers)."""
             if len(self.raw_requestline) > MAX_REQUEST_LINE:
                 self.requestline, self.request_version, self.command = "", "", ""
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return False
+            words = self.raw_requestline.split()
+            if len(words) != 3 or words[2] not in (b"HTTP/1.0", b"HTTP/1.1"):
+                self.requestline, self.request_version, self.command = "", "HTTP/1.0", ""
+                self.send_error(HTTPStatus.BAD_REQUEST, "expected: METHOD PATH HTTP/1.x")
                 return False
             stream = self.rfile
             self.rfile = _HeaderBudget(stream, MAX_HEADER_BYTES)  # type: ignore[assignment]

@@ -286,6 +286,9 @@ def test_request_size_limits_routes_and_security_headers(guarded):
         answer = raw(port, f"GET {target} HTTP/1.1\r\n".encode() + auth + b"\r\n")
         assert answer.startswith(b"HTTP/1.0 404"), (target, answer[:40])
     assert raw(port, b"PUT / HTTP/1.1\r\n" + auth + b"\r\n").startswith(b"HTTP/1.0 501")
+    for line in (b"GET /status.json\r\n", b"GET /status.json HTTP/2.0\r\n", b"GET\r\n"):
+        answer = raw(port, line + auth + b"\r\n")  # HTTP/0.9 answers would carry no headers
+        assert answer.startswith(b"HTTP/1.0 400") and b"nosniff" in answer, (line, answer[:60])
     for path, headers in (("/", {}), ("/frame.jpg", bearer(TOKEN)), ("/nothing", {})):
         _, head, _ = request(port, path, headers)
         assert head["X-Content-Type-Options"] == "nosniff"

@@ -64,15 +64,16 @@ def request(
         conn.close()
 
 
-def raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+def raw(port: int, data: bytes, timeout: float = 10.0, limit: int = 1 << 20) -> bytes:
     """Send DATA on a fresh connection; everything the server answers before it closes or resets."""
     with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
-        sock.sendall(data)
         chunks = []
         try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)  # a truncated request ends here, not at a timeout
+            while (chunk := sock.recv(65536)) and sum(map(len, chunks)) < limit:
+                chunks.append(chunk)  # a stream never ends: stop after ``limit`` bytes
+        except OSError:  # closed at once, reset, or timed out: what came so far
             pass
         return b"".join(chunks)
 
