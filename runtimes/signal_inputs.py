@@ -231,13 +231,15 @@ class SeriesInput:
         return np.transpose(value, np.argsort(self._order(self.map_axes)))
 
     def masked(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Series: masked time steps (all channels when the map has none) get each channel's
-        mean over the other steps; tabular: masked features get the row's other values' mean."""
-        if self.kind == "tabular" or mask.shape == values.shape:
+        """Series: masked cells (whole time steps when the map has no channel axis) get their
+        channel's mean over its other steps; tabular: masked features get the mean of the row's
+        other values."""
+        if self.kind == "tabular":
             return mean_fill(values, mask)
+        cells = mask if mask.shape == values.shape else np.broadcast_to(mask[:, None], values.shape)
         out = values.copy()
-        keep = ~mask
-        out[mask] = values[keep].mean(axis=0) if keep.any() else values.mean(axis=0)
+        for channel in range(values.shape[1]):
+            out[:, channel] = mean_fill(values[:, channel], cells[:, channel])
         return out
 
     def picture(self, values, saliency, size) -> tuple[np.ndarray, np.ndarray | None]:
@@ -253,12 +255,14 @@ class SeriesInput:
 
     def map_meta(self, index: int) -> dict:
         names = {"T": "time", "C": "channel", "F": "feature"}
+        shown = self.map_axes  # a series map is shown (and stored) time first
+        if self.kind == "series":
+            shown = ("T", *[a for a in self.map_axes if a != "T"])
         return {
             "kind": self.kind,
-            "axes": [names.get(a, a) for a in (["T", *[a for a in self.map_axes if a != "T"]]
-                                                if self.kind == "series" else self.map_axes)],
+            "axes": [names.get(a, a) for a in shown],
             "start_row": index * self.stride,
-        }  # fmt: skip
+        }
 
     def header(self) -> dict:
         return {"modality": self.kind, "input_size": list(self.shape), "axes": list(self.axes)}

@@ -85,3 +85,15 @@ def test_tabular_rows(folder, tmp_path):
 def test_fractional_row_stride_is_refused(folder):
     with pytest.raises(ModelError, match="--window-stride 2.5: a table's stride is a whole number"):
         SignalPipeline(MethodChain.load([str(folder / "series.onnx")]), stride=2.5)
+
+
+def test_series_masking_keeps_each_channel_in_its_units(folder):
+    pipe = SignalPipeline(MethodChain.load([str(folder / "series.onnx")]))
+    values = np.stack([np.arange(6.0), 100 + np.arange(6.0)], axis=1)  # [T=6, C=2]
+    steps = np.array([True, False, False, False, False, True])
+    masked = pipe.input.masked(values, steps)  # a map without the channel axis: whole steps
+    np.testing.assert_allclose(masked[[0, 5]], [[2.5, 102.5], [2.5, 102.5]])
+    np.testing.assert_array_equal(masked[1:5], values[1:5])
+    cells = np.zeros((6, 2), bool)
+    cells[0, 1] = True
+    np.testing.assert_allclose(pipe.input.masked(values, cells)[0], [0.0, 103.0])
