@@ -120,3 +120,15 @@ def test_image_models_are_sent_to_images(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
     with pytest.raises(InputError, match="explains an image input; evaluate images with --images"):
         evaluate_samples(str(image), str(tmp_path / "x.npy"), str(tmp_path / "o"))
+
+
+def test_nct_series_with_a_map_per_channel(tmp_path):
+    """[N, C, T] export without a channel reduction: units are (channel, step) cells."""
+    model = tmp_path / "nct.onnx"
+    onnx.save(sm.exported("series_nct"), model)
+    np.save(tmp_path / "x.npy", sm.bump_samples(3).transpose(0, 2, 1))
+    report = evaluate_samples(str(model), str(tmp_path / "x.npy"), str(tmp_path / "r"), steps=8,
+                              deletion_baseline="zeros", plots=0)  # fmt: skip
+    assert report["map_axes"] == ["C", "T"] and report["units"] == sm.C * sm.T
+    method, random = report["methods"]["gradxinput"], report["controls"]["random"]
+    assert method["deletion_auc"]["mean"] < 0.5 * random["deletion_auc"]["mean"]
