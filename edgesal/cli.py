@@ -169,6 +169,14 @@ def _add_export(sub) -> None:
     p.add_argument("--batch", type=_positive_int, help="fix a symbolic batch dim (default 1)")
     p.add_argument("--input-shape", type=_shape, help="fix symbolic input dims, e.g. 1,3,224,224")
     p.add_argument(
+        "--shape",
+        type=_named_shape,
+        action="append",
+        metavar="NAME=DIMS",
+        help="static shape of another input (a streaming cache, a mask), e.g. state=2,1,128; "
+        "repeatable",
+    )
+    p.add_argument(
         "--boxes-output",
         help="detectors: output holding each scored element's box (runtimes draw it; with "
         "--target output:NAME:input and --batch K, `edgesal run` explains the top K at once)",
@@ -433,6 +441,7 @@ def _export_one(args, method: str, params, output) -> None:
         channel_axis=args.channel_axis,
         batch=args.batch,
         input_shape=args.input_shape,
+        shapes=dict(args.shape or []),
         boxes_output=args.boxes_output,
         boxes_format=args.boxes_format,
         boxes_anchors=read_anchors(args.boxes_anchors) if args.boxes_anchors else None,
@@ -715,6 +724,13 @@ def _ints(text: str, count: int, form: str) -> tuple[int, ...]:
     if len(values) != count:
         raise argparse.ArgumentTypeError(f"{text!r}: expected {count} integers {form}")
     return values
+
+
+def _named_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, dims = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=DIMS like state=2,1,128")
+    return name, _shape(dims)
 
 
 def _shape(text: str) -> tuple[int, ...]:

@@ -51,6 +51,7 @@ class ExportOptions:
     channel_axis: int | None = None  # axis the map reduces over (non-image inputs)
     batch: int | None = None
     input_shape: tuple[int, ...] | None = None
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # other inputs: --shape
     output_name: str = SALIENCY
     methods: list[str] | None = None  # several maps sharing one forward: saliency_<method>
     params: MethodOptions = field(default_factory=MethodOptions)
@@ -102,7 +103,7 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     target = Target.parse(options.target)
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
     model = upgraded(model)
-    fix_input_shape(model, options.input, options.batch, options.input_shape)
+    fix_input_shape(model, options.input, options.batch, options.input_shape, options.shapes)
     fold_constants(model)
     info = TensorInfo(model)
     _complete_output_shapes(model, info)
@@ -221,10 +222,12 @@ def fix_input_shape(
     name: str | None,
     batch: int | None,
     input_shape: tuple[int, ...] | None,
+    shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> None:
     """Replace symbolic dims of the explained input: batch by ``batch`` (default 1), others by
     ``input_shape``; a symbolic non-batch dim without ``input_shape`` is an error naming the flag.
-    Other inputs (caches, masks) get the same batch for a symbolic leading dim.
+    Other inputs (caches, masks) take their ``shapes`` entry (``--shape NAME=...``); otherwise a
+    symbolic dim named like the batch dim, or a symbolic leading dim, takes the batch.
     """
     chosen = choose_input(model, name)
     if chosen is None:
@@ -246,27 +249,58 @@ def fix_input_shape(
             )
     if any(d <= 0 for d in wanted):
         raise InputError(f"input shape {wanted} must be positive")
+    batch_name = dims[0].dim_param
     _set_dims(dims, wanted)
-    for other in graph_inputs(model):
-        other_dims = other.type.tensor_type.shape.dim
-        if other.name != chosen.name and other_dims and not other_dims[0].HasField("dim_value"):
-            other_dims[0].Clear()
-            other_dims[0].dim_value = wanted[0]
+    others = {i.name: i for i in graph_inputs(model) if i.name != chosen.name}
+    unknown = sorted(set(shapes or {}) - set(others))
+    if unknown:
+        raise InputError(
+            f"--shape {unknown[0]}=...: no other input of that name (inputs besides "
+            f"'{chosen.name}': {', '.join(others) or 'none'})"
+        )
+    for other in others.values():
+        _fix_other(other, (shapes or {}).get(other.name), wanted[0], batch_name)
     del model.graph.value_info[:]
 
 
-def _given_shape(name: str, static: list[int | None], given: tuple[int, ...]) -> list[int]:
-    """``--input-shape`` checked against the input's rank and its static dims."""
-    text = ",".join(map(str, given))
+def _fix_other(
+    value: onnx.ValueInfoProto, given: tuple[int, ...] | None, batch: int, batch_name: str
+) -> None:
+    """Static dims for an input that is not explained: ``given`` (checked), else the batch for a
+    leading symbolic dim or one named ``batch_name``; any other symbolic dim is an error."""
+    dims = value.type.tensor_type.shape.dim
+    static = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if given is not None:
+        _set_dims(dims, _given_shape(value.name, static, given, f"--shape {value.name}="))
+        return
+    for i, dim in enumerate(dims):
+        if static[i] is None and (i == 0 or (batch_name and dim.dim_param == batch_name)):
+            static[i] = batch
+    unknown = [i for i, d in enumerate(static) if d is None]
+    if unknown:
+        raise InputError(
+            f"input '{value.name}' (not explained) has symbolic dims at axes {unknown}; fix them "
+            f"with --shape {value.name}=D0,D1,... ({len(static)} sizes)"
+        )
+    _set_dims(dims, static)
+
+
+def _given_shape(
+    name: str, static: list[int | None], given: tuple[int, ...], flag: str = "--input-shape "
+) -> list[int]:
+    """``--input-shape`` (or ``--shape NAME=``) checked against the input's rank and its static
+    dims."""
+    text = flag + ",".join(map(str, given))
     if len(given) != len(static):
-        raise InputError(f"--input-shape {text}: input '{name}' has rank {len(static)}")
+        raise InputError(f"{text}: input '{name}' has rank {len(static)}")
     clash = [i for i, (d, g) in enumerate(zip(static, given, strict=True)) if d and i and d != g]
     if clash:
         shown = "[" + ", ".join(str(d) if d else "?" for d in static) + "]"
         raise InputError(
-            f"--input-shape {text}: input '{name}' has shape {shown}; axes {clash} are fixed "
-            "by the model"
+            f"{text}: input '{name}' has shape {shown}; axes {clash} are fixed by the model"
         )
+    if any(g <= 0 for g in given):
+        raise InputError(f"{text}: sizes must be positive")
     return list(given)
 
 

@@ -219,3 +219,56 @@ def test_tflite_export_of_non_image_models_matches_onnx(kind):
     expected = _run(exported, feeds)["saliency"]
     runner = interpreter(to_tflite(exported)).get_signature_runner()
     np.testing.assert_allclose(runner(**feeds)["saliency"], expected, atol=1e-5)
+
+
+def _symbolic_cache(param: str) -> tuple:
+    net, model, feeds = build("audio")
+    cache = next(i for i in model.graph.input if i.name == "cache")
+    cache.type.tensor_type.shape.dim[1].Clear()
+    cache.type.tensor_type.shape.dim[1].dim_param = param
+    return net, model, feeds
+
+
+def test_other_inputs_with_symbolic_dims_take_shape_or_batch():
+    """A cache whose length is symbolic needs --shape; a symbolic dim named like the batch
+    takes the batch."""
+    net, model, feeds = _symbolic_cache("K")
+    with pytest.raises(InputError, match=r"input 'cache' \(not explained\) has symbolic dims at "
+                       r"axes \[1\]; fix them with --shape cache="):  # fmt: skip
+        export_saliency(model, _options("audio"))
+    exported = export_saliency(model, _options("audio", shapes={"cache": (1, 2, 10)}))
+    dims = [d.dim_value for d in exported.graph.input[1].type.tensor_type.shape.dim]
+    assert dims == [1, 2, 10]
+    raw = _options("audio", reduce="none", normalize="none", shapes={"cache": (1, 2, 10)})
+    grad = _run(export_saliency(model, raw), feeds)["saliency"]
+    np.testing.assert_allclose(grad, torch_gradient(net, feeds, "speech"), rtol=1e-4, atol=1e-6)
+    _, batch_named, _ = _symbolic_cache("N")
+    exported = export_saliency(batch_named, _options("audio"))
+    assert [d.dim_value for d in exported.graph.input[1].type.tensor_type.shape.dim] == [1, 1, 10]
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        ({"nosuch": (1,)}, r"--shape nosuch=...: no other input of that name"),
+        ({"cache": (1, 2)}, r"--shape cache=1,2: input 'cache' has rank 3"),
+        ({"cache": (1, 2, 9)}, r"--shape cache=1,2,9: input 'cache' has shape \[\?, \?, 10\]"),
+    ],
+)
+def test_bad_shape_flags_are_named(shapes, message):
+    _, model, _ = _symbolic_cache("K")
+    with pytest.raises(InputError, match=message):
+        export_saliency(model, _options("audio", shapes=shapes))
+
+
+def test_cli_shape_flag_fixes_another_input(tmp_path, capsys):
+    _, model, feeds = _symbolic_cache("K")
+    source, target = tmp_path / "kws.onnx", tmp_path / "kws_sal.onnx"
+    onnx.save(model, str(source))
+    argv = ["export", str(source), "-o", str(target), "--input", "speech"]
+    assert main(argv) == 2
+    assert "--shape cache=D0,D1,..." in capsys.readouterr().err
+    assert main([*argv, "--shape", "cache=1,2,10"]) == 0
+    assert _run(onnx.load(str(target)), feeds)["saliency"].shape == (1, 20, 10)
+    with pytest.raises(SystemExit):
+        main([*argv, "--shape", "cache"])
