@@ -11,7 +11,7 @@ import pytest
 
 from edgesal.runtimes.backends import BackendOptions, load_backend
 from edgesal.runtimes.backends.onnx_prune import prune
-from edgesal.runtimes.contract import build_contract
+from edgesal.runtimes.contract import Preprocess, build_contract, decode, encode
 from edgesal.runtimes.errors import ModelError
 from edgesal.runtimes.model import MethodChain, probabilities
 from tests.runtimes import synthetic, synthetic_tflite
@@ -173,3 +173,69 @@ def test_litert_backend_gives_each_concurrent_run_its_own_interpreter(tmp_path):
             for got, want in zip(pool.map(call, range(4)), expected, strict=True):
                 np.testing.assert_allclose(got, want, rtol=1e-6)
     assert 2 <= backend.interpreters <= 4  # never more than runs in flight
+
+
+def test_text_keys_stay_strings_and_json_keys_decode():
+    """A text key is never JSON-decoded: an input named "0" stays the string "0"."""
+    props = {
+        "edgesal.input": "0",
+        "edgesal.method": "1",
+        "edgesal.labels": '["a", "b"]',
+        "edgesal.params": "not json",
+        "other.key": "ignored",
+    }
+    assert decode(props) == {
+        "input": "0",
+        "method": "1",
+        "labels": ["a", "b"],
+        "params": "not json",
+    }
+    assert decode(encode({"input": "0", "labels": ["a"], "roi": {"window": [4, 4]}})) == {
+        "input": "0",
+        "labels": ["a"],
+        "roi": {"window": [4, 4]},
+    }
+    with pytest.raises(ModelError, match="edgesal.layout: expected a string"):
+        encode({"layout": 3})
+
+
+def test_preprocess_round_trip_and_checks():
+    pre = Preprocess(size=[8, 6], mean=[0.5], std=[0.25], color="BGR")
+    assert pre.size == (8, 6) and Preprocess.from_json(pre.to_json()) == pre
+    for field, value, message in [
+        ("std", [0.0, 1.0, 1.0], "m.onnx: edgesal.preprocess std 0.0,1.0,1.0: every value"),
+        ("color", "YUV", "color YUV: choose one of RGB, BGR"),
+        ("size", [0, 4], r"size \[0, 4\]: expected two sizes > 0"),
+        ("layout", "NCW", "layout NCW: choose NCHW or NHWC"),
+        ("pixel_scale", "x", "not a number"),
+    ]:
+        with pytest.raises(ModelError, match=message):
+            build_contract(
+                "m.onnx",
+                {"edgesal.preprocess": json.dumps({field: value})},
+                {"image": ((1, 3, 8, 6), "float32")},
+                ["logits", "saliency"],
+            )
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout"),
+    [
+        ((1, 3, 8, 8), "NCHW"),
+        ((1, 8, 8, 3), "NHWC"),
+        ((1, 8, 8, 1), "NHWC"),
+        ((1, 5, 6, 7), "NCHW"),
+    ],
+)
+def test_layout_guess_and_size_from_the_static_shape(shape, layout):
+    contract = build_contract("m.onnx", {}, {"image": (shape, "float32")}, ["logits", "saliency"])
+    assert contract.layout == layout and contract.shape == shape
+    assert contract.preprocess.size == (shape[2:4] if layout == "NCHW" else shape[1:3])
+    sized = build_contract(
+        "m.onnx",
+        {"edgesal.preprocess": json.dumps({"size": [4, 4]})},
+        {"image": (shape, "float32")},
+        ["logits", "saliency"],
+    )
+    with pytest.raises(ModelError, match="preprocessing size is \\[4, 4\\]"):
+        sized.check_input_size("m.onnx")  # the metadata's size wins, and must fit the input
