@@ -227,7 +227,8 @@ def fix_input_shape(
     """Replace symbolic dims of the explained input: batch by ``batch`` (default 1), others by
     ``input_shape``; a symbolic non-batch dim without ``input_shape`` is an error naming the flag.
     Other inputs (caches, masks) take their ``shapes`` entry (``--shape NAME=...``); otherwise a
-    symbolic dim named like the batch dim, or a symbolic leading dim, takes the batch.
+    symbolic dim named like one of the explained input's takes its value, and a symbolic leading
+    dim the batch.
     """
     chosen = choose_input(model, name)
     if chosen is None:
@@ -249,7 +250,7 @@ def fix_input_shape(
             )
     if any(d <= 0 for d in wanted):
         raise InputError(f"input shape {wanted} must be positive")
-    batch_name = dims[0].dim_param
+    by_symbol = {d.dim_param: v for d, v in zip(dims, wanted, strict=True) if d.dim_param}
     _set_dims(dims, wanted)
     others = {i.name: i for i in graph_inputs(model) if i.name != chosen.name}
     unknown = sorted(set(shapes or {}) - set(others))
@@ -259,23 +260,24 @@ def fix_input_shape(
             f"'{chosen.name}': {', '.join(others) or 'none'})"
         )
     for other in others.values():
-        _fix_other(other, (shapes or {}).get(other.name), wanted[0], batch_name)
+        _fix_other(other, (shapes or {}).get(other.name), wanted[0], by_symbol)
     del model.graph.value_info[:]
 
 
 def _fix_other(
-    value: onnx.ValueInfoProto, given: tuple[int, ...] | None, batch: int, batch_name: str
+    value: onnx.ValueInfoProto, given: tuple[int, ...] | None, batch: int, by_symbol: dict
 ) -> None:
-    """Static dims for an input that is not explained: ``given`` (checked), else the batch for a
-    leading symbolic dim or one named ``batch_name``; any other symbolic dim is an error."""
+    """Static dims for an input that is not explained: ``given`` (checked), else the size of the
+    explained input's dim of the same name (``by_symbol``) or, leading, the batch; any other
+    symbolic dim is an error."""
     dims = value.type.tensor_type.shape.dim
     static = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if given is not None:
         _set_dims(dims, _given_shape(value.name, static, given, f"--shape {value.name}="))
         return
     for i, dim in enumerate(dims):
-        if static[i] is None and (i == 0 or (batch_name and dim.dim_param == batch_name)):
-            static[i] = batch
+        if static[i] is None:
+            static[i] = by_symbol.get(dim.dim_param) or (batch if i == 0 else None)
     unknown = [i for i, d in enumerate(static) if d is None]
     if unknown:
         raise InputError(

@@ -230,8 +230,8 @@ def _symbolic_cache(param: str) -> tuple:
 
 
 def test_other_inputs_with_symbolic_dims_take_shape_or_batch():
-    """A cache whose length is symbolic needs --shape; a symbolic dim named like the batch
-    takes the batch."""
+    """A cache whose length is symbolic needs --shape; a symbolic dim named like one of the
+    explained input's dims (here its batch, N) takes that dim's size."""
     net, model, feeds = _symbolic_cache("K")
     with pytest.raises(InputError, match=r"input 'cache' \(not explained\) has symbolic dims at "
                        r"axes \[1\]; fix them with --shape cache="):  # fmt: skip
