@@ -8,32 +8,23 @@ device's folder source reads, in name order. Turning an image into a model input
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgesal.errors import InputError
-from edgesal.runtimes.sources import IMAGE_SUFFIXES
-
-MAX_IMAGE_FILE = 256 << 20  # bytes of one encoded image file
+from edgesal.runtimes.errors import SourceError
+from edgesal.runtimes.sources import IMAGE_SUFFIXES, decode_image
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """One image file as RGB uint8 [H, W, 3]; unreadable, empty or oversized files are refused."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size > MAX_IMAGE_FILE:
-        raise InputError(f"{path}: larger than {MAX_IMAGE_FILE >> 20} MB; not read as an image")
-    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else np.empty(0, np.uint8)
+    """One image file as RGB uint8 [H, W, 3]; unreadable, empty or oversized files are refused
+    (:func:`edgesal.runtimes.sources.decode_image`, the device's reader)."""
     try:
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except cv2.error as exc:  # OpenCV refuses more pixels than edgesal/__init__.py allows
-        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "?")
-        why = f"declares more than {limit} pixels" if "MAX_IMAGE_PIXELS" in str(exc) else exc
-        raise InputError(f"{path}: not decoded as an image: {why}") from None
-    if bgr is None:
-        raise InputError(f"{path}: not a readable image file")
+        bgr = decode_image(path)
+    except SourceError as exc:
+        raise InputError(str(exc)) from None
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 

@@ -50,8 +50,8 @@ def check(model: onnx.ModelProto, where: str = "model") -> None:
         onnx.checker.check_model(model, full_check=True)
     except UnicodeDecodeError as exc:  # a string field that is not UTF-8
         raise ModelLoadError(f"{where}: the ONNX model has a string that is not UTF-8") from exc
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0]
+    except Exception as exc:  # ValidationError, InferenceError, ValueError (unknown data type)...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelLoadError(f"{where}: the ONNX model is invalid: {first}") from exc
 
 

@@ -10,6 +10,7 @@ counted in ``corrupt``.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -28,6 +29,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.I)
 PICAMERA = {"picamera2", "picamera", "libcamera", "csi"}
 MAX_BAD_READS = 25  # consecutive undecodable frames before a file is taken as ended
+MAX_IMAGE_FILE = 256 << 20  # bytes of one encoded image file
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -51,6 +54,44 @@ def _valid(image: np.ndarray | None) -> bool:
     return image is not None and image.ndim in (2, 3) and image.size > 0 and image.dtype == np.uint8
 
 
+def decode_image(path: str | Path) -> np.ndarray:
+    """An image file as BGR uint8 [H, W, 3] (OpenCV ``IMREAD_COLOR``); :class:`SourceError` says
+    why a file is refused: missing, empty, over ``MAX_IMAGE_FILE`` bytes, a PNG chunk longer
+    than the file, more pixels than ``OPENCV_IO_MAX_IMAGE_PIXELS`` (set in edgesal/__init__.py),
+    or not decodable."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    if path.stat().st_size > MAX_IMAGE_FILE:
+        raise SourceError(f"{path}: larger than {MAX_IMAGE_FILE >> 20} MB; not read as an image")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    overrun = png_overrun(data.tobytes()) if data[:8].tobytes() == PNG_MAGIC else None
+    if overrun:
+        raise SourceError(f"{path}: {overrun}")
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:
+        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "?")
+        why = f"declares more than {limit} pixels" if "MAX_IMAGE_PIXELS" in str(exc) else exc
+        raise SourceError(f"{path}: not decoded as an image: {why}") from None
+    if bgr is None:
+        raise SourceError(f"{path}: not a readable image file")
+    return bgr
+
+
+def png_overrun(data: bytes) -> str | None:
+    """Why a PNG's chunk framing runs past the end of the file, else None. OpenCV 5.1 sizes a
+    buffer from each chunk's length before reading it: a 110-byte file whose IEND chunk claimed
+    3.3 GB made it take 3.2 GB (found by tests/fuzz)."""
+    pos = len(PNG_MAGIC)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if length > len(data) - pos - 12:
+            return f"PNG chunk at byte {pos} claims {length} bytes, past the end of the file"
+        pos += 12 + length
+    return None
+
+
 class FolderCapture:
     """Images of a folder in name order; an unreadable file reads as a failed (corrupt) frame."""
 
@@ -63,8 +104,11 @@ class FolderCapture:
             raise StopIteration
         path = self.paths[self.position]
         self.position += 1
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        return image is not None, image
+        try:
+            return True, decode_image(path)
+        except SourceError as exc:
+            log.warning("%s", exc)
+            return False, None
 
     def release(self) -> None:
         self.position = len(self.paths)

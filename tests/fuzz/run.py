@@ -115,6 +115,7 @@ def fuzz(name: str, seconds: float, out: Path, timeout: float | None = None):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        errors="replace",  # libFuzzer echoes the input bytes
         timeout=timeout or seconds * 4 + 60,
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )

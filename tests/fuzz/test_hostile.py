@@ -30,6 +30,7 @@ from edgesal.runtimes.records import (
     RecordWriter,
     encode_record,
 )
+from edgesal.runtimes.sources import open_source
 from edgesal.zoo.archive import read_state_dict
 from tests.runtimes import synthetic
 from tests.runtimes.clihelp import ROOT, runtime_cmd
@@ -212,3 +213,15 @@ def test_image_declaring_too_many_pixels_is_refused(tmp_path):
     check = "import edgesal, os, cv2; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == str(1 << 27)
+
+
+def test_png_chunk_claiming_3_gb_is_refused_before_opencv_sees_it(tmp_path):
+    """Found by the image fuzzer: 110 bytes whose IEND chunk claims 3.3 GB made OpenCV 5.1 take
+    3.2 GB and 2.4 s of CPU; the chunk framing is now checked first."""
+    found = next((ROOT / "tests/fuzz/corpus/image").glob("timeout-*"))
+    path = tmp_path / "a.png"
+    path.write_bytes(found.read_bytes())
+    with pytest.raises(InputError, match="claims 3355443200 bytes, past the end of the file"):
+        read_image(path)
+    source = open_source(str(tmp_path))
+    assert list(source) == [] and source.corrupt == 1
