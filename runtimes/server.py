@@ -52,6 +52,7 @@ BOUNDARY = "edgesalframe"
 MAX_REQUEST_LINE = 4096  # bytes of "GET /path HTTP/1.1"; longer -> 414
 MAX_HEADER_BYTES = 16384  # bytes of all header lines together; more -> 431
 MAX_LOGIN_BODY = 1024  # bytes of the login form; more -> 413
+WRONG_LOGIN_LOG_S = 10.0  # at most one log line per this many seconds about wrong tokens
 
 
 def login_page(note: str = "") -> bytes:
@@ -267,6 +268,7 @@ class StatusServer:
         self.gate = Gate(self.options.token)
         self.streams = threading.BoundedSemaphore(self.options.max_clients)
         self._stopping = threading.Event()
+        self._wrong_logins, self._wrong_logged, self._lock = 0, -WRONG_LOGIN_LOG_S, threading.Lock()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             self.httpd = _Server((host, port), _handler(self), self.options, family)
@@ -294,6 +296,17 @@ class StatusServer:
                 "readable by anyone on it; add --tls-cert and --tls-key"
             )
         return self
+
+    def wrong_login(self, client: str) -> None:
+        """Log wrong tokens at /login, at most once per ``WRONG_LOGIN_LOG_S`` with their count,
+        so that guessing cannot flood the log."""
+        with self._lock:
+            self._wrong_logins += 1
+            now = time.monotonic()
+            if now - self._wrong_logged < WRONG_LOGIN_LOG_S:
+                return
+            count, self._wrong_logins, self._wrong_logged = self._wrong_logins, 0, now
+        log.warning("web view: %d wrong token(s) at /login, the last from %s", count, client)
 
     def close(self) -> None:
         self._stopping.set()
@@ -418,7 +431,7 @@ def _handler(server: StatusServer) -> type[BaseHTTPRequestHandler]:
                 self._send(b"not a login form", "text/plain", 400)
                 return
             if not gate.token_matches((form.get("token") or [""])[0].strip()):
-                log.warning("web view: wrong token in a login from %s", self.client_address[0])
+                server.wrong_login(self.client_address[0])
                 self._login_page(401, "Wrong token.")
                 return
             cookie = f"{COOKIE}={gate.session}; Path=/; HttpOnly; SameSite=Strict{cookie_flags}"

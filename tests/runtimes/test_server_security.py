@@ -93,6 +93,15 @@ def test_login_trades_the_token_for_an_httponly_strict_cookie(guarded):
     assert request(port, "/login", too_big, "POST", b"a=1&b=2&c=3&d=4&e=5")[0] == 400
 
 
+def test_wrong_logins_are_logged_without_flooding_the_log(guarded, caplog):
+    with caplog.at_level(logging.WARNING, "edgesal.runtimes.server"):
+        for _ in range(30):
+            assert login(guarded.address[1], "guess" * 5)[0] == 401
+    lines = [r.getMessage() for r in caplog.records if "wrong token" in r.getMessage()]
+    assert lines == ["web view: 1 wrong token(s) at /login, the last from 127.0.0.1"], lines
+    assert TOKEN not in caplog.text and "guess" not in caplog.text
+
+
 def test_comparisons_run_through_hmac_compare_digest(monkeypatch):
     calls = []
     original = webauth.hmac.compare_digest
