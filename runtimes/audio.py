@@ -82,10 +82,16 @@ class FrontEnd:
         """The ``edgesal.audio`` metadata entry; unknown fields or bad values name ``where``."""
         if not isinstance(data, dict):
             raise ModelError(f"{where}: edgesal.audio must be a JSON object, got {data!r:.80}")
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        defaults = {f.name: f.default for f in fields(cls)}
+        unknown = sorted(set(data) - set(defaults))
         if unknown:
             raise ModelError(f"{where}: edgesal.audio has unknown field(s) {unknown}")
+        for name, value in data.items():
+            if not _same_kind(value, defaults[name]):
+                raise ModelError(
+                    f"{where}: edgesal.audio {name} {value!r:.40}: expected "
+                    f"{type(defaults[name]).__name__}"
+                )
         front = cls(**data)
         front.check(where)
         return front
@@ -145,6 +151,15 @@ class FrontEnd:
         if self.stride > 0:
             return max(1, round(self.stride * self.sample_rate))
         return self.window_samples(frames)
+
+
+def _same_kind(value: object, default: object) -> bool:
+    """JSON value fits the field: bools for bools, whole numbers for ints, numbers for floats."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, type(default))
 
 
 def window_function(kind: str, length: int) -> np.ndarray:

@@ -156,6 +156,13 @@ def test_bad_front_end_metadata_is_named():
         FrontEnd.from_meta({"window": "kaiser"}, "m.onnx")
     with pytest.raises(ModelError, match="fmax"):
         FrontEnd.from_meta({"fmax": 9000, "sample_rate": 16000}, "m.onnx")
+    with pytest.raises(ModelError, match="n_fft .512.: expected int"):
+        FrontEnd.from_meta({"n_fft": "512"}, "m.onnx")
+    with pytest.raises(ModelError, match="center 1: expected bool"):
+        FrontEnd.from_meta({"center": 1}, "m.onnx")
+    with pytest.raises(ModelError, match="must be a JSON object"):
+        FrontEnd.from_meta(["sample_rate"], "m.onnx")
+    assert FrontEnd.from_meta({"fmin": 20, "power": 1}, "m.onnx").fmin == 20.0
 
 
 @pytest.mark.parametrize("rate,target", [(44100, 16000), (8000, 16000), (16000, 12000)])
