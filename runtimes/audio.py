@@ -47,6 +47,7 @@ LOGS = ("none", "ln", "log10", "db")
 MEL_SCALES = ("htk", "slaney", "kaldi")
 LAYOUTS = ("NTF", "NFT", "NCTF", "NCFT")
 MAX_CMVN_BYTES = 16 << 20
+MAX_FFT, MAX_MELS, MAX_RATE, MAX_LFR = 1 << 16, 4096, 768000, 256  # bounds on hostile metadata
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,10 @@ class FrontEnd:
             problems.append(f"layout {self.layout!r} (choose {', '.join(LAYOUTS)})")
         if self.n_mels < 0 or self.lfr_m < 1 or self.lfr_n < 1:
             problems.append("n_mels >= 0, lfr_m >= 1 and lfr_n >= 1")
+        if self.n_fft > MAX_FFT or self.n_mels > MAX_MELS or self.sample_rate > MAX_RATE:
+            problems.append(f"n_fft <= {MAX_FFT}, n_mels <= {MAX_MELS}, sample_rate <= {MAX_RATE}")
+        if max(self.lfr_m, self.lfr_n) > MAX_LFR:
+            problems.append(f"lfr_m and lfr_n <= {MAX_LFR}")
         if self.n_mels and not 0 <= self.fmin < self.top_hz <= self.sample_rate / 2:
             problems.append(
                 f"0 <= fmin < fmax <= sample_rate/2 (fmin {self.fmin}, fmax {self.fmax})"

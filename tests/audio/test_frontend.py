@@ -163,6 +163,8 @@ def test_bad_front_end_metadata_is_named():
     with pytest.raises(ModelError, match="must be a JSON object"):
         FrontEnd.from_meta(["sample_rate"], "m.onnx")
     assert FrontEnd.from_meta({"fmin": 20, "power": 1}, "m.onnx").fmin == 20.0
+    with pytest.raises(ModelError, match="n_fft <= 65536"):  # would allocate per frame
+        FrontEnd.from_meta({"n_fft": 1 << 30}, "m.onnx")
 
 
 @pytest.mark.parametrize("rate,target", [(44100, 16000), (8000, 16000), (16000, 12000)])
