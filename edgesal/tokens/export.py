@@ -108,7 +108,10 @@ def export_token_saliency(
     target = Target.parse(options.target)
     model = load_model(model) if isinstance(model, str | Path) else copy.deepcopy(model)
     model = upgraded(model)
-    fix_token_shapes(model, options.input, options.batch, options.input_shape)
+    fed = options.input
+    if fed is None and tokens.wrt is not None:  # the input --wrt depends on
+        fed = wrt_input(model, TensorInfo(model), tokens.wrt, None)
+    fix_token_shapes(model, fed, options.batch, options.input_shape)
     info = TensorInfo(model)
     explained = _explained(model, info, options, tokens)
     if explained.lookup is not None:
