@@ -99,6 +99,7 @@ class FrameBoard:
         self._fresh = threading.Condition(lock)  # the encoder waits on it for a new overlay
         self._pending: np.ndarray | None = None
         self._encoder: threading.Thread | None = None
+        self._closed = False
         self._jpeg: bytes | None = None
         self._seq = 0
         self.viewers = 0
@@ -112,7 +113,7 @@ class FrameBoard:
         return self.viewers > 0 or time.time() - self._last_request < 5.0
 
     def publish(self, image: np.ndarray, force: bool = False) -> None:
-        if not (force or self.wanted()):
+        if self._closed or not (force or self.wanted()):
             return
         copy = image.copy()  # the pipeline may reuse its buffer before the encoder reads it
         with self._cond:
@@ -124,8 +125,7 @@ class FrameBoard:
 
     def _encode(self) -> None:
         params = [cv2.IMWRITE_JPEG_QUALITY, self.quality]
-        while True:
-            image = self._next_overlay()
+        while (image := self._next_overlay()) is not None:
             start = time.monotonic()
             ok, jpeg = cv2.imencode(".jpg", image, params)
             if ok:
@@ -134,12 +134,21 @@ class FrameBoard:
                     self._cond.notify_all()
             time.sleep(max(0.0, start + 1 / self.max_fps - time.monotonic()))
 
-    def _next_overlay(self) -> np.ndarray:
+    def _next_overlay(self) -> np.ndarray | None:
+        """The newest overlay not yet encoded (waits for one); None once the board is closed."""
         with self._fresh:
-            while self._pending is None:
+            while self._pending is None and not self._closed:
                 self._fresh.wait()
             image, self._pending = self._pending, None
-            return image
+            return None if self._closed else image
+
+    def close(self) -> None:
+        """Stop the encoder thread; later frames are not published."""
+        with self._fresh:
+            self._closed = True
+            self._fresh.notify()
+        if self._encoder is not None:
+            self._encoder.join(5)
 
     def latest(self) -> bytes | None:
         self._last_request = time.time()
@@ -312,6 +321,7 @@ class StatusServer:
         self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.board.close()
 
 
 def _handler(server: StatusServer) -> type[BaseHTTPRequestHandler]:

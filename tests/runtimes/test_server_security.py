@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from edgesal.runtimes import webauth
@@ -273,6 +274,17 @@ def test_jpeg_encoding_is_capped_however_fast_the_pipeline_runs():
         reader.stop()
         pipeline.stop()
         server.close()
+
+
+def test_closing_the_server_stops_the_encoder_thread():
+    before = threading.active_count()
+    server, pipeline = serve()
+    assert any(t.name == "jpeg" for t in threading.enumerate())
+    pipeline.stop()
+    server.close()
+    assert threading.active_count() <= before, [t.name for t in threading.enumerate()]
+    server.board.publish(np.zeros((8, 8, 3), np.uint8), force=True)  # ignored, no new thread
+    assert threading.active_count() <= before
 
 
 def test_request_size_limits_routes_and_security_headers(guarded):
