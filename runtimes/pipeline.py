@@ -255,7 +255,11 @@ class Pipeline:
             return "paused", "governor: " + self._last_reason()
         inf = result.inference
         caption = f"{result.label} {result.score:.2f} | {inf.method}"
-        if self.chain[0].contract.target_input or inf.target != inf.top1:
+        if result.detections:  # a detector: raw scores of the explained elements, not softmax
+            best = result.detections[0]
+            caption = f"{len(result.detections)} explained | best #{best.index} score "
+            caption += f"{best.score:.2f} | {inf.method}"
+        elif self.chain[0].contract.target_input or inf.target != inf.top1:
             caption += f" | explains {self.variant.contract.label(inf.target)}"
         warning = ""
         if result.check is not None and not result.check.faithful:

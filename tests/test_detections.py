@@ -195,6 +195,8 @@ def test_frame_pipeline_explains_the_top_k_and_draws_their_boxes(detector, tmp_p
     np.testing.assert_allclose(result.inference.saliency, expected[0].saliency, rtol=1e-6)
     assert result.inference.target == expected[0].index
     assert result.summary()["detections"][0][0] == expected[0].index
+    best = expected[0]
+    assert pipe.caption(result)[0].startswith(f"3 explained | best #{best.index} score ")
     plain = draw(frame, result.saliency, result.region, pipe.caption(result)[0], config.overlay)
     assert (result.overlay != plain).any()  # the boxes, drawn over the map's region:
     r = result.region
