@@ -9,7 +9,6 @@ the device runs hot (e.g. ``integrated -> vanilla -> gradcam``). Variants come f
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesal.runtimes.backends import Backend, BackendOptions, load_backend
+from edgesal.runtimes.backends.base import MAX_INPUT_BYTES, check_input_bytes
 from edgesal.runtimes.contract import Contract, Preprocess, Preprocessor, build_contract
 from edgesal.runtimes.detections import (
     BoxSpec,
@@ -31,7 +31,6 @@ from edgesal.runtimes.errors import ModelError
 
 log = logging.getLogger("edgesal.runtimes.model")
 MODEL_SUFFIXES = (".onnx", ".tflite")
-MAX_INPUT_BYTES = 256 << 20  # one input tensor; 2048 x 2048 x 3 float32 is 48 MiB
 
 
 @dataclass
@@ -77,13 +76,7 @@ def check_input_budget(
         (h, w), c = ((2, 3), 1) if pre.layout == "NCHW" else ((1, 2), 3)
         dims[h], dims[w] = size
         dims[c] = dims[c] if isinstance(shape[c], int) and shape[c] > 0 else 3
-    needed = math.prod(dims) * (1 if pre.in_graph or pre.dtype == "uint8" else 4)
-    if needed > limit:
-        raise ModelError(
-            f"{path}: input '{name}' {dims} needs {needed / 2**30:.1f} GiB per frame, more than "
-            f"the {limit >> 20} MiB input budget; export the model at a smaller input size "
-            "(or pass a smaller --input-size to a model with a dynamic input)"
-        )
+    check_input_bytes(path, name, dims, 1 if pre.in_graph or pre.dtype == "uint8" else 4, limit)
 
 
 def _as_map(value: np.ndarray, name: str, path: str, image: bool = True) -> np.ndarray:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesal.runtimes.backends.base import BackendOptions
-from edgesal.runtimes.backends.tflite_meta import read_metadata
+from edgesal.runtimes.backends.base import BackendOptions, check_input_bytes
+from edgesal.runtimes.backends.tflite_meta import read_input_shapes, read_metadata
 from edgesal.runtimes.errors import BackendError, ModelError
 
 log = logging.getLogger("edgesal.runtimes.backend")
@@ -73,6 +73,8 @@ class LiteRtBackend:
         threads = max(1, options.threads)
         try:
             raw = path.read_bytes()
+            for name, (shape, itemsize) in read_input_shapes(raw).items():  # before allocating
+                check_input_bytes(str(path), name, [max(d, 1) for d in shape], itemsize)
             make = lambda: factory(model_content=raw, num_threads=threads)  # noqa: E731
             backend = cls(path, make, package, read_metadata(raw))
         except (ValueError, RuntimeError, OSError, IndexError) as exc:

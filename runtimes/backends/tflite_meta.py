@@ -21,7 +21,11 @@ import struct
 
 from edgesal.runtimes.errors import ModelError
 
-MODEL_BUFFERS, MODEL_METADATA = 4, 6
+MODEL_SUBGRAPHS, MODEL_BUFFERS, MODEL_METADATA = 2, 4, 6
+SUBGRAPH_TENSORS, SUBGRAPH_INPUTS = 0, 1
+TENSOR_SHAPE, TENSOR_TYPE, TENSOR_NAME = 0, 1, 3
+# TensorType -> bytes per element (schema.fbs order); unknown types count 8, the largest
+ITEMSIZE = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 13: 4}
 ENTRY = "edgesal"
 
 
@@ -81,6 +85,28 @@ def _buffer_bytes(buf: bytes, table: int) -> bytes:
     if size and offset + size > len(buf):
         raise FlatbufferError("TFLite flatbuffer: a buffer after the model runs past the file end")
     return buf[offset : offset + size] if size else b""
+
+
+def read_input_shapes(buf: bytes) -> dict[str, tuple[tuple[int, ...], int]]:
+    """name -> (declared shape, bytes per element) of the main subgraph's inputs, read before
+    an interpreter is made (it allocates every tensor when it is)."""
+    subgraphs = _tables(buf, _deref(buf, 0), MODEL_SUBGRAPHS)
+    if not subgraphs:
+        raise FlatbufferError("TFLite flatbuffer has no subgraph")
+    tensors = _tables(buf, subgraphs[0], SUBGRAPH_TENSORS)
+    start, count = _vector(buf, subgraphs[0], SUBGRAPH_INPUTS, 4)
+    shapes = {}
+    for i in range(count):
+        index = _unpack(buf, "<i", start + 4 * i)
+        if not 0 <= index < len(tensors):
+            raise FlatbufferError(f"TFLite subgraph input {index} is not one of its tensors")
+        tensor = tensors[index]
+        dims_at, rank = _vector(buf, tensor, TENSOR_SHAPE, 4)
+        shape = tuple(_unpack(buf, "<i", dims_at + 4 * d) for d in range(rank))
+        name_at, name_len = _vector(buf, tensor, TENSOR_NAME, 1)
+        name = buf[name_at : name_at + name_len].decode(errors="replace") or f"input {i}"
+        shapes[name] = (shape, ITEMSIZE.get(_scalar(buf, tensor, TENSOR_TYPE, "<b"), 8))
+    return shapes
 
 
 def read_metadata(buf: bytes) -> dict[str, str]:

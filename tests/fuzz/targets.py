@@ -25,7 +25,7 @@ from edgesal.eval.pointing import load_boxes
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.imaging import read_image
 from edgesal.onnx_io import load_model
-from edgesal.runtimes.backends.tflite_meta import read_metadata
+from edgesal.runtimes.backends.tflite_meta import read_input_shapes, read_metadata
 from edgesal.runtimes.cli import inspect_summary
 from edgesal.runtimes.contract import build_contract, read_labels
 from edgesal.runtimes.errors import DeviceError
@@ -69,8 +69,12 @@ def salrec(data: bytes) -> None:
 
 
 def tflite_meta(data: bytes) -> None:
-    """The device runtime's own flatbuffer walk for the ``edgesal`` metadata entry."""
-    read_metadata(data)
+    """The device runtime's own flatbuffer walks: the ``edgesal`` metadata entry and the input
+    shapes checked against the memory budget before an interpreter is made."""
+    try:
+        read_metadata(data)
+    finally:
+        read_input_shapes(data)
 
 
 def tflite_model(data: bytes) -> None:

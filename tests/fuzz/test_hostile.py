@@ -19,6 +19,7 @@ import pytest
 
 from edgesal.errors import ArchiveError, InputError
 from edgesal.imaging import read_image
+from edgesal.runtimes.backends.tflite_meta import read_input_shapes
 from edgesal.runtimes.errors import ModelError, RecordsError
 from edgesal.runtimes.model import MethodChain
 from edgesal.runtimes.records import (
@@ -32,7 +33,7 @@ from edgesal.runtimes.records import (
 )
 from edgesal.runtimes.sources import open_source
 from edgesal.zoo.archive import read_state_dict
-from tests.runtimes import synthetic
+from tests.runtimes import synthetic, synthetic_tflite
 from tests.runtimes.clihelp import ROOT, runtime_cmd
 
 
@@ -225,3 +226,18 @@ def test_png_chunk_claiming_3_gb_is_refused_before_opencv_sees_it(tmp_path):
         read_image(path)
     source = open_source(str(tmp_path))
     assert list(source) == [] and source.corrupt == 1
+
+
+def test_tflite_input_shapes_match_the_interpreter(tmp_path):
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    data = synthetic_tflite.build(tmp_path / "m.tflite", size=24).read_bytes()
+    details = litert.Interpreter(model_content=data).get_input_details()
+    expected = {d["name"]: (tuple(d["shape"]), np.dtype(d["dtype"]).itemsize) for d in details}
+    assert read_input_shapes(data) == expected
+
+
+def test_tflite_model_whose_input_needs_111_gb_is_refused_before_an_interpreter(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    model = synthetic_tflite.build(tmp_path / "huge.tflite", size=100000)
+    with pytest.raises(ModelError, match=r"'image' \[1, 100000, 100000, 3\] needs 111\.8 GiB"):
+        MethodChain.load([str(model)])
