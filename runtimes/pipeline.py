@@ -128,7 +128,7 @@ class Pipeline:
         self.smoother = MapSmoother(self.config.smooth, self.config.cut_threshold)
         self._rng = np.random.default_rng(0)
         self._last_top1: int | None = None
-        self._last_map: tuple[np.ndarray, Region, tuple] | None = None
+        self._last_map: tuple[np.ndarray, Region, tuple, list[Detection]] | None = None
         self._maps = 0
         self._frames = 0
         self._next_sensor_read = 0.0
@@ -224,9 +224,9 @@ class Pipeline:
         if inf.saliency is not None:
             result.saliency = self.smoother.update(inf.saliency, key, result.scene_cut)
             result.region, result.fresh_map = job.region, True
-            self._last_map = (result.saliency, job.region, key)
+            self._last_map = (result.saliency, job.region, key, result.detections)
         elif self._last_map is not None and not result.scene_cut and self._last_map[2] == key:
-            result.saliency, result.region = self._last_map[0], self._last_map[1]
+            result.saliency, result.region, _, result.detections = self._last_map
         return result
 
     def _maps_due(self, index: int, state: State) -> bool:

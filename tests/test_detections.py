@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -258,3 +259,18 @@ def test_anchor_flags_are_checked(detector, tmp_path):
     np.save(good, np.full((16, 4), 0.5))
     exported = export_saliency(model, ExportOptions(**base, boxes_anchors=read_anchors(good)))
     assert metadata.read(exported)["boxes"]["anchors"][0] == [0.5, 0.5, 0.5, 0.5]
+
+
+def test_frames_without_a_fresh_map_keep_the_last_boxes(detector, tmp_path):
+    """With a map every 2nd frame, the frame between shows the last map and its boxes (the
+    detector's best element unchanged), so the boxes do not blink."""
+    _, model, _ = detector
+    path = _save(tmp_path, model, target="output:scores:input")
+    config = PipelineConfig(selfcheck=CheckConfig(every=0), smooth=0.0, governor_interval=1e9)
+    pipe = Pipeline([path], config)
+    pipe.governor.state = replace(pipe.governor.state, saliency_every=2)  # as a hot device's
+    frame = np.random.default_rng(6).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    first, second = pipe.infer(frame, 0), pipe.infer(frame, 1)
+    assert first.fresh_map and not second.fresh_map
+    assert [d.index for d in second.detections] == [d.index for d in first.detections]
+    assert len(first.detections) == 3
