@@ -41,7 +41,8 @@ def torch_grad(fn, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
 
 
 POOLS = [  # kernel, stride, padding, ceil_mode, spatial shape
-    (2, 2, 0, False, (6, 6)),
+    (2, 2, 0, False, (6, 6)),  # windows tile the input: the SpaceToDepth form
+    (3, 3, 0, False, (6, 9)),
     (3, 2, 1, False, (7, 8)),  # overlapping: one pixel can win up to four windows
     (3, 1, 1, False, (5, 5)),  # stride 1: one pixel can win up to nine windows
     (3, 2, 0, True, (8, 8)),

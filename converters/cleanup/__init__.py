@@ -1,7 +1,8 @@
 """Graph cleanup after conversion: fewer, simpler operators for the gradient engine.
 
-:func:`clean` runs constant folding, Identity/Dropout removal, BatchNormalization and bias-Add
-folding into Conv, and Transpose merging/cancelling, then re-checks the model.
+:func:`clean` runs constant folding, Identity/Dropout removal, BatchNormalization, per-channel
+scale (Mul), bias-Add and zero-Pad folding into Conv, and Transpose merging/cancelling, then
+re-checks the model.
 """
 
 from __future__ import annotations
@@ -12,12 +13,22 @@ from edgesal.converters.cleanup.fold import fold_constants
 from edgesal.converters.cleanup.passes import (
     fold_batchnorm,
     fold_bias_add,
+    fold_pad_into_conv,
+    fold_scale_mul,
     merge_transposes,
     remove_identities,
 )
 from edgesal.onnx_io import check
 
-PASSES = (fold_constants, remove_identities, fold_batchnorm, fold_bias_add, merge_transposes)
+PASSES = (
+    fold_constants,
+    remove_identities,
+    fold_batchnorm,
+    fold_scale_mul,
+    fold_bias_add,
+    fold_pad_into_conv,
+    merge_transposes,
+)
 
 
 def clean(model: onnx.ModelProto, where: str = "converted model") -> dict[str, int]:

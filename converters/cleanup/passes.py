@@ -143,6 +143,86 @@ def fold_bias_add(model: onnx.ModelProto) -> int:
     return g.remove(dead)
 
 
+def fold_scale_mul(model: onnx.ModelProto) -> int:
+    """Conv -> Mul(constant per-channel [C] / [C,1,1] / [1,C,1,1]) becomes one Conv: w' = w * s,
+    b' = b * s (an inference BatchNormalization that a converter split into Mul and bias)."""
+    g = Graph(model)
+    dead = []
+    for mul in list(model.graph.node):
+        if mul.op_type != "Mul":
+            continue
+        for i in (0, 1):
+            conv, scale = g.producer.get(mul.input[i]), g.value(mul.input[1 - i])
+            if conv is None or conv.op_type != "Conv" or scale is None:
+                continue
+            weight = g.value(conv.input[1])
+            if weight is None or g.only_consumer(mul.input[i]) is not mul:
+                continue
+            if len(g.consumers[conv.input[1]]) != 1 or scale.dtype != weight.dtype:
+                continue
+            if _per_channel(scale, weight) is None:
+                continue
+            s = _per_channel(scale, weight).astype(np.float64)
+            new_w = weight.astype(np.float64) * s.reshape(-1, *([1] * (weight.ndim - 1)))
+            g.set_init(conv.input[1], new_w.astype(weight.dtype))
+            if len(conv.input) > 2 and conv.input[2]:
+                bias = _conv_bias(g, conv, weight.shape[0])
+                _set_conv_bias(model, g, conv, (bias * s).astype(weight.dtype))
+            conv.output[0] = mul.output[0]
+            dead.append(mul)
+            break
+    return g.remove(dead)
+
+
+def _per_channel(const: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
+    """``const`` as one value per output channel of ``weight`` when it broadcasts that way."""
+    channels, spatial = weight.shape[0], weight.ndim - 2
+    shapes = ((channels,) + (1,) * spatial, (1, channels) + (1,) * spatial)
+    return const.reshape(-1) if tuple(const.shape) in shapes and const.size == channels else None
+
+
+def fold_pad_into_conv(model: onnx.ModelProto) -> int:
+    """Pad(constant 0, spatial axes only) -> Conv becomes the Conv's own pads (Keras writes
+    'same' padding of strided convs as ZeroPadding2D + a 'valid' Conv)."""
+    g = Graph(model)
+    dead = []
+    for pad in list(model.graph.node):
+        conv = g.only_consumer(pad.output[0]) if pad.op_type == "Pad" else None
+        if conv is None or conv.op_type != "Conv" or conv.input[0] != pad.output[0]:
+            continue
+        pads = _constant_pads(g, pad)
+        conv_attrs = {a.name: a for a in conv.attribute}
+        auto = conv_attrs.get("auto_pad")
+        if pads is None or (auto is not None and auto.s not in (b"NOTSET", b"VALID")):
+            continue
+        rank = len(pads) // 2
+        if any(pads[i] or pads[rank + i] for i in (0, 1)):
+            continue  # batch or channel padding
+        spatial = rank - 2
+        old = list(conv_attrs["pads"].ints) if "pads" in conv_attrs else [0] * (2 * spatial)
+        new = [old[i] + pads[2 + i] for i in range(spatial)]
+        new += [old[spatial + i] + pads[rank + 2 + i] for i in range(spatial)]
+        for name in ("pads", "auto_pad"):
+            if name in conv_attrs:
+                conv.attribute.remove(conv_attrs[name])
+        conv.attribute.append(helper.make_attribute("pads", new))
+        conv.input[0] = pad.input[0]
+        dead.append(pad)
+    return g.remove(dead)
+
+
+def _constant_pads(g: Graph, pad: onnx.NodeProto) -> list[int] | None:
+    """The non-negative pads of a constant-zero Pad (opset >= 11 inputs), else None."""
+    mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+    if mode != b"constant" or len(pad.input) < 2 or any(n for n in pad.input[3:]):
+        return None
+    pads = g.value(pad.input[1])
+    value = g.value(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
+    if pads is None or value is None or np.any(value != 0) or np.any(pads < 0):
+        return None
+    return [int(p) for p in pads]
+
+
 def _conv_bias(g: Graph, conv: onnx.NodeProto, channels: int) -> np.ndarray:
     value = g.value(conv.input[2])
     return np.zeros(channels) if value is None else value.astype(np.float64)

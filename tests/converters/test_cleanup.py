@@ -12,6 +12,8 @@ from edgesal.converters.cleanup.fold import fold_constants
 from edgesal.converters.cleanup.passes import (
     fold_batchnorm,
     fold_bias_add,
+    fold_pad_into_conv,
+    fold_scale_mul,
     merge_transposes,
     remove_identities,
 )
@@ -80,6 +82,59 @@ def test_bias_add_folds_into_conv():
     )
     cleaned = check_pass(m, fold_bias_add, 1)
     assert [n.op_type for n in cleaned.graph.node] == ["Conv"]
+
+
+def test_per_channel_scale_folds_into_depthwise_conv():
+    m = model(
+        [make("Conv", ["x", "w", "cb"], ["c"], group=3), make("Mul", ["c", "s"], ["y"])],
+        {
+            "w": rng.standard_normal((3, 1, 3, 3)),
+            "cb": rng.standard_normal(3),
+            "s": rng.uniform(0.5, 2, (3, 1, 1)),
+        },
+    )
+    cleaned = check_pass(m, fold_scale_mul, 1)
+    assert [n.op_type for n in cleaned.graph.node] == ["Conv"]
+
+
+def test_scale_that_varies_in_space_stays():
+    m = model(
+        [make("Conv", ["x", "w"], ["c"]), make("Mul", ["c", "s"], ["y"])],
+        {"w": rng.standard_normal((4, 3, 1, 1)), "s": rng.uniform(0.5, 2, (1, 4, 8, 8))},
+    )
+    check_pass(m, fold_scale_mul, 0)
+
+
+def test_zero_pad_folds_into_strided_conv():
+    """Keras 'same' on a stride-2 conv: ZeroPadding2D((0, 1), (0, 1)) + a 'valid' Conv."""
+    m = model(
+        [
+            make("Pad", ["x", "pads"], ["p"]),
+            make("Conv", ["p", "w"], ["y"], strides=[2, 2], pads=[1, 0, 0, 0]),
+        ],
+        {"w": rng.standard_normal((3, 1, 3, 3)), "pads": np.array([0, 0, 0, 0, 0, 0, 1, 1])},
+    )
+    m.graph.node[1].attribute.append(helper.make_attribute("group", 3))
+    cleaned = check_pass(m, fold_pad_into_conv, 1)
+    (conv,) = cleaned.graph.node
+    assert next(a.ints for a in conv.attribute if a.name == "pads") == [1, 0, 1, 1]
+
+
+def test_channel_or_nonzero_pads_stay():
+    channels = model(
+        [make("Pad", ["x", "pads"], ["p"]), make("Conv", ["p", "w"], ["y"])],
+        {"w": rng.standard_normal((2, 5, 1, 1)), "pads": np.array([0, 1, 0, 0, 0, 1, 0, 0])},
+    )
+    check_pass(channels, fold_pad_into_conv, 0)
+    filled = model(
+        [make("Pad", ["x", "pads", "v"], ["p"]), make("Conv", ["p", "w"], ["y"])],
+        {
+            "w": rng.standard_normal((2, 3, 3, 3)),
+            "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1]),
+            "v": np.array(1.0),
+        },
+    )
+    check_pass(filled, fold_pad_into_conv, 0)
 
 
 def test_identities_removed_graph_output_kept():

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgesal.graph.idioms.interpolation import Axis, interpolation_matrix
 from edgesal.converters.tflite import layout
 from edgesal.converters.tflite.context import Lowering
 from edgesal.converters.tflite.ops.registry import attrs, inputs, lowers
+from edgesal.graph.idioms.interpolation import Axis, interpolation_matrix
 
 _BILINEAR = {
     "half_pixel": (False, True),

@@ -17,6 +17,7 @@ from edgesal.converters.tflite import layout
 from edgesal.converters.tflite.context import Lowering
 from edgesal.converters.tflite.ops.elementwise import broadcast_perm
 from edgesal.converters.tflite.ops.registry import attrs, inputs, lowers
+from edgesal.graph.idioms import interleave
 
 
 def logical(ctx: Lowering, name: str) -> int:
@@ -35,8 +36,52 @@ def reshape_to(ctx: Lowering, node, source: int) -> None:
 
 @lowers("Reshape", "Flatten")
 def reshape(ctx: Lowering, node) -> None:
-    """RESHAPE of the row-major bytes (a TRANSPOSE first when stored in another order)."""
+    """RESHAPE of the row-major bytes (a TRANSPOSE first when stored in another order); the
+    last Reshape of an interleave (:mod:`edgesal.graph.idioms.interleave`) is done on the
+    phases as they are stored, so NHWC gradients stay NHWC."""
+    found = (
+        interleave.match(node.output[0], ctx.producer, ctx.value, ctx.shape)
+        if node.op_type == "Reshape"
+        else None
+    )
+    if found is not None:
+        _stored_interleave(ctx, node.output[0], found)
+        return
     reshape_to(ctx, node, logical(ctx, node.input[0]))
+
+
+def _stored_interleave(ctx: Lowering, out: str, found: interleave.Interleave) -> None:
+    """RESHAPE each phase to [A, Q, 1, B] of its stored shape, PAD the missing phases, one
+    CONCATENATION on axis 2 and a RESHAPE back: the interleave in storage order."""
+    first = found.pieces[0][0]
+    perm = ctx.perm(first) if not ctx.is_const(first) else layout.identity(len(ctx.shape(first)))
+    stored = layout.physical(ctx.shape(first), perm)
+    j = layout.axis_of(perm, found.axis)
+    view = [math.prod(stored[:j]), stored[j], 1, math.prod(stored[j + 1 :])]
+    dtype = ctx.dtype(first)
+    pieces = []
+    for phase, before, after in found.pieces:
+        t = ctx.op("RESHAPE", [ctx.tensor(phase, perm), ctx.ints(view)], view, dtype)
+        if before or after:
+            pads = np.array([[0, 0], [0, 0], [before, after], [0, 0]], np.int32)
+            padded = [view[0], view[1], 1 + before + after, view[3]]
+            t = ctx.op("PAD", [t, ctx.const(pads)], padded, dtype)
+        pieces.append(t)
+    merged_shape = [view[0], view[1], found.stride, view[3]]
+    merged = pieces[0]
+    if len(pieces) > 1:
+        merged = ctx.op(
+            "CONCATENATION",
+            pieces,
+            merged_shape,
+            dtype,
+            "ConcatenationOptions",
+            axis=2,
+            fused_activation_function="NONE",
+        )
+    result = list(stored)
+    result[j] *= found.stride
+    ctx.emit("RESHAPE", [merged, ctx.ints(result)], [ctx.output(out, perm)])
 
 
 @lowers("Squeeze", "Unsqueeze")

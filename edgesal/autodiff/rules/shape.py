@@ -3,7 +3,8 @@
 Each gradient puts dy back where the forward took its elements from, with forward operators only
 (Slice, Pad, Concat, Reshape, Gather, MatMul, ReduceSum): no ScatterND, so the backward graph lowers
 to TFLite builtins. Index arguments (pads, starts, gather indices) must be constants; shapes are
-static. The placement helpers here (:func:`interleave`, :func:`place`) are shared with pooling.
+static. The placement helpers here (:func:`place`, and the interleave of
+:mod:`edgesal.graph.idioms.interleave`) are shared with pooling.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from edgesal.autodiff.registry import GradContext, register
 from edgesal.errors import UnsupportedAttributeError
+from edgesal.graph.idioms.interleave import emit as interleave
 
 _BIG = np.iinfo(np.int64).max
 
@@ -31,29 +33,6 @@ def constant_ints(ctx: GradContext, index: int, what: str) -> list[int] | None:
 
 # ---------------------------------------------------------------------------------------------
 # placement helpers
-
-
-def interleave(b, phases: Sequence[str | None], shape: Sequence[int], axis: int) -> str:
-    """out[..., q*s + r, ...] = phases[r][..., q, ...] along ``axis``; a None phase means zeros.
-
-    Each phase is viewed as (A, Q, 1, B); missing phases become zero padding of the neighbouring
-    piece on axis 2; Concat gives (A, Q, s, B), reshaped back. 4-D at most, no scatter.
-    """
-    stride = len(phases)
-    view = [math.prod(shape[:axis]), shape[axis], 1, math.prod(shape[axis + 1 :])]
-    present = [r for r, phase in enumerate(phases) if phase is not None]
-    pieces = []
-    for i, r in enumerate(present):
-        before = r if i == 0 else 0
-        after = (present[i + 1] if i + 1 < len(present) else stride) - r - 1
-        piece = b.Reshape(phases[r], b.ints(view))
-        if before or after:
-            piece = b.Pad(piece, b.ints([0, 0, before, 0, 0, 0, after, 0]))
-        pieces.append(piece)
-    merged = pieces[0] if len(pieces) == 1 else b.Concat(*pieces, axis=2)
-    out_shape = list(shape)
-    out_shape[axis] *= stride
-    return b.Reshape(merged, b.ints(out_shape))
 
 
 def place(
