@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import onnx
@@ -11,6 +12,16 @@ from edgesal.errors import InputError, ModelLoadError
 
 MAX_MODEL_BYTES = 2 * 1024**3  # protobuf's own limit; external data is not followed
 MIN_OPSET = 13
+# strings vary in size; 4-bit types pack two elements per stored byte
+_UNCOUNTED = {
+    onnx.TensorProto.STRING,
+    onnx.TensorProto.UNDEFINED,
+    *(
+        getattr(onnx.TensorProto, n)
+        for n in ("INT4", "UINT4", "FLOAT4E2M1")
+        if hasattr(onnx.TensorProto, n)
+    ),
+}
 
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8
@@ -41,7 +52,31 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     if not model.graph.node or not model.opset_import:
         raise ModelLoadError(f"{path}: not an ONNX model (no graph nodes or opset imports)")
     check(model, str(path))
+    check_tensor_sizes(model, str(path))
     return model
+
+
+def check_tensor_sizes(model: onnx.ModelProto, where: str = "model") -> None:
+    """Each stored tensor (initializers, tensor attributes) holds prod(dims) elements: the checker
+    lets ``dims=[]`` with 12 bytes of data through, and numpy then fails deep inside the export
+    (found by tests/fuzz). External data is not followed, so it is not counted here."""
+    tensors = list(model.graph.initializer)
+    tensors += [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    for tensor in tensors:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.data_type in _UNCOUNTED:
+            continue
+        count = math.prod(tensor.dims) if all(d >= 0 for d in tensor.dims) else -1
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        if tensor.HasField("raw_data"):
+            stored = len(tensor.raw_data) / dtype.itemsize
+        else:
+            field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+            stored = len(getattr(tensor, field)) / (2 if dtype.kind == "c" else 1)
+        if stored != count:
+            raise ModelLoadError(
+                f"{where}: tensor '{tensor.name}' has dims {list(tensor.dims)} but stores "
+                f"{stored:g} elements"
+            )
 
 
 def check(model: onnx.ModelProto, where: str = "model") -> None:
