@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from edgesal.errors import InputError
-from edgesal.runtimes.contract import Preprocess
 from edgesal.quant.images import (
     BUILTIN_CALIBRATION,
     BUILTIN_VALIDATION,
@@ -19,6 +18,7 @@ from edgesal.quant.images import (
     model_inputs,
     split_samples,
 )
+from edgesal.runtimes.contract import Preprocess
 
 
 def test_folder_split_is_explicit_and_disjoint(photo_folder):
