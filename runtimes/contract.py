@@ -85,6 +85,8 @@ KEYS: dict[str, Key] = {
         Key("zoo.model", "zoo model name, for models built by ``edgesal.zoo``", text=True),
         Key("quant.seed_scale", "JSON factor the int8 gradient seed was scaled by"),
         Key("quant.kept_float", "JSON list of nodes an int8 model keeps in float"),
+        Key("quant.format", "how ``edgesal quantize`` stored the model (``qdq-int8``)", True),
+        Key("quant.budget", "JSON map-error budget the int8 model was built for"),
     )
 }
 
@@ -109,11 +111,17 @@ def decode(props: dict[str, str]) -> dict[str, object]:
 
 
 def encode(values: dict[str, object]) -> dict[str, str]:
-    """``edgesal.<key>`` -> string: strings as they are, anything else as JSON; a text key given
-    a non-string is refused."""
+    """``edgesal.<key>`` -> string: strings as they are, anything else as JSON. A key missing
+    from :data:`KEYS`, or a text key given a non-string, is refused, so the table stays the
+    complete list of what edgesal writes."""
     encoded = {}
     for key, value in values.items():
-        if KEYS.get(key, Key(key, "")).text and not isinstance(value, str):
+        if key not in KEYS:
+            raise ModelError(
+                f"metadata {PREFIX}{key}: not a known key; add a Key line to "
+                "edgesal.runtimes.contract.KEYS"
+            )
+        if KEYS[key].text and not isinstance(value, str):
             raise ModelError(f"metadata {PREFIX}{key}: expected a string, got {value!r}")
         encoded[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
     return encoded

@@ -197,6 +197,8 @@ def test_text_keys_stay_strings_and_json_keys_decode():
     }
     with pytest.raises(ModelError, match="edgesal.layout: expected a string"):
         encode({"layout": 3})
+    with pytest.raises(ModelError, match="edgesal.colour: not a known key; add a Key line"):
+        encode({"colour": "RGB"})
 
 
 def test_preprocess_round_trip_and_checks():
