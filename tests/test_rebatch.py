@@ -243,3 +243,14 @@ def test_smooth_around_gradcam_falls_back_too():
     )
     assert metadata.read(exported)["batching"]["mode"] == "sequential"
     assert _run(exported, _x()).shape == (1, 1, 8, 8)
+
+
+def test_cli_max_batch_reaches_the_metadata(tmp_path):
+    from edgesal.cli import main
+
+    source, out = tmp_path / "m.onnx", tmp_path / "m.sal.onnx"
+    onnx.save(_graph("reshape"), str(source))
+    argv = ["export", str(source), "-o", str(out), "--method", "smoothgrad", "--samples", "4"]
+    assert main([*argv, "--max-batch", "2", "--target", "class:1"]) == 0
+    used = metadata.read(onnx.load(str(out)))["batching"]
+    assert (used["mode"], used["max_batch"]) == ("rebatched", 2)
