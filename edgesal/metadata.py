@@ -9,6 +9,8 @@ runtime reads without the ``onnx`` package (onnxruntime:
 
 from __future__ import annotations
 
+from typing import Any
+
 import onnx
 
 from edgesal.errors import InputError
@@ -56,8 +58,9 @@ def write(model: onnx.ModelProto, values: dict[str, object]) -> None:
         model.metadata_props.add(key=key, value=value)
 
 
-def read(props: dict[str, str] | onnx.ModelProto) -> dict[str, object]:
-    """The ``edgesal.*`` entries without the prefix, decoded by the contract."""
+def read(props: dict[str, str] | onnx.ModelProto) -> dict[str, Any]:
+    """The ``edgesal.*`` entries without the prefix, decoded by the contract (JSON values, so
+    ``Any``: each key's reader checks its own)."""
     if isinstance(props, onnx.ModelProto):
         props = {p.key: p.value for p in props.metadata_props}
     return contract.decode(props)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -70,10 +71,20 @@ class GradContext:
         """A scalar constant with the element type of tensor ``like``."""
         return self.b.const(np.asarray(value, dtype=self.dtype(like)))
 
+    @property
+    def dy0(self) -> str:
+        """Incoming gradient of output 0. The engine runs a rule only when some gradient arrives,
+        so for a single-output node this is never None; the check states that for the types."""
+        dy = self.dy[0]
+        if dy is None:
+            raise RuntimeError(f"{self.node.op_type}: no gradient reached output {self.y[0]}")
+        return dy
+
     def dy_or_zeros(self, i: int) -> str:
         """Incoming gradient of output ``i``, or zeros shaped like that output when none arrives."""
-        if self.dy[i] is not None:
-            return self.dy[i]
+        dy = self.dy[i]
+        if dy is not None:
+            return dy
         out = self.y[i]
         return self.b.const(np.zeros(self.shape(out), dtype=self.dtype(out)), hint="zeros")
 
@@ -117,13 +128,16 @@ class Rule:
 
 RULES: dict[str, Rule] = {}
 
+RuleFnT = TypeVar("RuleFnT", bound=RuleFn)
 
-def register(*op_types: str, broadcasting: bool = False) -> Callable[[RuleFn], RuleFn]:
+
+def register(*op_types: str, broadcasting: bool = False) -> Callable[[RuleFnT], RuleFnT]:
     """Decorator: register ``fn`` as the VJP rule of each of ``op_types`` (each declared in
     :mod:`edgesal.graph.optraits`, and not declared ``zero``: those come from
-    :func:`register_zero`)."""
+    :func:`register_zero`). The type checker holds ``fn`` to :data:`RuleFn`: a rule with another
+    signature fails ``make typecheck``."""
 
-    def wrap(fn: RuleFn) -> RuleFn:
+    def wrap(fn: RuleFnT) -> RuleFnT:
         for op_type in op_types:
             if op_type in RULES:
                 raise RuntimeError(f"gradient rule for {op_type} registered twice")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -80,8 +82,9 @@ class TensorInfo:
         return self._values.get(name)
 
 
-def attrs(node: onnx.NodeProto) -> dict[str, object]:
-    """The node's attributes as Python values (strings decoded)."""
+def attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    """The node's attributes as Python values (strings decoded); each value's type is the
+    attribute's (int, float, str, list, tensor), known only at run time, hence ``Any``."""
     result = {}
     for a in node.attribute:
         value = onnx.helper.get_attribute_value(a)

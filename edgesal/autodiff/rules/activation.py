@@ -42,7 +42,7 @@ def _guided(ctx: GradContext) -> bool:
 
 def _incoming(ctx: GradContext) -> str:
     """dy, or max(dy, 0) in guided mode."""
-    return ctx.b.Relu(ctx.dy[0]) if _guided(ctx) else ctx.dy[0]
+    return ctx.b.Relu(ctx.dy0) if _guided(ctx) else ctx.dy0
 
 
 def _mask(ctx: GradContext, v: str, above: str | None, below: str | None = None) -> str | None:
@@ -52,14 +52,14 @@ def _mask(ctx: GradContext, v: str, above: str | None, below: str | None = None)
 
 
 @register("Relu")
-def relu(ctx: GradContext):
+def relu(ctx: GradContext) -> list[str | None]:
     """dx = dy * [y > 0]; guided: max(dy, 0) * [y > 0]. Relu'(0) = 0 (torch)."""
     y = ctx.y[0]
     return [ctx.b.Mul(_incoming(ctx), _mask(ctx, y, ctx.scalar(0, y)))]
 
 
 @register("Clip")
-def clip(ctx: GradContext):
+def clip(ctx: GradContext) -> list[str | None]:
     """dx = dy * [lo < y < hi]; guided: max(dy, 0) * [max(lo, 0) < y < hi].
 
     Zero at both bounds, as torch's hardtanh and relu6 backward (torch.clamp would give 1 there).
@@ -99,7 +99,7 @@ def _at_least_zero(ctx: GradContext, bound: str | None) -> str:
 
 
 @register("LeakyRelu")
-def leaky_relu(ctx: GradContext):
+def leaky_relu(ctx: GradContext) -> list[str | None]:
     """dx = dy * (a + (1 - a) [x > 0]), the slope a at 0 (torch); guided: max(dy, 0) * [x > 0].
 
     With a >= 0, y > 0 iff x > 0, so the mask reads y.
@@ -115,7 +115,7 @@ def leaky_relu(ctx: GradContext):
 
 
 @register("PRelu", broadcasting=True)
-def prelu(ctx: GradContext):
+def prelu(ctx: GradContext) -> list[str | None]:
     """dx = dy * (s + (1 - s) [x > 0]), the slope s at 0 (torch); ds = dy * min(x, 0).
 
     Guided: dx = max(dy, 0) * [x > 0]; the slope's gradient stays exact. The engine sums ds
@@ -145,7 +145,7 @@ def _one_minus(ctx: GradContext, name: str) -> str:
 
 
 @register("HardSwish")
-def hard_swish(ctx: GradContext):
+def hard_swish(ctx: GradContext) -> list[str | None]:
     """dx = dy * hs'(x): 0 for x <= -3, x/3 + 1/2 inside, 1 for x >= 3 (torch's convention).
 
     Computed as g + [|x| < 3] (g - 1/2) with g = HardSigmoid(x) = clip(x/6 + 1/2, 0, 1).
@@ -161,7 +161,7 @@ def hard_swish(ctx: GradContext):
 
 
 @register("HardSigmoid")
-def hard_sigmoid(ctx: GradContext):
+def hard_sigmoid(ctx: GradContext) -> list[str | None]:
     """dx = dy * alpha * [0 < alpha x + beta < 1]; zero at both bounds (torch's hardsigmoid).
 
     The window is compared on x, (-beta/alpha, (1-beta)/alpha) rounded to x's type, not on y:
@@ -177,31 +177,31 @@ def hard_sigmoid(ctx: GradContext):
 
 
 @register("Sigmoid")
-def sigmoid(ctx: GradContext):
+def sigmoid(ctx: GradContext) -> list[str | None]:
     """dx = dy * y * (1 - y)."""
     y = ctx.y[0]
     return [ctx.b.Mul(ctx.dy[0], ctx.b.Mul(y, ctx.b.Sub(ctx.scalar(1, y), y)))]
 
 
 @register("Tanh")
-def tanh(ctx: GradContext):
+def tanh(ctx: GradContext) -> list[str | None]:
     """dx = dy * (1 - y^2)."""
     y = ctx.y[0]
     return [ctx.b.Mul(ctx.dy[0], ctx.b.Sub(ctx.scalar(1, y), ctx.b.Mul(y, y)))]
 
 
 @register("Softmax")
-def softmax(ctx: GradContext):
+def softmax(ctx: GradContext) -> list[str | None]:
     """dx = y * (dy - sum(dy * y, axis)) (opset >= 13: one axis, default -1)."""
-    y, dy = ctx.y[0], ctx.dy[0]
+    y, dy = ctx.y[0], ctx.dy0
     total = _sum_over(ctx, ctx.b.Mul(dy, y), ctx.attr("axis", -1))
     return [ctx.b.Mul(y, ctx.b.Sub(dy, total))]
 
 
 @register("LogSoftmax")
-def log_softmax(ctx: GradContext):
+def log_softmax(ctx: GradContext) -> list[str | None]:
     """dx = dy - exp(y) * sum(dy, axis) (opset >= 13: one axis, default -1)."""
-    y, dy = ctx.y[0], ctx.dy[0]
+    y, dy = ctx.y[0], ctx.dy0
     total = _sum_over(ctx, dy, ctx.attr("axis", -1))
     return [ctx.b.Sub(dy, ctx.b.Mul(ctx.b.Exp(y), total))]
 
@@ -217,14 +217,14 @@ def _sum_over(ctx: GradContext, tensor: str, axis: int) -> str:
 
 
 @register("Elu")
-def elu(ctx: GradContext):
+def elu(ctx: GradContext) -> list[str | None]:
     """dx = dy for x > 0, dy * (y + a) = dy * a e^x for x <= 0 (a at 0, as torch)."""
     alpha = ctx.attr("alpha", 1.0)
     return [ctx.b.Mul(ctx.dy[0], _exponential_linear_slope(ctx, 1.0, alpha))]
 
 
 @register("Selu")
-def selu(ctx: GradContext):
+def selu(ctx: GradContext) -> list[str | None]:
     """dx = dy * g for x > 0, dy * (y + g a) = dy * g a e^x for x <= 0 (g a at 0, as torch)."""
     alpha = ctx.attr("alpha", 1.67326319217681884765625)
     gamma = ctx.attr("gamma", 1.05070102214813232421875)
@@ -246,45 +246,45 @@ def _exponential_linear_slope(ctx: GradContext, positive: float, negative: float
 
 
 @register("Softplus")
-def softplus(ctx: GradContext):
+def softplus(ctx: GradContext) -> list[str | None]:
     """dx = dy * sigmoid(x)."""
     return [ctx.b.Mul(ctx.dy[0], ctx.b.Sigmoid(ctx.x[0]))]
 
 
 @register("Exp")
-def exp(ctx: GradContext):
+def exp(ctx: GradContext) -> list[str | None]:
     """dx = dy * y."""
     return [ctx.b.Mul(ctx.dy[0], ctx.y[0])]
 
 
 @register("Log")
-def log(ctx: GradContext):
+def log(ctx: GradContext) -> list[str | None]:
     """dx = dy / x."""
     return [ctx.b.Div(ctx.dy[0], ctx.x[0])]
 
 
 @register("Sqrt")
-def sqrt(ctx: GradContext):
+def sqrt(ctx: GradContext) -> list[str | None]:
     """dx = dy / (2 y)."""
     y = ctx.y[0]
     return [ctx.b.Div(ctx.b.Mul(ctx.dy[0], ctx.scalar(0.5, y)), y)]
 
 
 @register("Abs")
-def abs_(ctx: GradContext):
+def abs_(ctx: GradContext) -> list[str | None]:
     """dx = dy * sign(x); Abs'(0) = 0 (torch)."""
     return [ctx.b.Mul(ctx.dy[0], ctx.b.Sign(ctx.x[0]))]
 
 
 @register("Reciprocal")
-def reciprocal(ctx: GradContext):
+def reciprocal(ctx: GradContext) -> list[str | None]:
     """dx = -dy * y^2."""
     y = ctx.y[0]
     return [ctx.b.Mul(ctx.b.Neg(ctx.dy[0]), ctx.b.Mul(y, y))]
 
 
 @register("Pow", broadcasting=True)
-def pow_(ctx: GradContext):
+def pow_(ctx: GradContext) -> list[str | None]:
     """d(x^p) = (dy * p * x^(p-1), dy * y * ln x); the exponent's gradient needs x > 0."""
     x, p = ctx.x
     dy = ctx.dy[0]
@@ -311,7 +311,7 @@ def _power_slope(ctx: GradContext, x: str, p: str) -> str:
 
 
 @register("Erf")
-def erf(ctx: GradContext):
+def erf(ctx: GradContext) -> list[str | None]:
     """dx = dy * 2/sqrt(pi) * exp(-x^2)."""
     x = ctx.x[0]
     gauss = ctx.b.Exp(ctx.b.Neg(ctx.b.Mul(x, x)))

@@ -71,7 +71,7 @@ def choose_strategy(spec: ConvSpec) -> str:
 
 
 @register("Conv")
-def conv(ctx: GradContext):
+def conv(ctx: GradContext) -> list[str | None]:
     """dx = conv_transpose(dy, w), emitted as the strategy :func:`choose_strategy` picks.
 
     y[n, g*Mg+m, o] = sum_{c,k} x[n, g*Cg+c, o*s + k*d - pad] w[g*Mg+m, c, k], so
@@ -83,11 +83,11 @@ def conv(ctx: GradContext):
     x, w = ctx.x[:2]
     group = ctx.attr("group", 1)
     spec = ConvSpec(w, ctx.shape(w), group, _conv_axes(ctx, x, ctx.y[0]), ctx.dtype(x))
-    return [conv_input_gradient(ctx.b, ctx.dy[0], spec, choose_strategy(spec)), *extra]
+    return [conv_input_gradient(ctx.b, ctx.dy0, spec, choose_strategy(spec)), *extra]
 
 
 @register("ConvTranspose")
-def conv_transpose(ctx: GradContext):
+def conv_transpose(ctx: GradContext) -> list[str | None]:
     """dx = conv(dy, w) with the node's strides, dilations, group and begin pads.
 
     y[n, g*Mg+m, j] += x[n, g*Cg+c, i] w[g*Cg+c, m, k] at j = i*s + k*d - pad; w's layout
@@ -100,7 +100,7 @@ def conv_transpose(ctx: GradContext):
     x, w = ctx.x[:2]
     axes = _conv_axes(ctx, ctx.y[0], x)
     ends = [a.stride * (a.out - 1) + a.span - a.size - a.pad for a in axes]
-    dy = _crop(ctx.b, ctx.dy[0], [0] * len(axes), [min(e, 0) for e in ends], [a.size for a in axes])
+    dy = _crop(ctx.b, ctx.dy0, [0] * len(axes), [min(e, 0) for e in ends], [a.size for a in axes])
     dx = ctx.b.Conv(
         dy,
         w,

@@ -16,19 +16,19 @@ _FLOAT_TYPES = {
 
 
 @register("Add", broadcasting=True)
-def add(ctx: GradContext):
+def add(ctx: GradContext) -> list[str | None]:
     """d(a+b) = (dy, dy)."""
     return [ctx.dy[0], ctx.dy[0]]
 
 
 @register("Sub", broadcasting=True)
-def sub(ctx: GradContext):
+def sub(ctx: GradContext) -> list[str | None]:
     """d(a-b) = (dy, -dy)."""
     return [ctx.dy[0], ctx.b.Neg(ctx.dy[0]) if ctx.needs[1] else None]
 
 
 @register("Mul", broadcasting=True)
-def mul(ctx: GradContext):
+def mul(ctx: GradContext) -> list[str | None]:
     """d(a*b) = (dy*b, dy*a)."""
     a, b_ = ctx.x
     dy = ctx.dy[0]
@@ -39,7 +39,7 @@ def mul(ctx: GradContext):
 
 
 @register("Div", broadcasting=True)
-def div(ctx: GradContext):
+def div(ctx: GradContext) -> list[str | None]:
     """d(a/b) = (dy/b, -dy*a/b^2) = (dy/b, -(dy/b)*y)."""
     _, den = ctx.x
     scaled = ctx.b.Div(ctx.dy[0], den)
@@ -48,31 +48,31 @@ def div(ctx: GradContext):
 
 
 @register("Neg")
-def neg(ctx: GradContext):
+def neg(ctx: GradContext) -> list[str | None]:
     """d(-x) = -dy."""
     return [ctx.b.Neg(ctx.dy[0])]
 
 
 @register("Sum", broadcasting=True)
-def sum_(ctx: GradContext):
+def sum_(ctx: GradContext) -> list[str | None]:
     """d(x1+...+xn) = dy for every input."""
     return [ctx.dy[0]] * len(ctx.x)
 
 
 @register("Identity")
-def identity(ctx: GradContext):
+def identity(ctx: GradContext) -> list[str | None]:
     """d(x) = dy."""
     return [ctx.dy[0]]
 
 
 @register("Dropout")
-def dropout(ctx: GradContext):
+def dropout(ctx: GradContext) -> list[str | None]:
     """Inference-mode Dropout is the identity; ratio and training_mode get no gradient."""
     return [ctx.dy[0]]
 
 
 @register("Cast")
-def cast(ctx: GradContext):
+def cast(ctx: GradContext) -> list[str | None]:
     """Cast back to the input's float type; integer inputs get no gradient."""
     source = ctx.info.dtype(ctx.x[0])
     if source not in _FLOAT_TYPES:

@@ -12,16 +12,16 @@ from edgesal.autodiff.registry import GradContext, register, unbroadcast
 
 
 @register("Gemm")
-def gemm(ctx: GradContext):
+def gemm(ctx: GradContext) -> list[str | None]:
     """Y = alpha A' B' + beta C with A' = A or A^T, B' = B or B^T.
 
     dA' = alpha dy B'^T, dB' = alpha A'^T dy, dC = beta dy summed over C's broadcast axes.
     """
     a, b = ctx.x[:2]
-    dy = ctx.dy[0]
+    dy = ctx.dy0
     alpha, beta = ctx.attr("alpha", 1.0), ctx.attr("beta", 1.0)
     trans_a, trans_b = ctx.attr("transA", 0), ctx.attr("transB", 0)
-    grads = [None] * len(ctx.x)
+    grads: list[str | None] = [None] * len(ctx.x)
     if ctx.needs[0]:
         grads[0] = (
             ctx.b.Gemm(b, dy, alpha=alpha, transA=trans_b, transB=1)
@@ -41,7 +41,7 @@ def gemm(ctx: GradContext):
 
 
 @register("MatMul")
-def matmul(ctx: GradContext):
+def matmul(ctx: GradContext) -> list[str | None]:
     """Y = A @ B: dA = dy @ B^T, dB = A^T @ dy, each summed over the batch axes it was broadcast
     along. A 1-D A is a row [1, K] and a 1-D B a column [K, 1], as in numpy."""
     a, b = ctx.x
@@ -50,10 +50,10 @@ def matmul(ctx: GradContext):
     b_mat = (*b_shape, 1) if len(b_shape) == 1 else b_shape
     batch = tuple(np.broadcast_shapes(a_mat[:-2], b_mat[:-2]))
     full = (*batch, a_mat[-2], b_mat[-1])
-    dy = ctx.dy[0]
+    dy = ctx.dy0
     if tuple(ctx.shape(ctx.y[0])) != full:
         dy = ctx.b.Reshape(dy, ctx.b.ints(full))
-    grads = [None, None]
+    grads: list[str | None] = [None, None]
     if ctx.needs[0]:
         grad = _product(ctx, (dy, False), _transpose(ctx, b, b_mat), len(full))
         grads[0] = _sum_to(ctx, grad, (*batch, *a_mat[-2:]), a_mat, a_shape)

@@ -15,7 +15,7 @@ from edgesal.errors import InputError
 
 
 @register("BatchNormalization")
-def batch_normalization(ctx: GradContext):
+def batch_normalization(ctx: GradContext) -> list[str | None]:
     """dx = dy * scale / sqrt(var + eps), per channel (axis 1); inference mode, X only.
 
     With constant scale and var the factor is folded into one constant, so the whole rule is a
@@ -38,7 +38,7 @@ def batch_normalization(ctx: GradContext):
 
 
 @register("InstanceNormalization")
-def instance_normalization(ctx: GradContext):
+def instance_normalization(ctx: GradContext) -> list[str | None]:
     """Normalizes each (n, c) over the spatial axes; dscale = sum(dy * x_hat), dB = sum(dy).
 
     Scale and B have shape [C]; their gradients are summed over batch and spatial axes here.
@@ -49,7 +49,7 @@ def instance_normalization(ctx: GradContext):
     spatial = list(range(2, rank))
     x_hat, inv_std = _standardize(ctx, x, spatial, ctx.attr("epsilon", 1e-5))
     dy = ctx.dy[0]
-    grads = [None, None, None]
+    grads: list[str | None] = [None, None, None]
     if ctx.needs[0]:
         g = ctx.b.Mul(dy, ctx.b.Reshape(scale, channels))
         grads[0] = _standardize_backward(ctx, g, x_hat, inv_std, spatial)
@@ -62,7 +62,7 @@ def instance_normalization(ctx: GradContext):
 
 
 @register("LayerNormalization", broadcasting=True)
-def layer_normalization(ctx: GradContext):
+def layer_normalization(ctx: GradContext) -> list[str | None]:
     """Normalizes over the axes from ``axis`` on; dScale = dy * x_hat, dB = dy (engine sums them).
 
     Only Y may carry a gradient: Mean and InvStdDev are training outputs, and a gradient into
@@ -74,8 +74,8 @@ def layer_normalization(ctx: GradContext):
     rank = len(ctx.shape(x))
     axes = list(range(ctx.attr("axis", -1) % rank, rank))
     x_hat, inv_std = _standardize(ctx, x, axes, ctx.attr("epsilon", 1e-5))
-    dy = ctx.dy[0]
-    grads = [None] * len(ctx.x)
+    dy = ctx.dy0
+    grads: list[str | None] = [None] * len(ctx.x)
     if ctx.needs[0]:
         grads[0] = _standardize_backward(ctx, ctx.b.Mul(dy, scale), x_hat, inv_std, axes)
     if ctx.needs[1]:

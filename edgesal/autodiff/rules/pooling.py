@@ -188,7 +188,7 @@ def window_sum_stride1(ctx: GradContext, g: str, w: Windows, before, after) -> s
 
 
 @register("MaxPool")
-def max_pool(ctx: GradContext):
+def max_pool(ctx: GradContext) -> list[str | None]:
     """dx through y = pool_0(pool_1(... pool_last(x))): one 1-D max pool per spatial axis.
 
     Stages run innermost axis first. Each pads its input with a value below min(x) (padding
@@ -220,7 +220,7 @@ def max_pool(ctx: GradContext):
         else:
             source = b.MaxPool(padded, kernel_shape=g.k, strides=g.s, dilations=g.d)
         stages.append((padded, g, source))
-    grad = ctx.dy[0]
+    grad = ctx.dy0
     for padded, g, output in reversed(stages):
         grad = max_pool_axis(ctx, padded, output, grad, g)
     return [grad]
@@ -322,7 +322,7 @@ def pool_counts(ctx: GradContext, w: Windows) -> np.ndarray:
 
 
 @register("AveragePool")
-def average_pool(ctx: GradContext):
+def average_pool(ctx: GradContext) -> list[str | None]:
     """dx = sum_k place_k(dy / count): every tap of a window gets the same share of dy."""
     w = windows(ctx)
     counts = pool_counts(ctx, w)
@@ -335,7 +335,7 @@ def average_pool(ctx: GradContext):
 
 
 @register("LpPool")
-def lp_pool(ctx: GradContext):
+def lp_pool(ctx: GradContext) -> list[str | None]:
     """y = (sum |x|^p)^(1/p) over a window: dx = sign(x)|x|^(p-1) * sum_k place_k(dy * y^(1-p)).
 
     Windows whose norm is 0 pass no gradient (the subgradient PyTorch's norm uses).
@@ -362,7 +362,7 @@ def lp_pool(ctx: GradContext):
 
 
 @register("GlobalAveragePool")
-def global_average_pool(ctx: GradContext):
+def global_average_pool(ctx: GradContext) -> list[str | None]:
     """dx = dy / (number of spatial positions), broadcast over them."""
     shape = ctx.shape(ctx.x[0])
     scaled = ctx.b.Mul(ctx.dy[0], ctx.scalar(1.0 / math.prod(shape[2:]), ctx.x[0]))
@@ -370,7 +370,7 @@ def global_average_pool(ctx: GradContext):
 
 
 @register("GlobalMaxPool")
-def global_max_pool(ctx: GradContext):
+def global_max_pool(ctx: GradContext) -> list[str | None]:
     """dx = dy at the first maximum in scan order (ArgMax's tie rule, as MaxPool), else 0."""
     b = ctx.b
     shape = ctx.shape(ctx.x[0])

@@ -43,70 +43,70 @@ def spread(ctx: GradContext, t: str) -> str:
 
 
 @register("ReduceSum")
-def reduce_sum(ctx: GradContext):
+def reduce_sum(ctx: GradContext) -> list[str | None]:
     """dx = broadcast(dy)."""
     axes = reduced_axes(ctx)
-    return [spread(ctx, kept(ctx, ctx.dy[0], axes))]
+    return [spread(ctx, kept(ctx, ctx.dy0, axes))]
 
 
 @register("ReduceMean")
-def reduce_mean(ctx: GradContext):
+def reduce_mean(ctx: GradContext) -> list[str | None]:
     """dx = broadcast(dy) / (number of reduced elements)."""
     axes = reduced_axes(ctx)
     count = math.prod(ctx.shape(ctx.x[0])[a] for a in axes)
-    scaled = ctx.b.Mul(kept(ctx, ctx.dy[0], axes), ctx.scalar(1.0 / count, ctx.x[0]))
+    scaled = ctx.b.Mul(kept(ctx, ctx.dy0, axes), ctx.scalar(1.0 / count, ctx.x[0]))
     return [spread(ctx, scaled)]
 
 
 @register("ReduceSumSquare")
-def reduce_sum_square(ctx: GradContext):
+def reduce_sum_square(ctx: GradContext) -> list[str | None]:
     """y = sum x^2: dx = 2 x dy."""
-    dy = kept(ctx, ctx.dy[0], reduced_axes(ctx))
+    dy = kept(ctx, ctx.dy0, reduced_axes(ctx))
     return [ctx.b.Mul(ctx.b.Mul(dy, ctx.scalar(2.0, ctx.x[0])), ctx.x[0])]
 
 
 @register("ReduceL1")
-def reduce_l1(ctx: GradContext):
+def reduce_l1(ctx: GradContext) -> list[str | None]:
     """y = sum |x|: dx = sign(x) dy (0 at x = 0, as torch)."""
-    dy = kept(ctx, ctx.dy[0], reduced_axes(ctx))
+    dy = kept(ctx, ctx.dy0, reduced_axes(ctx))
     return [ctx.b.Mul(dy, ctx.b.Sign(ctx.x[0]))]
 
 
 @register("ReduceL2")
-def reduce_l2(ctx: GradContext):
+def reduce_l2(ctx: GradContext) -> list[str | None]:
     """y = sqrt(sum x^2): dx = x dy / y; a zero norm passes no gradient (torch's choice)."""
     b = ctx.b
     axes = reduced_axes(ctx)
     y = kept(ctx, ctx.y[0], axes)
     zero, one = ctx.scalar(0.0, ctx.x[0]), ctx.scalar(1.0, ctx.x[0])
     safe = b.Where(b.Equal(y, zero), one, y)
-    return [b.Mul(b.Div(kept(ctx, ctx.dy[0], axes), safe), ctx.x[0])]
+    return [b.Mul(b.Div(kept(ctx, ctx.dy0, axes), safe), ctx.x[0])]
 
 
 @register("ReduceLogSum")
-def reduce_log_sum(ctx: GradContext):
+def reduce_log_sum(ctx: GradContext) -> list[str | None]:
     """y = log(sum x): dx = dy / exp(y), broadcast."""
     axes = reduced_axes(ctx)
     total = ctx.b.Exp(kept(ctx, ctx.y[0], axes))
-    return [spread(ctx, ctx.b.Div(kept(ctx, ctx.dy[0], axes), total))]
+    return [spread(ctx, ctx.b.Div(kept(ctx, ctx.dy0, axes), total))]
 
 
 @register("ReduceLogSumExp")
-def reduce_log_sum_exp(ctx: GradContext):
+def reduce_log_sum_exp(ctx: GradContext) -> list[str | None]:
     """y = log(sum exp x): dx = dy * exp(x - y) (the softmax over the reduced axes)."""
     axes = reduced_axes(ctx)
     weights = ctx.b.Exp(ctx.b.Sub(ctx.x[0], kept(ctx, ctx.y[0], axes)))
-    return [ctx.b.Mul(kept(ctx, ctx.dy[0], axes), weights)]
+    return [ctx.b.Mul(kept(ctx, ctx.dy0, axes), weights)]
 
 
 @register("ReduceMax", "ReduceMin")
-def reduce_extreme(ctx: GradContext):
+def reduce_extreme(ctx: GradContext) -> list[str | None]:
     """dx = dy * [x == y] / (number of tied extremes): torch.amax/amin's even split."""
     b = ctx.b
     axes = reduced_axes(ctx)
     x = ctx.x[0]
     hit = b.Cast(b.Equal(x, kept(ctx, ctx.y[0], axes)), to=ctx.info.dtype(x))
-    dy = kept(ctx, ctx.dy[0], axes)
+    dy = kept(ctx, ctx.dy0, axes)
     if axes:
         dy = b.Div(dy, b.ReduceSum(hit, b.ints(axes), keepdims=1))
     return [b.Mul(hit, dy)]

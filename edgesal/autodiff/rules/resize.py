@@ -102,7 +102,7 @@ def check_supported(ctx: GradContext, axes: list[Axis]) -> None:
 
 
 @register("Resize")
-def resize(ctx: GradContext):
+def resize(ctx: GradContext) -> list[str | None]:
     """dx = M_1^T ... M_k^T dy: one constant matrix per resized axis.
 
     Nearest upsampling of H and W by integer factors (every output copies input i // f) has a
@@ -117,11 +117,11 @@ def resize(ctx: GradContext):
             matrices[i] = m.astype(ctx.dtype(ctx.x[0]))
     factors = {i: block_factor(m) for i, m in matrices.items()}
     if len(axes) == 4 and set(matrices) <= {2, 3} and all(factors.values()):
-        f = [factors.get(2, 1), factors.get(3, 1)]
-        pooled = ctx.b.AveragePool(ctx.dy[0], kernel_shape=f, strides=f)
+        f = [factors.get(2) or 1, factors.get(3) or 1]  # each present one is set (all())
+        pooled = ctx.b.AveragePool(ctx.dy0, kernel_shape=f, strides=f)
         return [ctx.b.Mul(pooled, ctx.scalar(float(f[0] * f[1]), ctx.x[0]))]
     shape = [a.n_out for a in axes]
-    grad = ctx.dy[0]
+    grad = ctx.dy0
     for i in sorted(matrices, reverse=True):
         grad = transposed_along(ctx, grad, shape, i, matrices[i])
         shape[i] = axes[i].n_in

@@ -31,6 +31,15 @@ def constant_ints(ctx: GradContext, index: int, what: str) -> list[int] | None:
     return [int(v) for v in np.asarray(value).ravel()]
 
 
+def required_ints(ctx: GradContext, index: int, what: str) -> list[int]:
+    """Values of int input ``index``, which the operator requires (opsets before Slice 10 and
+    Pad 11 held them as attributes, which no rule reads)."""
+    values = constant_ints(ctx, index, what)
+    if values is None:
+        raise UnsupportedAttributeError(ctx, f"its {what} input is missing")
+    return values
+
+
 # ---------------------------------------------------------------------------------------------
 # placement helpers
 
@@ -75,13 +84,13 @@ def zeros_of(ctx: GradContext, name: str) -> str:
 
 
 @register("Reshape", "Flatten", "Squeeze", "Unsqueeze")
-def reshape(ctx: GradContext):
+def reshape(ctx: GradContext) -> list[str | None]:
     """Element order is unchanged: dx = Reshape(dy, shape(x))."""
     return [ctx.b.Reshape(ctx.dy[0], ctx.b.ints(ctx.shape(ctx.x[0])))]
 
 
 @register("Transpose")
-def transpose(ctx: GradContext):
+def transpose(ctx: GradContext) -> list[str | None]:
     """dx = Transpose(dy, inverse(perm)); perm defaults to reversing the axes."""
     rank = len(ctx.shape(ctx.x[0]))
     perm = list(ctx.attr("perm", list(reversed(range(rank)))))
@@ -89,13 +98,13 @@ def transpose(ctx: GradContext):
 
 
 @register("Expand", broadcasting=True)
-def expand(ctx: GradContext):
+def expand(ctx: GradContext) -> list[str | None]:
     """Expand is a broadcast: dx = dy summed over the broadcast axes (the engine does the sum)."""
     return [ctx.dy[0], None]
 
 
 @register("Tile")
-def tile(ctx: GradContext):
+def tile(ctx: GradContext) -> list[str | None]:
     """y = x repeated r_i times along axis i: dx = sum over the r_i copies, one axis at a time.
 
     dy is viewed as (A, r, n*B) for each tiled axis and summed over r: tensors stay 3-D.
@@ -115,7 +124,7 @@ def tile(ctx: GradContext):
 
 
 @register("Concat")
-def concat(ctx: GradContext):
+def concat(ctx: GradContext) -> list[str | None]:
     """dx_i = the slice of dy that input i filled along ``axis``."""
     rank = len(ctx.shape(ctx.y[0]))
     axis = ctx.attr("axis") % rank
@@ -132,7 +141,7 @@ def concat(ctx: GradContext):
 
 
 @register("Split")
-def split(ctx: GradContext):
+def split(ctx: GradContext) -> list[str | None]:
     """dx = Concat(dy_0, ..., dy_k) along ``axis``; outputs with no gradient become zero padding."""
     rank = len(ctx.shape(ctx.x[0]))
     axis = ctx.attr("axis", 0) % rank
@@ -140,13 +149,13 @@ def split(ctx: GradContext):
     pending = 0  # zero rows waiting to be attached in front of the next piece
     for i, out in enumerate(ctx.y):
         length = ctx.shape(out)[axis]
-        if ctx.dy[i] is None:
+        grad = ctx.dy[i]
+        if grad is None:
             if pieces:
                 pieces[-1] = _axis_pad(ctx, pieces[-1], rank, axis, 0, length)
             else:
                 pending += length
             continue
-        grad = ctx.dy[i]
         pieces.append(_axis_pad(ctx, grad, rank, axis, pending, 0) if pending else grad)
         pending = 0
     grad = pieces[0] if len(pieces) == 1 else ctx.b.Concat(*pieces, axis=axis)
@@ -154,7 +163,7 @@ def split(ctx: GradContext):
 
 
 @register("Slice")
-def slice_(ctx: GradContext):
+def slice_(ctx: GradContext) -> list[str | None]:
     """dy goes back to the sliced positions, zeros elsewhere (works for any steps).
 
     Per axis the selected indices form start, start+step, ...; a negative step is undone by
@@ -162,8 +171,8 @@ def slice_(ctx: GradContext):
     """
     shape = ctx.shape(ctx.x[0])
     rank = len(shape)
-    starts = constant_ints(ctx, 1, "starts")
-    ends = constant_ints(ctx, 2, "ends")
+    starts = required_ints(ctx, 1, "starts")
+    ends = required_ints(ctx, 2, "ends")
     axes = constant_ints(ctx, 3, "axes") or list(range(len(starts)))
     steps = constant_ints(ctx, 4, "steps") or [1] * len(starts)
     picks = [range(n) for n in shape]
@@ -172,7 +181,7 @@ def slice_(ctx: GradContext):
         picks[axis] = range(*slice(start, end, step).indices(shape[axis]))
     if any(len(p) == 0 for p in picks):
         return [zeros_of(ctx, ctx.x[0])]
-    grad = ctx.dy[0]
+    grad = ctx.dy0
     out_shape = [len(p) for p in picks]
     backwards = [axis for axis, p in enumerate(picks) if p.step < 0]
     if backwards:
@@ -193,7 +202,7 @@ def slice_(ctx: GradContext):
 
 
 @register("Gather")
-def gather(ctx: GradContext):
+def gather(ctx: GradContext) -> list[str | None]:
     """dx[.., j, ..] = sum of dy[.., p, ..] over positions p where indices[p] == j.
 
     Distinct indices: dy plus one zero slot, gathered by the inverse index map (Pad + Gather).
@@ -224,7 +233,7 @@ def gather(ctx: GradContext):
 
 
 @register("Pad")
-def pad(ctx: GradContext):
+def pad(ctx: GradContext) -> list[str | None]:
     """Per axis: the centre of dy, plus what the mode copied out of x folded back onto it.
 
     constant: crop (negative pads, i.e. crops, get zeros back); edge: border slabs summed onto the
@@ -234,7 +243,7 @@ def pad(ctx: GradContext):
     shape = ctx.shape(ctx.x[0])
     rank = len(shape)
     mode = ctx.attr("mode", "constant")
-    pads = constant_ints(ctx, 1, "pads")
+    pads = required_ints(ctx, 1, "pads")
     axes = constant_ints(ctx, 3, "axes")
     axes = [a % rank for a in axes] if axes is not None else list(range(rank))
     before, after = [0] * rank, [0] * rank
@@ -246,7 +255,7 @@ def pad(ctx: GradContext):
         raise UnsupportedAttributeError(ctx, f"mode='{mode}' is not supported")
     if min(before + after) < 0:
         raise UnsupportedAttributeError(ctx, f"negative pads with mode='{mode}' are not supported")
-    grad = ctx.dy[0]
+    grad = ctx.dy0
     current = list(ctx.shape(ctx.y[0]))
     for axis in reversed(range(rank)):
         if before[axis] or after[axis]:
@@ -263,8 +272,8 @@ def pad(ctx: GradContext):
 
 
 def _unpad_constant(ctx: GradContext, shape, before, after) -> str:
-    grad = ctx.dy[0]
-    out_shape = ctx.shape(ctx.y[0])
+    grad = ctx.dy0
+    out_shape: Sequence[int] = ctx.shape(ctx.y[0])
     regrow_b = [max(-p, 0) for p in before]
     regrow_a = [max(-p, 0) for p in after]
     if any(regrow_b) or any(regrow_a):
