@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from edgesal.errors import InputError
-from edgesal.graph.info import TensorInfo
+from edgesal.graph.info import TensorInfo, is_static
 from edgesal.runtimes.detections import BOX_FORMATS
 
 MAX_ANCHOR_FILE = 16 << 20
@@ -44,6 +44,8 @@ class BoxOptions:
 
     def metadata(self, model: onnx.ModelProto, scores: str) -> dict:
         """``edgesal.boxes`` for ``model`` whose score output is ``scores``, checked."""
+        if self.output is None:
+            raise InputError("--boxes-output: not given, so there are no boxes to describe")
         count = check_pairing(model, self.output, scores)
         entry: dict = {"output": self.output, "format": self.format}
         if self.anchors is not None:
@@ -68,8 +70,14 @@ def check_pairing(model: onnx.ModelProto, boxes: str, scores: str) -> int:
         )
     info = TensorInfo(model)
     box_dims, score_dims = info.dims(boxes) or (), info.dims(scores) or ()
-    count, per_item = math.prod(box_dims[1:-1]), math.prod(score_dims[1:])
-    if len(box_dims) < 2 or box_dims[-1] < 4 or per_item % max(count, 1):
+    box_rest, score_rest = box_dims[1:], score_dims[1:]  # past the batch axis
+    if not (is_static(box_rest) and is_static(score_rest)):
+        raise InputError(
+            f"--boxes-output {boxes}: shapes {list(box_dims)} and '{scores}' {list(score_dims)} "
+            "need known sizes past the batch axis to pair boxes with scores"
+        )
+    count, per_item = math.prod(box_rest[:-1]), math.prod(score_rest)
+    if len(box_rest) < 1 or box_rest[-1] < 4 or per_item % max(count, 1):
         raise InputError(
             f"--boxes-output {boxes}: shape {list(box_dims)} does not give a box (>= 4 values on "
             f"the last axis) to each of the {per_item} elements of '{scores}' {list(score_dims)}"

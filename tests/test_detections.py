@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from edgesal import metadata
-from edgesal.boxes import read_anchors
+from edgesal.boxes import check_pairing, read_anchors
 from edgesal.cli import main
 from edgesal.converters import to_tflite
 from edgesal.errors import InputError, TargetError
@@ -274,3 +274,23 @@ def test_frames_without_a_fresh_map_keep_the_last_boxes(detector, tmp_path):
     assert first.fresh_map and not second.fresh_map
     assert [d.index for d in second.detections] == [d.index for d in first.detections]
     assert len(first.detections) == 3
+
+
+def test_boxes_with_symbolic_sizes_past_the_batch_are_named():
+    """check_pairing needs known box and score counts per item; a symbol there is an InputError."""
+    h = onnx.helper
+    f = onnx.TensorProto.FLOAT
+    graph = h.make_graph(
+        [h.make_node("Identity", ["s"], ["scores"]), h.make_node("Identity", ["b"], ["boxes"])],
+        "g",
+        [
+            h.make_tensor_value_info("s", f, ["N", "P"]),
+            h.make_tensor_value_info("b", f, [1, "A", 4]),
+        ],
+        [
+            h.make_tensor_value_info("scores", f, ["N", "P"]),
+            h.make_tensor_value_info("boxes", f, [1, "A", 4]),
+        ],
+    )
+    with pytest.raises(InputError, match="known sizes past the batch axis"):
+        check_pairing(h.make_model(graph), "boxes", "scores")

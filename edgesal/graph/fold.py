@@ -13,7 +13,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from edgesal.graph.info import TensorInfo
+from edgesal.graph.info import TensorInfo, is_static
 
 _NOT_FOLDED = {
     "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
@@ -86,7 +86,7 @@ def _evaluate(node, values, info: TensorInfo, opset: int) -> list[np.ndarray] | 
 
 def _static_shape_op(node: onnx.NodeProto, info: TensorInfo) -> list[np.ndarray] | None:
     dims = info.dims(node.input[0])
-    if dims is None or not all(isinstance(d, int) for d in dims):
+    if dims is None or not is_static(dims):
         return None
     if node.op_type == "Size":
         return [np.asarray(int(np.prod(dims)), dtype=np.int64)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import onnx
@@ -70,16 +70,21 @@ class TensorInfo:
     def shape(self, name: str) -> tuple[int, ...]:
         """Fully static shape of ``name``; raises InputError naming the tensor otherwise."""
         dims = self.dims(name)
-        if dims is None or not all(isinstance(d, int) for d in dims):
+        if dims is None or not is_static(dims):
             raise InputError(
                 f"tensor '{name}' has no static shape ({dims}); gradient rules need static "
                 "shapes: fix the input shape with --input-shape/--batch"
             )
-        return dims  # type: ignore[return-value]
+        return dims
 
     def value(self, name: str) -> np.ndarray | None:
         """The constant value of ``name`` (initializer or Constant node), else None."""
         return self._values.get(name)
+
+
+def is_static(dims: tuple[int | str | None, ...]) -> TypeGuard[tuple[int, ...]]:
+    """True when every dim of :meth:`TensorInfo.dims` is a known size (no symbol, no None)."""
+    return all(isinstance(d, int) for d in dims)
 
 
 def attrs(node: onnx.NodeProto) -> dict[str, Any]:

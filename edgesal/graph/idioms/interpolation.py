@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def cubic_matrix(coords: np.ndarray, n_in: int, a: float, exclude_outside: bool)
     return matrix
 
 
-def interpolation_matrix(attr: Callable[[str, object], object], axis: Axis) -> np.ndarray:
+def interpolation_matrix(attr: Callable[[str, Any], Any], axis: Axis) -> np.ndarray:
     """The (n_out, n_in) matrix M with y = M x along one axis; ``attr(name, default)`` reads the
     Resize node's attributes (shared with the TFLite lowering, which emits the same matrices)."""
     ctm = attr("coordinate_transformation_mode", "half_pixel")
