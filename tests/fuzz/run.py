@@ -1,10 +1,10 @@
 """Run the fuzz targets: ``python -m tests.fuzz.run [--seconds S] [TARGET ...]``.
 
 Each target runs in its own child process (libFuzzer ends the process when it stops) under
-atheris, coverage-guided over the ``edgesal`` modules, starting from the committed corpus
-``tests/fuzz/corpus/<target>/``; without atheris (it ships wheels for Linux x86_64 only) a seeded
-mutator over the same corpus runs instead. The child caps its own memory (``RLIMIT_AS``), so an
-allocation sized from an untrusted number fails as MemoryError -- a finding -- instead of
+atheris, coverage-guided over the modules of that target's readers, starting from the committed
+corpus ``tests/fuzz/corpus/<target>/``; without atheris (it ships wheels for Linux x86_64 only) a
+seeded mutator over the same corpus runs instead. The child caps its own memory (``RLIMIT_AS``),
+so an allocation sized from an untrusted number fails as MemoryError -- a finding -- instead of
 swapping. A finding is saved as ``<out>/crash-<sha1>`` and the run exits non-zero; copy it into
 the corpus with a regression test. ``--seed`` (re)writes the seed files of the corpus.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import os
 import random
 import resource
@@ -39,8 +40,11 @@ def child(name: str, seconds: float, out: Path) -> int:
         import atheris
     except ImportError:
         return _mutate(name, seconds, out)
-    with atheris.instrument_imports(include=["edgesal"]):
-        from tests.fuzz import targets
+    from tests.fuzz import targets
+
+    with atheris.instrument_imports(include=targets.modules(name)):
+        for module in targets.modules(name):
+            importlib.import_module(module)
     work = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
     out.mkdir(parents=True, exist_ok=True)
     argv = [

@@ -10,36 +10,56 @@ a reader.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from edgesal.converters.formats import read_tflite
 from edgesal.errors import EdgesalError
-from edgesal.eval.pointing import load_boxes
-from edgesal.export import ExportOptions, export_saliency
-from edgesal.imaging import read_image
-from edgesal.onnx_io import load_model
-from edgesal.runtimes.backends.tflite_meta import read_input_shapes, read_metadata
-from edgesal.runtimes.cli import inspect_summary
-from edgesal.runtimes.contract import build_contract, read_labels
 from edgesal.runtimes.errors import DeviceError
-from edgesal.runtimes.model import MethodChain
-from edgesal.runtimes.records import RecordReader, RecordWriter
-from edgesal.runtimes.sources import open_source
-from edgesal.zoo.archive import read_state_dict
-from tests.models import nchw_cnn
-from tests.runtimes import synthetic, synthetic_tflite
 
 ALLOWED = (EdgesalError, DeviceError)
 CORPUS = Path(__file__).parent / "corpus"
 MAX_FRAMES = 8  # frames read from a fuzzed video or folder
 _scratch: Path | None = None
+
+# target -> the readers it calls ("module:name"). A fuzzing child imports (and instruments) only
+# its own target's modules: importing every reader costs each child seconds of start-up.
+READERS: dict[str, tuple[str, ...]] = {
+    "archive": ("edgesal.zoo.archive:read_state_dict",),
+    "salrec": ("edgesal.runtimes.records:RecordReader", "edgesal.runtimes.cli:inspect_summary"),
+    "tflite_meta": (
+        "edgesal.runtimes.backends.tflite_meta:read_metadata",
+        "edgesal.runtimes.backends.tflite_meta:read_input_shapes",
+    ),
+    "tflite_model": ("edgesal.converters.formats:read_tflite",),
+    "onnx_model": (
+        "edgesal.onnx_io:load_model",
+        "edgesal.export:export_saliency",
+        "edgesal.export:ExportOptions",
+    ),
+    "onnx_device": ("edgesal.runtimes.model:MethodChain",),
+    "labels": ("edgesal.runtimes.contract:read_labels",),
+    "boxes": ("edgesal.eval.pointing:load_boxes",),
+    "metadata": ("edgesal.runtimes.contract:build_contract",),
+    "image": ("edgesal.imaging:read_image", "edgesal.runtimes.sources:open_source"),
+    "video": ("edgesal.runtimes.sources:open_source",),
+}
+
+
+def reader(path: str):
+    """The object ``module:name`` names, its module imported on first use."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def modules(target: str) -> list[str]:
+    """The modules ``target`` exercises (what its child instruments for coverage)."""
+    return sorted({path.partition(":")[0] for path in READERS[target]})
 
 
 def scratch(name: str, data: bytes) -> Path:
@@ -55,52 +75,52 @@ def scratch(name: str, data: bytes) -> Path:
 
 def archive(data: bytes) -> None:
     """The zoo's weight-archive reader (restricted unpickler, legacy stream and zip)."""
-    read_state_dict(data, "fuzz.pth")
+    reader("edgesal.zoo.archive:read_state_dict")(data, "fuzz.pth")
 
 
 def salrec(data: bytes) -> None:
     """A ``.salrec`` file through the reader, the map decoder and ``records inspect``."""
     path = scratch("r.salrec", data)
-    reader = RecordReader(path)
-    for _ in reader.frames():
+    records = reader("edgesal.runtimes.records:RecordReader")(path)
+    for _ in records.frames():
         pass
-    reader.headers(), reader.events(), reader.truncated_bytes
-    inspect_summary(str(path))
+    records.headers(), records.events(), records.truncated_bytes
+    reader("edgesal.runtimes.cli:inspect_summary")(str(path))
 
 
 def tflite_meta(data: bytes) -> None:
     """The device runtime's own flatbuffer walks: the ``edgesal`` metadata entry and the input
     shapes checked against the memory budget before an interpreter is made."""
     try:
-        read_metadata(data)
+        reader("edgesal.runtimes.backends.tflite_meta:read_metadata")(data)
     finally:
-        read_input_shapes(data)
+        reader("edgesal.runtimes.backends.tflite_meta:read_input_shapes")(data)
 
 
 def tflite_model(data: bytes) -> None:
     """The converters' reader of a ``.tflite`` file (``edgesal convert`` from TFLite)."""
-    read_tflite(scratch("m.tflite", data))
+    reader("edgesal.converters.formats:read_tflite")(scratch("m.tflite", data))
 
 
 def onnx_model(data: bytes) -> None:
     """An ``.onnx`` file: the workstation loader, then the export entry on what loads."""
-    model = load_model(scratch("m.onnx", data))
-    export_saliency(model, ExportOptions())
+    model = reader("edgesal.onnx_io:load_model")(scratch("m.onnx", data))
+    reader("edgesal.export:export_saliency")(model, reader("edgesal.export:ExportOptions")())
 
 
 def onnx_device(data: bytes) -> None:
     """An ``.onnx`` file on the device: onnxruntime session, metadata contract, input budget."""
-    MethodChain.load([str(scratch("d.onnx", data))])
+    reader("edgesal.runtimes.model:MethodChain").load([str(scratch("d.onnx", data))])
 
 
 def labels(data: bytes) -> None:
     """``--labels`` (export and run): one name a line, or a JSON list."""
-    read_labels(str(scratch("labels.txt", data)))
+    reader("edgesal.runtimes.contract:read_labels")(str(scratch("labels.txt", data)))
 
 
 def boxes(data: bytes) -> None:
     """``--boxes`` of the pointing game: COCO JSON or ``{image: box}``."""
-    load_boxes(scratch("boxes.json", data))
+    reader("edgesal.eval.pointing:load_boxes")(scratch("boxes.json", data))
 
 
 def metadata(data: bytes) -> None:
@@ -113,21 +133,22 @@ def metadata(data: bytes) -> None:
         return
     props = {f"edgesal.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}
     inputs = {"image": ((1, 3, 32, 32), "float32"), "target": ((1,), "int64")}
-    build_contract("fuzz.onnx", props, inputs, ["logits", "saliency", "saliency_gradcam"])
+    outputs = ["logits", "saliency", "saliency_gradcam"]
+    reader("edgesal.runtimes.contract:build_contract")("fuzz.onnx", props, inputs, outputs)
 
 
 def image(data: bytes) -> None:
     """An image file: the workstation reader and the device's folder source."""
     path = scratch("images/a.png", data)
     try:
-        read_image(path)
+        reader("edgesal.imaging:read_image")(path)
     finally:
-        _frames(open_source(str(path.parent)))
+        _frames(reader("edgesal.runtimes.sources:open_source")(str(path.parent)))
 
 
 def video(data: bytes) -> None:
     """A video file through the device's file source (OpenCV/FFmpeg demux and decode)."""
-    _frames(open_source(str(scratch("v.avi", data))))
+    _frames(reader("edgesal.runtimes.sources:open_source")(str(scratch("v.avi", data))))
 
 
 def _frames(source) -> None:
@@ -155,6 +176,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
         video,
     )
 }
+assert set(TARGETS) == set(READERS)
 
 
 def run_one(name: str, data: bytes) -> None:
@@ -167,6 +189,10 @@ def run_one(name: str, data: bytes) -> None:
 
 def seeds() -> dict[str, dict[str, bytes]]:
     """Small valid inputs per target (what ``python -m tests.fuzz.run --seed`` commits)."""
+    import cv2
+
+    from tests.models import nchw_cnn
+    from tests.runtimes import synthetic
 
     folder = Path(tempfile.mkdtemp(prefix="edgesal-seeds-"))
     frames = synthetic.colour_frames(3, (16, 16))
@@ -219,6 +245,7 @@ def _torch_archive(zip_format: bool) -> bytes:
 
 
 def _salrec(folder: Path) -> bytes:
+    RecordWriter = reader("edgesal.runtimes.records:RecordWriter")  # noqa: N806
 
     path = folder / "seed.salrec"
     writer = RecordWriter(path, {"models": [{"method": "vanilla", "model": "m", "sha256": "0"}]})
@@ -231,5 +258,6 @@ def _salrec(folder: Path) -> bytes:
 
 
 def _tflite(folder: Path) -> bytes:
+    from tests.runtimes import synthetic_tflite
 
     return synthetic_tflite.build(folder / "m.tflite", size=8).read_bytes()
