@@ -80,10 +80,14 @@ class RoiPlan:
     def describe(self) -> dict:
         """The ``roi`` metadata entry: window, crop, split tensor and the reason for the choice."""
         y, x = self.axes
-        info = {"window": [x.window, y.window], "crop": [x.crop, y.crop], "split": self.split}
+        info: dict[str, object] = {
+            "window": [x.window, y.window],
+            "crop": [x.crop, y.crop],
+            "split": self.split,
+        }
         info.update({"estimated_saving": round(self.saving, 3), "reason": self.reason})
         info["cropped"] = bool(self._copies)  # false when no method took a gradient (Grad-CAM)
-        if self.runtime:
+        if self.box is None:  # placed at run time
             info.update({"input": ROI_INPUT, "used": ROI_USED})
         else:
             info["box"] = list(self.box)
@@ -94,9 +98,12 @@ class RoiPlan:
     def gradient(self, ctx, at: str, mapping: dict, seeds: dict, copies: int, mode: str) -> str:
         """dS/d(at) on the window (zeros elsewhere, so methods can multiply by x unchanged)."""
         b = ctx.b
-        full_split = mapping.get(self.split, self.split)
+        split = self.split
+        if split is None:
+            raise RuntimeError("RoiPlan.gradient needs a split tensor (callers check roi.split)")
+        full_split = mapping.get(split, split)
         g_split = input_gradient(ctx.model.graph, ctx.info, b, seeds, full_split, mode)
-        crop, copied = self._cropped_prefix(ctx, at, copies)
+        crop, copied = self._cropped_prefix(ctx, at, split, copies)
         seed = self._take(b, g_split, ctx.shape(full_split), "split", copies)
         g_crop = input_gradient(ctx.model.graph, ctx.info, b, {copied: seed}, crop, mode)
         inner = self._take(b, g_crop, ctx.shape(crop), "inner", copies)
@@ -125,15 +132,15 @@ class RoiPlan:
             )
         )
 
-    def _cropped_prefix(self, ctx, at: str, copies: int) -> tuple[str, str]:
+    def _cropped_prefix(self, ctx, at: str, split: str, copies: int) -> tuple[str, str]:
         """(crop of ``at``, the split tensor computed from it), one forward copy per sample set."""
         key = (at, copies)
         if key not in self._copies:
             crop = self._take(ctx.b, at, ctx.shape(at), "crop", copies)
             prefix = ctx.b.unique("roi_crop")
-            mapping = forward_copy(ctx.model.graph, self.image.tensor, crop, {self.split}, prefix)
+            mapping = forward_copy(ctx.model.graph, self.image.tensor, crop, {split}, prefix)
             ctx.info = TensorInfo(ctx.model)
-            self._copies[key] = (crop, mapping[self.split])
+            self._copies[key] = (crop, mapping[split])
         return self._copies[key]
 
     def _shape(self, shape: tuple[int, ...], kind: str) -> list[int]:
@@ -176,7 +183,7 @@ class RoiPlan:
         """The window's values put back at their place in an image-shaped tensor of zeros."""
         rank, (ay, ax) = len(full), self.image_axes
         sizes = [full[ay] - self.axes[0].window, full[ax] - self.axes[1].window]
-        if not self.runtime:
+        if self.box is not None:  # fixed ROI
             before = [0] * rank
             before[ay], before[ax] = self.box[1], self.box[0]
             after = [0] * rank
@@ -200,7 +207,7 @@ class RoiPlan:
 
     def _start(self, b: Builder, kind: str):
         """Starts (y, x) of window ``kind``: ints (fixed ROI) or an int64 tensor [N, 2]."""
-        if not self.runtime:
+        if self.box is not None:  # fixed ROI
             x0, y0 = self.box[:2]
             window = [y0, x0]
             crop = [a.starts[0] for a in self.axes]
@@ -275,10 +282,11 @@ def plan(
         candidate = _evaluate(prefix, tensor, windows, box is None)
         if candidate is not None and (best is None or candidate[0] > best[0]):
             best = candidate
-    plain = tuple(
+    plain_y, plain_x = (
         AxisPlan(n, w, n, (0,) * len(starts))
         for n, (w, starts) in zip((height, width), windows, strict=True)
     )
+    plain = (plain_y, plain_x)
     if not prefix.links:
         return RoiPlan(image, box, plain, reason="the graph has no spatially local prefix")
     if not cuts:
@@ -350,10 +358,9 @@ def _evaluate(prefix: Prefix, tensor: str, windows, runtime: bool):
         field_ = prefix.fields[tensor][axis]
         split_crop = prefix.crop_sizes(links, axis, extent)[tensor]
         axes.append(AxisPlan(size, window_extent, extent, starts, field_.stride, split_crop))
-    full, cropped = (
-        prefix.full_sizes(),
-        tuple(prefix.crop_sizes(links, i, a.crop) for i, a in enumerate(axes)),
-    )
+    full = prefix.full_sizes()
+    crop_y, crop_x = (prefix.crop_sizes(links, i, a.crop) for i, a in enumerate(axes))
+    cropped = (crop_y, crop_x)
     cost = prefix.cost(links, cropped, False) + prefix.cost(links, cropped, True)
     # slices of the image and of dS/dT, the window padded back and cut out again
     moved = prefix.elements(prefix.image, cropped) + prefix.elements(tensor, cropped)

@@ -127,7 +127,7 @@ class Prefix:
         self.fields[name] = fields
 
     def _extend(self, link: Link, info: TensorInfo) -> None:
-        fields = [None, None]
+        fields: list[Field | None] = [None, None]
         for i in range(2):
             merged = None
             for name in link.ins:
@@ -205,7 +205,8 @@ class Prefix:
 
     def full_sizes(self) -> tuple[dict[str, int], dict[str, int]]:
         """Extents (y, x) of every tensor on the whole image, as :meth:`cost` takes them."""
-        return tuple({name: s[i] for name, s in self.sizes.items()} for i in range(2))
+        y, x = ({name: s[i] for name, s in self.sizes.items()} for i in range(2))
+        return y, x
 
     def elements(self, name: str, sizes) -> int:
         """Number of elements of ``name`` at the given extents."""
@@ -260,7 +261,8 @@ def _local_link(node, info: TensorInfo, prefix: Prefix, dependent: set[str]) -> 
     if any(prefix.axes[n] != axes or prefix.sizes[n] != size for n in ins):
         return None
     out = node.output[0]
-    if not info.has(out) or info.dims(out) is None or len(info.dims(out)) != len(info.shape(first)):
+    dims = info.dims(out) if info.has(out) else None
+    if dims is None or len(dims) != len(info.shape(first)):
         return None
     op = node.op_type
     if op in WINDOWED:
@@ -316,10 +318,10 @@ def _pad_steps(node, info: TensorInfo, axes) -> tuple[Step, Step] | None:
     if _attr(node, "mode", "constant") != "constant":
         return None
     rank = len(info.shape(node.input[0]))
-    pads = info.value(node.input[1]) if len(node.input) > 1 else None
-    if pads is None:
+    given_pads = info.value(node.input[1]) if len(node.input) > 1 else None
+    if given_pads is None:
         return None
-    pads = [int(p) for p in pads]
+    pads = [int(p) for p in given_pads]
     listed = list(range(rank))
     if len(node.input) > 3 and node.input[3]:
         given = info.value(node.input[3])
