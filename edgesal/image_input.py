@@ -46,7 +46,8 @@ class ExplainedInput:
 
     @property
     def spatial(self) -> tuple[int, int]:
-        return (self.shape[2], self.shape[3]) if self.layout == "NCHW" else self.shape[1:3]
+        y, x = (2, 3) if self.layout == "NCHW" else (1, 2)
+        return self.shape[y], self.shape[x]
 
     @property
     def map_axes(self) -> str:
@@ -83,7 +84,8 @@ def choose_input(model: onnx.ModelProto, name: str | None) -> onnx.ValueInfoProt
         return next((i for i in inputs if i.name == name), None)
     rank4 = [i for i in inputs if len(i.type.tensor_type.shape.dim) == 4]
     floats = [i for i in inputs if _is_float(model, i)]
-    return (rank4 or floats or [None])[0]
+    candidates = rank4 or floats
+    return candidates[0] if candidates else None
 
 
 def find_image_input(
@@ -118,9 +120,9 @@ def find_input(model: onnx.ModelProto, info: TensorInfo, spec: InputSpec) -> Exp
         return ExplainedInput(chosen.name, tensor, layout, shape, modality, axes, channel)
     if spec.layout is not None:
         raise InputError(f"--layout {spec.layout}: only for image inputs (this is {modality})")
-    channel = None if spec.channel_axis is None else _axis(spec.channel_axis, shape)
-    axes = _axes(spec.axes, shape) if spec.axes else _guess_axes(modality, shape, channel)
-    return ExplainedInput(chosen.name, tensor, "", shape, modality, axes, channel)
+    channel_axis = None if spec.channel_axis is None else _axis(spec.channel_axis, shape)
+    axes = _axes(spec.axes, shape) if spec.axes else _guess_axes(modality, shape, channel_axis)
+    return ExplainedInput(chosen.name, tensor, "", shape, modality, axes, channel_axis)
 
 
 def _chosen(model: onnx.ModelProto, info: TensorInfo, name: str | None) -> onnx.ValueInfoProto:

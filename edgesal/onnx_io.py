@@ -120,6 +120,7 @@ def at_opset(model: onnx.ModelProto, opset: int, where: str = "model") -> onnx.M
     if opset == current and opset >= MIN_OPSET:
         return model
     newest = onnx.defs.onnx_opset_version()
+    refusal: str | None
     if opset < current:
         refusal = f"converting down is not supported (ask for opset {current} or newer)"
     elif opset < MIN_OPSET:

@@ -99,6 +99,8 @@ def build_seed(target: Target, model: onnx.ModelProto, info: TensorInfo, b: Buil
 
 def _constant_seed(target: Target, per_item: int, batch: int, dtype) -> np.ndarray:
     if target.kind == "class" or target.reduction == "index":
+        if target.index is None:
+            raise TargetError(f"--target {target}: no index to explain")
         if target.index >= per_item:
             where = "classes" if target.kind == "class" else f"elements in '{target.tensor}'"
             raise TargetError(

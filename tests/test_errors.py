@@ -10,6 +10,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edgesal.cli import main
 from edgesal.errors import InputError, ModelLoadError, TargetError, UnsupportedOpError
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.graph.builder import Builder
+from edgesal.graph.info import TensorInfo
+from edgesal.targets import Target, build_seed
 from tests.models import nchw_cnn
 
 
@@ -61,6 +64,15 @@ def test_class_out_of_range():
 def test_malformed_target(spec):
     with pytest.raises(TargetError):
         export_saliency(nchw_cnn(), ExportOptions(target=spec))
+
+
+def test_index_target_without_an_index_is_named():
+    """A Target built in code (not parsed from --target) that asks for an index but has none."""
+    model = nchw_cnn()
+    with pytest.raises(TargetError, match="no index to explain"):
+        build_seed(
+            Target("class", reduction="index"), model, TensorInfo(model), Builder(model.graph, 13)
+        )
 
 
 def test_output_target_must_exist():
