@@ -89,7 +89,8 @@ class MethodContext:
         at = at or self.image.tensor
         key = ("layer", layer, at, copies)
         if key not in self._cache:
-            activations, grads = [], []
+            activations: list[str] = []
+            grads: list[str] = []
             for chunk in self._chunks(at, copies, grads):
                 activation = chunk.mapping.get(layer, layer)
                 graph, info = self.model.graph, self.info

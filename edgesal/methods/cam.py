@@ -27,6 +27,7 @@ def feature_layouts(graph: onnx.GraphProto, image: str, layout: str) -> dict[str
         known = [layouts[i] for i in node.input if i in layouts]
         if not known:
             continue
+        result: str | None
         if node.op_type in _NCHW_PRODUCERS:
             result = "NCHW"
         elif node.op_type == "Transpose":

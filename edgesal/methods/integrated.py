@@ -62,7 +62,8 @@ def baseline(ctx: MethodContext, x: str) -> str:
     dtype = ctx.dtype(x)
     item = (1, *shape[1:])
     if ctx.image.modality == "tokens":  # ids decide per position (edgesal/tokens/baseline.py)
-        return ctx.image.reference(ctx.b, spec, ctx.info)
+        # the tokens modality is edgesal.tokens.export.TokenInput, which sits above this layer
+        return ctx.image.reference(ctx.b, spec, ctx.info)  # type: ignore[attr-defined]
     if spec == "zeros":
         return ctx.b.const(np.zeros(item, dtype), hint="baseline")
     if spec == "blur":
