@@ -16,7 +16,7 @@ from edgesal.boxes import BoxOptions
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
-from edgesal.graph.info import TensorInfo
+from edgesal.graph.info import TensorInfo, is_static
 from edgesal.graph.onehot import gather_one_hot_products
 from edgesal.image_input import (
     ExplainedInput,
@@ -238,25 +238,26 @@ def fix_input_shape(
     if input_shape is not None:
         wanted = _given_shape(chosen.name, static, input_shape)
     else:
-        wanted = list(static)
-        if wanted[0] is None or batch is not None:
-            wanted[0] = batch or 1
-        unknown = [i for i, d in enumerate(wanted) if d is None]
+        known = list(static)
+        if known[0] is None or batch is not None:
+            known[0] = batch or 1
+        unknown = [i for i, d in enumerate(known) if d is None]
         if unknown:
             example = "N,C,H,W (or N,H,W,C)" if len(dims) == 4 else f"with {len(dims)} sizes"
             raise InputError(
                 f"input '{chosen.name}' has symbolic dims at axes {unknown}; fix them with "
                 f"--input-shape {example}"
             )
+        wanted = [d for d in known if d is not None]  # all of them, after the check
     if any(d <= 0 for d in wanted):
         raise InputError(f"input shape {wanted} must be positive")
     by_symbol = {d.dim_param: v for d, v in zip(dims, wanted, strict=True) if d.dim_param}
     _set_dims(dims, wanted)
     others = {i.name: i for i in graph_inputs(model) if i.name != chosen.name}
-    unknown = sorted(set(shapes or {}) - set(others))
-    if unknown:
+    strangers = sorted(set(shapes or {}) - set(others))
+    if strangers:
         raise InputError(
-            f"--shape {unknown[0]}=...: no other input of that name (inputs besides "
+            f"--shape {strangers[0]}=...: no other input of that name (inputs besides "
             f"'{chosen.name}': {', '.join(others) or 'none'})"
         )
     for other in others.values():
@@ -284,7 +285,7 @@ def _fix_other(
             f"input '{value.name}' (not explained) has symbolic dims at axes {unknown}; fix them "
             f"with --shape {value.name}=D0,D1,... ({len(static)} sizes)"
         )
-    _set_dims(dims, static)
+    _set_dims(dims, [d for d in static if d is not None])  # all of them, after the check
 
 
 def _given_shape(
@@ -339,9 +340,9 @@ def _write_metadata(
     existing = metadata.read(model)
     outputs = dict(existing.get("outputs") or {})
     outputs.setdefault("scores", model.graph.output[0].name)
-    if target.kind == "output" and target.runtime_choice:  # a detector: its score output
+    if target.tensor is not None and target.runtime_choice:  # output:NAME:input, a detector
         outputs["scores"] = _graph_output(model, target.tensor, f"--target {target}")
-    extra = {}
+    extra: dict[str, object] = {}
     if options.boxes_output is not None:
         extra["boxes"] = options.box_options().metadata(model, outputs["scores"])
         outputs["boxes"] = options.boxes_output
@@ -414,7 +415,8 @@ def _graph_output(model: onnx.ModelProto, name: str, flag: str) -> str:
 def _checked_labels(labels: list[str], model: onnx.ModelProto, scores: str) -> list[str]:
     """``labels`` if there is one per score of an item of ``scores``; else an error."""
     dims = TensorInfo(model).dims(scores) or ()
-    per_item = math.prod(dims[1:]) if len(dims) > 1 and all(d for d in dims[1:]) else None
+    rest = dims[1:]  # unknown (symbolic or 0) sizes leave the count unchecked
+    per_item = math.prod(rest) if rest and is_static(rest) and all(rest) else None
     if per_item is not None and len(labels) != per_item:
         raise InputError(
             f"--labels: {len(labels)} names for output '{scores}', which scores {per_item} classes"

@@ -10,6 +10,8 @@ import pytest
 
 from edgesal import metadata
 from edgesal.cli import main
+from edgesal.errors import InputError
+from edgesal.export import _checked_labels
 from edgesal.runtimes.model import MethodChain
 from tests.models import nchw_cnn
 
@@ -114,3 +116,28 @@ def test_labels_as_a_json_list_like_the_device_flag(plain, tmp_path, capsys):
     assert metadata.read(onnx.load(str(out)))["labels"][4] == "white"
     assert main(["export", str(plain), "-o", str(out), "--labels", str(broken)]) == 2
     assert "not a JSON list of names" in capsys.readouterr().err
+
+
+def test_labels_are_not_counted_against_a_symbolic_class_axis():
+    """A score output [N, C] with C symbolic has no known class count: labels pass unchecked
+    (a symbol used to reach math.prod and fail with a garbled count)."""
+    h = onnx.helper
+    f = onnx.TensorProto.FLOAT
+    graph = h.make_graph(
+        [h.make_node("Identity", ["x"], ["scores"])],
+        "g",
+        [h.make_tensor_value_info("x", f, ["N", "C"])],
+        [h.make_tensor_value_info("scores", f, ["N", "C"])],
+    )
+    model = h.make_model(graph)
+    assert _checked_labels(["a", "b"], model, "scores") == ["a", "b"]
+    fixed = h.make_model(
+        h.make_graph(
+            [h.make_node("Identity", ["x"], ["scores"])],
+            "g",
+            [h.make_tensor_value_info("x", f, [1, 3])],
+            [h.make_tensor_value_info("scores", f, [1, 3])],
+        )
+    )
+    with pytest.raises(InputError, match="2 names for output 'scores', which scores 3"):
+        _checked_labels(["a", "b"], fixed, "scores")
