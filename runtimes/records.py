@@ -219,7 +219,12 @@ def _read_record(handle, pos: int, path: Path) -> Record | None:
             f"this reader knows up to {VERSION}"
         )
     size = HEADER.size + meta_len + data_len
-    return Record(KINDS.get(kind, f"kind{kind}"), _meta(body, pos, path), data, pos, size)
+    name = KINDS.get(kind, f"kind{kind}")
+    meta = _meta(body, pos, path)
+    wrong = _schema_errors(name, meta)
+    if wrong:
+        raise RecordsError(f"{path}: {name} record at byte {pos}: {wrong}")
+    return Record(name, meta, data, pos, size)
 
 
 def _meta(body: bytes, pos: int, path: Path) -> dict:
@@ -230,6 +235,53 @@ def _meta(body: bytes, pos: int, path: Path) -> dict:
     if not isinstance(meta, dict):
         raise RecordsError(f"{path}: record at byte {pos} has meta that is not a JSON object")
     return meta
+
+
+_NUMBER = (int, float)
+# kind -> field -> (types it may have, required); fields not listed are free (format additions)
+SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "header": {"version": ((int,), True), "models": ((list,), False)},
+    "frame": {
+        "frame": ((int,), True),
+        "score": ((*_NUMBER, type(None)), False),
+        "method": ((str, type(None)), False),
+        "selfcheck": ((dict, type(None)), False),
+    },
+    "event": {"type": ((str,), False)},
+}
+GOVERNOR_EVENT = {
+    "frame": (int,),
+    "from_level": (int,),
+    "to_level": (int,),
+    "action": (str,),
+    "reason": (str,),
+}
+MODEL_ENTRY = {"method": (str,), "model": (str,), "sha256": (str,)}
+
+
+def _schema_errors(kind: str, meta: dict) -> str:
+    """What is wrong with the fields readers (``records inspect``, ``extract``) rely on, or ''."""
+    for key, (types, required) in SCHEMA.get(kind, {}).items():
+        if key not in meta:
+            if required:
+                return f"no '{key}'"
+        elif not isinstance(meta[key], types) or isinstance(meta[key], bool) and bool not in types:
+            return f"'{key}' is {type(meta[key]).__name__}"
+    check = meta.get("selfcheck")
+    if kind == "frame" and check is not None and not isinstance(check.get("faithful"), bool):
+        return "'selfcheck' has no true/false 'faithful'"
+    if kind == "event" and meta.get("type") == "governor" and not _fields(meta, GOVERNOR_EVENT):
+        return f"governor event without {sorted(GOVERNOR_EVENT)}"
+    models = meta.get("models", []) if kind == "header" else []
+    if not all(isinstance(m, dict) and _fields(m, MODEL_ENTRY) for m in models):
+        return f"'models' entries need {sorted(MODEL_ENTRY)} as strings"
+    return ""
+
+
+def _fields(meta: dict, types: dict[str, tuple[type, ...]]) -> bool:
+    return all(
+        isinstance(meta.get(k), t) and not isinstance(meta.get(k), bool) for k, t in types.items()
+    )
 
 
 def valid_end(path: str | Path) -> tuple[int, int]:

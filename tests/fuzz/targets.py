@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import struct
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +34,10 @@ _scratch: Path | None = None
 READERS: dict[str, tuple[str, ...]] = {
     "archive": ("edgesal.zoo.archive:read_state_dict",),
     "salrec": ("edgesal.runtimes.records:RecordReader", "edgesal.runtimes.cli:inspect_summary"),
+    "salrec_fields": (
+        "edgesal.runtimes.records:RecordReader",
+        "edgesal.runtimes.cli:inspect_summary",
+    ),
     "tflite_meta": (
         "edgesal.runtimes.backends.tflite_meta:read_metadata",
         "edgesal.runtimes.backends.tflite_meta:read_input_shapes",
@@ -85,6 +91,23 @@ def salrec(data: bytes) -> None:
     for _ in records.frames():
         pass
     records.headers(), records.events(), records.truncated_bytes
+    reader("edgesal.runtimes.cli:inspect_summary")(str(path))
+
+
+def salrec_fields(data: bytes) -> None:
+    """A record's meta and data with a correct CRC (mutations of whole files rarely get past the
+    CRC): input = kind byte, meta bytes, NUL NUL, data bytes; read as :func:`salrec` reads."""
+    records = reader("edgesal.runtimes.records:RecordReader")
+    kind, rest = (data[0] % 4, data[1:]) if data else (2, b"")
+    meta, _, payload = rest.partition(b"\0\0")
+    head = struct.pack("<4sBBHIII", b"SREC", kind, 1, 0, len(meta), len(payload), 0)[:16]
+    crc = zlib.crc32(payload, zlib.crc32(meta, zlib.crc32(head)))
+    header = b"SREC\x01\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00"
+    header += struct.pack("<I", zlib.crc32(b"{}", zlib.crc32(header))) + b"{}"
+    record = head + struct.pack("<I", crc) + meta + payload
+    path = scratch("f.salrec", b"\x89SALREC\n" + header + record)
+    for _ in records(path).frames():
+        pass
     reader("edgesal.runtimes.cli:inspect_summary")(str(path))
 
 
@@ -165,6 +188,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     for f in (
         archive,
         salrec,
+        salrec_fields,
         tflite_meta,
         tflite_model,
         onnx_model,
@@ -200,6 +224,38 @@ def seeds() -> dict[str, dict[str, bytes]]:
     return {
         "archive": {"legacy.pth": _torch_archive(False), "zip.pth": _torch_archive(True)},
         "salrec": {"run.salrec": _salrec(folder)},
+        "salrec_fields": {
+            "frame.bin": b"\x02"
+            + json.dumps(
+                {
+                    "frame": 3,
+                    "label": "a",
+                    "score": 0.5,
+                    "method": "vanilla",
+                    "selfcheck": {"faithful": False, "drop": 0.1},
+                    "map": {
+                        "shape": [2, 3],
+                        "dtype": "uint8",
+                        "scale": 0.5,
+                        "offset": 0.0,
+                        "encoding": "zlib",
+                    },
+                }
+            ).encode()
+            + b"\0\0"
+            + zlib.compress(bytes(range(6))),
+            "event.bin": b"\x03"
+            + json.dumps(
+                {
+                    "type": "governor",
+                    "frame": 1,
+                    "from_level": 0,
+                    "to_level": 1,
+                    "action": "x",
+                    "reason": "y",
+                }
+            ).encode(),
+        },
         "tflite_meta": {"m.tflite": _tflite(folder)},
         "tflite_model": {"m.tflite": _tflite(folder)},
         "onnx_model": {"cnn.onnx": nchw_cnn(classes=3).SerializeToString()},

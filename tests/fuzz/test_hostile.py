@@ -241,3 +241,23 @@ def test_tflite_model_whose_input_needs_111_gb_is_refused_before_an_interpreter(
     model = synthetic_tflite.build(tmp_path / "huge.tflite", size=100000)
     with pytest.raises(ModelError, match=r"'image' \[1, 100000, 100000, 3\] needs 111\.8 GiB"):
         MethodChain.load([str(model)])
+
+
+@pytest.mark.parametrize(
+    "meta,message",
+    [
+        (b'{"frame": 1, "selfcheck": {"drop": 0.1}}', "no true/false 'faithful'"),
+        (b'{"frame": "1"}', "'frame' is str"),
+        (b'{"score": 0.5}', "no 'frame'"),
+        (b'{"frame": 1, "method": ["a"]}', "'method' is list"),
+    ],
+)
+def test_records_inspect_on_fields_of_the_wrong_type_is_a_clean_error(tmp_path, meta, message):
+    """``records inspect`` used to die in a KeyError on a selfcheck without 'faithful' (found by
+    the salrec_fields fuzzer); the reader now checks the fields its tools rely on."""
+    path = _salrec(tmp_path, _raw_record(meta, b""))
+    proc = subprocess.run(
+        runtime_cmd("records", "inspect", str(path)), capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in proc.stderr and "frame record at byte" in proc.stderr
