@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,9 @@ def source(name: str) -> tuple[onnx.ModelProto, bytes, str]:
     raise SystemExit(f"unknown model {name}; choose from {MODELS + THIRD_PARTY}")
 
 
-def measure(name: str, methods: list[str], threads: int, runs: int, rounds: int) -> list[dict]:
+def measure(
+    name: str, methods: list[str], threads: int, runs: int, rounds: int, clock=time.perf_counter
+) -> list[dict]:
     """Per method: medians over ``rounds`` rounds, each with fresh interpreters timed interleaved.
 
     One round can land on a slow placement of one interpreter on this shared VM (a forward model
@@ -119,7 +122,7 @@ def measure(name: str, methods: list[str], threads: int, runs: int, rounds: int)
         # Steady state, as on a camera stream: blocks of 20 back-to-back calls. The default blocks
         # of 5 after a 0.3 s pause (for onnxruntime's spinning threads) wake XNNPACK's threads
         # cold and inflated the 1.6-1.9 ms forward pass to 2.1-2.6 ms, flattering the ratio.
-        per_round.append(interleaved_medians(calls, runs=runs, block=20, settle=0.0))
+        per_round.append(interleaved_medians(calls, runs=runs, block=20, settle=0.0, clock=clock))
 
     def median(key: str, over: str = "") -> float:
         values = [r[key] / (r[over] if over else 1.0) for r in per_round]
@@ -148,9 +151,10 @@ def load_average() -> str:
     return f"load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load unknown"
 
 
-def table(rows: list[dict], threads: int, rounds: int, load: str) -> str:
+def table(rows: list[dict], threads: int, rounds: int, load: str, timing: str = "wall") -> str:
     lines = [
-        f"TFLite (ai-edge-litert, XNNPACK, {threads} threads), 1x224x224x3 float32; "
+        f"TFLite (ai-edge-litert, XNNPACK, {threads} threads, {timing} time), float32, batch 1 "
+        "(224x224; BlazeFace 128x128); third-party rows against their own forward .tflite; "
         f"medians over {rounds} rounds of interleaved runs, fresh interpreters each round; "
         f"target: vanilla <= {TARGET}x forward.",
         "",
@@ -185,17 +189,28 @@ def main() -> None:
         default=",".join(MODELS + THIRD_PARTY),
         help=f"comma list of {', '.join(MODELS + THIRD_PARTY)} (default: all)",
     )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time CPU seconds of this process instead of wall time (use with --threads 1: on a "
+        "loaded machine wall time charges the waits for a core to the longer call)",
+    )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     before = load_average()
     rows = [
         row
         for name in args.models.split(",")
-        for row in measure(name, methods, args.threads, args.runs, args.rounds)
+        for row in measure(name, methods, args.threads, args.runs, args.rounds, clock)
     ]
     body = table(
-        rows, args.threads, args.rounds, f"{before} before the runs, {load_average()} after"
+        rows,
+        args.threads,
+        args.rounds,
+        f"{before} before the runs, {load_average()} after",
+        "CPU" if args.cpu_time else "wall",
     )
     print(body)
     if args.write:
