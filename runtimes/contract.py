@@ -105,7 +105,7 @@ def decode(props: dict[str, str]) -> dict[str, object]:
             continue
         try:
             result[name] = json.loads(value)
-        except (json.JSONDecodeError, TypeError):
+        except (json.JSONDecodeError, TypeError, RecursionError):  # nested too deep: kept as text
             result[name] = value
     return result
 
@@ -374,7 +374,7 @@ def read_labels(path: str) -> tuple[str, ...]:
     if text.lstrip().startswith("["):
         try:
             names = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise DeviceError(f"--labels {path}: not a JSON list of names ({exc})") from None
         labels = tuple(str(x) for x in names) if isinstance(names, list) else ()
     else:
