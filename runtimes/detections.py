@@ -135,8 +135,8 @@ def draw_boxes(
     """``image`` (BGR, any size showing the model's input grid ``grid`` = (H, W)) with each
     detection's box scaled onto it and labelled with its rank and score; drawn in place."""
     scale_y, scale_x = image.shape[0] / grid[0], image.shape[1] / grid[1]
-    for rank, det in enumerate(d for d in detections if d.box is not None):
-        x0, y0, x1, y1 = det.box
+    for rank, (det, box) in enumerate((d, d.box) for d in detections if d.box is not None):
+        x0, y0, x1, y1 = box
         corners = [(x0, y0), (x1, y1)]
         (p0, p1) = [(round(x * scale_x), round(y * scale_y)) for x, y in corners]
         thickness = 2 if rank == 0 else 1

@@ -167,9 +167,11 @@ class Variant:
         values = backend.run(wanted, self.feeds(tensor, target, extra))
         seconds = time.perf_counter() - start
         probs = probabilities(values[0][0] if values[0].ndim > 1 else values[0])
-        if self.contract.target_input:
-            self._check_target(target or 0, probs.size)
-        explained = target if self.contract.target_input else self._fixed_target(probs)
+        if self.contract.target_input:  # the fed target (feeds: None feeds class 0)
+            explained = target or 0
+            self._check_target(explained, probs.size)
+        else:
+            explained = self._fixed_target(probs)
         saliency = _as_map(values[1], self.output, self.path, self.image) if want_map else None
         return Inference(probs, explained, saliency, self.method, seconds)
 

@@ -50,8 +50,8 @@ def draw(
     out = frame.copy()
     if saliency is not None and region is not None:
         roi = out[region.y : region.y + region.h, region.x : region.x + region.w]
-        levels = np.clip(saliency * 255.0, 0, 255).astype(np.uint8)
-        levels = cv2.resize(levels, (region.w, region.h), interpolation=cv2.INTER_LINEAR)
+        grid = np.clip(saliency * 255.0, 0, 255).astype(np.uint8)
+        levels = cv2.resize(grid, (region.w, region.h), interpolation=cv2.INTER_LINEAR)
         coloured = cv2.applyColorMap(levels, COLORMAPS[style.colormap])
         cv2.addWeighted(coloured, style.alpha, roi, 1.0 - style.alpha, 0.0, dst=roi)
         if style.contour > 0:

@@ -24,8 +24,11 @@ class ThermalSimulator:
         self, profile: list[tuple[float, float]] = HEAT_AND_COOL, folder: str | None = None
     ):
         self.profile = profile
-        self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="edgesal-thermal-")
-        self.folder = Path(folder or self._tmp.name)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if not folder:
+            self._tmp = tempfile.TemporaryDirectory(prefix="edgesal-thermal-")
+            folder = self._tmp.name
+        self.folder = Path(folder)
         self.zone = self.folder / "thermal_zone0"
         self.zone.mkdir(parents=True, exist_ok=True)
         self._stop = threading.Event()

@@ -66,7 +66,7 @@ class VideoSink:
         fourcc = FOURCC.get(self.path.suffix.lower())
         if fourcc is None:
             raise OutputError(f"--record {path}: unknown video suffix (use {', '.join(FOURCC)})")
-        self.fourcc = cv2.VideoWriter_fourcc(*fourcc)
+        self.fourcc = cv2.VideoWriter.fourcc(*fourcc)
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import cv2
 import numpy as np
@@ -50,7 +50,7 @@ class Capture(Protocol):
     def release(self) -> None: ...
 
 
-def _valid(image: np.ndarray | None) -> bool:
+def _valid(image: np.ndarray | None) -> TypeGuard[np.ndarray]:
     return image is not None and image.ndim in (2, 3) and image.size > 0 and image.dtype == np.uint8
 
 
@@ -192,12 +192,14 @@ class Source:
     def __iter__(self) -> Iterator[Frame]:
         index, bad = 0, 0
         while not self.stop_event.is_set():
-            if self._capture is None:
-                if not self._reopen():
+            capture = self._capture
+            if capture is None:
+                capture = self._reopen()
+                if capture is None:
                     return
                 bad = 0
             try:
-                ok, image = self._capture.read()
+                ok, image = capture.read()
             except StopIteration:
                 if self._restart():
                     continue
@@ -245,21 +247,22 @@ class Source:
         log.warning("%s: corrupt frame skipped (%d so far)", self.name, self.corrupt)
         return True
 
-    def _reopen(self) -> bool:
+    def _reopen(self) -> Capture | None:
+        """The capture opened again (retried with backoff), or None once stopped."""
         delay = min(0.5, self.max_backoff)
         while not self.stop_event.is_set():
             if self.stop_event.wait(delay):
-                return False
+                return None
             try:
-                self._capture = self._opener()
+                self._capture = capture = self._opener()
             except SourceError as exc:
                 delay = min(delay * 2, self.max_backoff)
                 log.warning("%s: reopen failed (%s); next try in %.2f s", self.name, exc, delay)
                 continue
             self.reopens += 1
             log.info("%s: reopened (%d reopens)", self.name, self.reopens)
-            return True
-        return False
+            return capture
+        return None
 
     def _close(self) -> None:
         if self._capture is not None:

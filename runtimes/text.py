@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesal.runtimes.backends import BackendOptions, load_backend
+from edgesal.runtimes.backends import Backend, BackendOptions, load_backend
 from edgesal.runtimes.contract import SALIENCY, decode
 from edgesal.runtimes.errors import DeviceError, ModelError
 from edgesal.runtimes.records import RecordWriter
@@ -86,7 +86,7 @@ class TextExplainer:
         self.map_outputs = dict(by_method)
         self.map_outputs.update({k: k for k in TOKEN_MAPS if k in self.backend.outputs})
         self.truncate = truncate
-        self._scores_only = None  # a prediction-only backend, made on first use
+        self._scores_only: Backend | None = None  # a prediction-only backend, made on first use
         self.tokenizer = load_tokenizer(tokenizer, self.vocab, self.length) if tokenizer else None
 
     def label(self, index: int) -> str:

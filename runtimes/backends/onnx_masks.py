@@ -190,15 +190,15 @@ def _mask_bounds(cast: _Node, producer: dict, readers: dict, constants: dict):
         comparisons = [producer.get(name) for name in condition.inputs]
         if any(c is None or readers.get(c.outputs[0]) != 1 for c in comparisons):
             return None
-    sides = [_comparison(c, constants) for c in comparisons]
-    if any(s is None for s in sides) or len({s[0] for s in sides}) != 1:
+    sides = [s for s in (_comparison(c, constants) for c in comparisons) if s is not None]
+    if len(sides) != len(comparisons) or len({s[0] for s in sides}) != 1:
         return None
     lows = [bound for _, kind, bound in sides if kind == "Greater"]
     highs = [bound for _, kind, bound in sides if kind == "Less"]
     if len(lows) > 1 or len(highs) > 1:
         return None
     chain = [cast, *comparisons] + ([condition] if condition.op == "And" else [])
-    return sides[0][0], (lows or [None])[0], (highs or [None])[0], chain
+    return sides[0][0], lows[0] if lows else None, highs[0] if highs else None, chain
 
 
 def _comparison(node: _Node, constants: dict) -> tuple[str, str, float] | None:
@@ -327,8 +327,8 @@ def _pair(mul: _Node, sides: dict, readers: dict):
     """The (Greater, Less) sides of ``mul`` when it multiplies two masks of one tensor."""
     if mul.domain or len(mul.inputs) != 2 or any(readers.get(i) != 1 for i in mul.inputs):
         return None
-    found = [sides.get(i) for i in mul.inputs]
-    if any(f is None for f in found) or found[0][0] != found[1][0]:
+    found = [f for f in (sides.get(i) for i in mul.inputs) if f is not None]
+    if len(found) != 2 or found[0][0] != found[1][0]:  # a side of each of the two inputs
         return None
     found.sort(key=lambda f: f[1] != "Greater")
     return found if [f[1] for f in found] == ["Greater", "Less"] else None
