@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,45 +17,26 @@ import onnx
 
 from edgesal.errors import InputError
 from edgesal.graph.info import TensorInfo, is_static
-from edgesal.runtimes.detections import BOX_FORMATS
+from edgesal.options import BoxOptions
 
 MAX_ANCHOR_FILE = 16 << 20
 
 
-@dataclass
-class BoxOptions:
-    """``--boxes-output``, ``--boxes-format``, ``--boxes-anchors`` (read) and ``--boxes-scale``."""
-
-    output: str | None = None
-    format: str = "xyxy"
-    anchors: np.ndarray | None = None
-    scale: float = 1.0
-
-    def validate(self) -> None:
-        if self.format not in BOX_FORMATS:
-            raise InputError(f"--boxes-format {self.format}: choose {', '.join(BOX_FORMATS)}")
-        if (self.format == "anchors") != (self.anchors is not None):
+def box_metadata(boxes: BoxOptions, model: onnx.ModelProto, scores: str) -> dict:
+    """``edgesal.boxes`` for ``model`` whose score output is ``scores``, checked."""
+    if boxes.output is None:
+        raise InputError("--boxes-output: not given, so there are no boxes to describe")
+    count = check_pairing(model, boxes.output, scores)
+    entry: dict = {"output": boxes.output, "format": boxes.format}
+    if boxes.anchors is not None:
+        if len(boxes.anchors) != count:
             raise InputError(
-                "--boxes-anchors: needed with --boxes-format anchors, and only with it"
+                f"--boxes-anchors: {len(boxes.anchors)} anchors for the {count} boxes of "
+                f"'{boxes.output}'"
             )
-        if not self.scale > 0:
-            raise InputError(f"--boxes-scale {self.scale}: must be > 0")
-
-    def metadata(self, model: onnx.ModelProto, scores: str) -> dict:
-        """``edgesal.boxes`` for ``model`` whose score output is ``scores``, checked."""
-        if self.output is None:
-            raise InputError("--boxes-output: not given, so there are no boxes to describe")
-        count = check_pairing(model, self.output, scores)
-        entry: dict = {"output": self.output, "format": self.format}
-        if self.anchors is not None:
-            if len(self.anchors) != count:
-                raise InputError(
-                    f"--boxes-anchors: {len(self.anchors)} anchors for the {count} boxes of "
-                    f"'{self.output}'"
-                )
-            entry["anchors"] = np.round(self.anchors.astype(np.float64), 7).tolist()
-            entry["scale"] = float(self.scale)
-        return entry
+        entry["anchors"] = np.round(boxes.anchors.astype(np.float64), 7).tolist()
+        entry["scale"] = float(boxes.scale)
+    return entry
 
 
 def check_pairing(model: onnx.ModelProto, boxes: str, scores: str) -> int:

@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_export(sub) -> None:
-    from edgesal.options import METHOD_NAMES, NORMALIZATIONS, REDUCTIONS
+    from edgesal.options import METHOD_NAMES, NORMALIZATIONS, REDUCTIONS, ExportOptions
 
+    d = ExportOptions()
     p = sub.add_parser(
         "export",
         help="append a saliency subgraph to an ONNX model",
@@ -125,9 +126,9 @@ def _add_export(sub) -> None:
     )
     p.add_argument(
         "--method",
-        default="vanilla",
+        default=d.method,
         choices=[*METHOD_NAMES, "all"],
-        help="default: vanilla; 'all' writes one model per method",
+        help=f"default: {d.method}; 'all' writes one model per method",
     )
     p.add_argument(
         "--methods",
@@ -136,7 +137,7 @@ def _add_export(sub) -> None:
     )
     p.add_argument(
         "--target",
-        default="argmax",
+        default=d.target,
         help="argmax (default: top score of the first output), class:K, input (extra int64 "
         "input 'target' [N] at run time), or output:NAME[:max|sum|mean|INDEX|input] (input: "
         "'target' chooses the element of NAME at run time, one file for any detector box)",
@@ -144,10 +145,12 @@ def _add_export(sub) -> None:
     p.add_argument(
         "--reduce",
         choices=[*REDUCTIONS, "dot"],
-        help="channel reduction (default absmax; token inputs: l2 over the embedding axis, dot = "
-        "gradient . embedding per token)",
+        help=f"channel reduction (default {d.reduce}; token inputs: l2 over the embedding axis, "
+        "dot = gradient . embedding per token)",
     )
-    p.add_argument("--normalize", default="max", choices=NORMALIZATIONS, help="per-image scaling")
+    p.add_argument(
+        "--normalize", default=d.normalize, choices=NORMALIZATIONS, help="per-image scaling"
+    )
     p.add_argument(
         "--input",
         help="name of the input to explain (default: the first rank-4 input, else the first "
@@ -183,9 +186,9 @@ def _add_export(sub) -> None:
     )
     p.add_argument(
         "--boxes-format",
-        default="xyxy",
-        help="coordinates of --boxes-output: xyxy (default), yxyx or cxcywh in input pixels; "
-        "add -norm for coordinates in [0, 1]; anchors: SSD offsets from --boxes-anchors",
+        default=d.boxes_format,
+        help=f"coordinates of --boxes-output: {d.boxes_format} (default), yxyx or cxcywh in input "
+        "pixels; add -norm for coordinates in [0, 1]; anchors: SSD offsets from --boxes-anchors",
     )
     p.add_argument(
         "--boxes-anchors",
@@ -194,7 +197,7 @@ def _add_export(sub) -> None:
     p.add_argument(
         "--boxes-scale",
         type=float,
-        default=1.0,
+        default=d.boxes_scale,
         help="for --boxes-format anchors: offsets are in units of 1/scale (MediaPipe: input size)",
     )
     _add_method_params(p)
@@ -228,6 +231,7 @@ def _add_token_flags(p: argparse.ArgumentParser) -> None:
 def _export_model(model, options, args):
     """The token path (--input naming token ids, or --wrt) or the image/float-input path."""
     from edgesal.export import export_saliency
+    from edgesal.options import ExportOptions
     from edgesal.tokens.export import TokenOptions, export_token_saliency, is_token_export
 
     tokens = TokenOptions(
@@ -239,7 +243,7 @@ def _export_model(model, options, args):
         special_tokens=args.special_tokens,
     )
     token_path = is_token_export(model, options, tokens)
-    options.reduce = options.reduce or ("l2" if token_path else "absmax")
+    options.reduce = options.reduce or ("l2" if token_path else ExportOptions.reduce)
     if token_path:
         return export_token_saliency(model, options, tokens)
     return export_saliency(model, options)

@@ -4,94 +4,28 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnx import helper
 
 from edgesal import __version__, metadata, roi
-from edgesal.boxes import BoxOptions
+from edgesal.boxes import box_metadata
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
 from edgesal.graph.info import TensorInfo, is_static
 from edgesal.graph.onehot import gather_one_hot_products
-from edgesal.image_input import (
-    ExplainedInput,
-    InputSpec,
-    choose_input,
-    find_input,
-    graph_inputs,
-)
-from edgesal.methods import METHODS, MethodContext, MethodOptions
+from edgesal.image_input import ExplainedInput, choose_input, find_input, graph_inputs
+from edgesal.methods import METHODS, MethodContext
 from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
+from edgesal.options import ExportOptions  # defined onnx-free; edgesal.export.ExportOptions stays
 from edgesal.postprocess import normalize, reduce_channels
 from edgesal.runtimes.audio import FrontEnd, input_layout
 from edgesal.runtimes.errors import ModelError
 from edgesal.targets import Target, build_seed
-
-SALIENCY = "saliency"
-
-
-@dataclass
-class ExportOptions:
-    """What ``edgesal export`` builds; the CLI flags map one to one onto these fields."""
-
-    method: str = "vanilla"
-    target: str = "argmax"
-    reduce: str = "absmax"
-    normalize: str = "max"
-    input: str | None = None
-    layout: str | None = None
-    modality: str | None = None  # image | audio | series | tabular (default: guessed from rank)
-    axes: str | None = None  # axis names of the input, e.g. "N,T,F" (default: guessed)
-    channel_axis: int | None = None  # axis the map reduces over (non-image inputs)
-    batch: int | None = None
-    input_shape: tuple[int, ...] | None = None
-    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # other inputs: --shape
-    output_name: str = SALIENCY
-    methods: list[str] | None = None  # several maps sharing one forward: saliency_<method>
-    params: MethodOptions = field(default_factory=MethodOptions)
-    roi: tuple[int, int, int, int] | None = None  # fixed window x0,y0,x1,y1 (edgesal/roi/)
-    roi_size: tuple[int, int] | None = None  # W,H of a window placed at run time (input 'roi')
-    roi_split: str | None = None  # split tensor of the ROI crop (default: by estimated cost)
-    preprocess: dict[str, object] = field(default_factory=dict)  # Preprocess fields to set
-    labels: list[str] | None = None  # class names, one per score
-    audio: dict | None = None  # edgesal.audio front-end fields (docs/audio.md)
-    boxes_output: str | None = None  # detectors: the output holding each element's box
-    boxes_format: str = "xyxy"  # its coordinates (runtimes.detections.BOX_FORMATS)
-    boxes_anchors: np.ndarray | None = None  # format "anchors": [A, 4] cx, cy, w, h in [0, 1]
-    boxes_scale: float = 1.0  # format "anchors": offsets are in units of 1/scale
-
-    def box_options(self) -> BoxOptions:
-        return BoxOptions(
-            self.boxes_output, self.boxes_format, self.boxes_anchors, self.boxes_scale
-        )
-
-    def input_spec(self) -> InputSpec:
-        return InputSpec(self.input, self.layout, self.modality, self.axes, self.channel_axis)
-
-    def method_names(self) -> list[str]:
-        return list(self.methods) if self.methods else [self.method]
-
-    def validate(self) -> None:
-        """Reject bad values up front, naming the flag."""
-        for name in self.method_names():
-            if name not in METHODS:
-                raise InputError(f"--method {name}: choose one of {', '.join(METHODS)}")
-        p = self.params
-        if p.steps <= 0:
-            raise InputError(f"--steps {p.steps}: must be >= 1")
-        if p.samples <= 0:
-            raise InputError(f"--samples {p.samples}: SmoothGrad needs at least 1 sample")
-        if p.smooth < 0:
-            raise InputError(f"--smooth {p.smooth}: the number of noisy samples must be >= 0")
-        if p.sigma < 0:
-            raise InputError(f"--sigma {p.sigma}: the noise level must be >= 0")
-        self.box_options().validate()
 
 
 def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions) -> onnx.ModelProto:
@@ -344,7 +278,7 @@ def _write_metadata(
         outputs["scores"] = _graph_output(model, target.tensor, f"--target {target}")
     extra: dict[str, object] = {}
     if options.boxes_output is not None:
-        extra["boxes"] = options.box_options().metadata(model, outputs["scores"])
+        extra["boxes"] = box_metadata(options.box_options(), model, outputs["scores"])
         outputs["boxes"] = options.boxes_output
     outputs["saliency"] = next(iter(saliency_outputs.values()))
     if len(saliency_outputs) > 1:

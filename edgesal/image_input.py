@@ -14,6 +14,7 @@ import onnx
 
 from edgesal.errors import InputError
 from edgesal.graph.info import TensorInfo
+from edgesal.options import InputSpec
 
 _FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 _CHANNELS = (1, 3, 4)
@@ -57,17 +58,6 @@ class ExplainedInput:
 
 
 ImageInput = ExplainedInput  # the name methods and the ROI planner annotate with
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """How the user described the explained input (the export flags, all optional)."""
-
-    name: str | None = None  # --input
-    layout: str | None = None  # --layout (images)
-    modality: str | None = None  # --modality
-    axes: str | None = None  # --axes, e.g. N,T,F
-    channel_axis: int | None = None  # --channel-axis
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
