@@ -36,7 +36,7 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,7 +147,10 @@ def decode_map(meta: dict, data: bytes) -> np.ndarray:
         isinstance(shape, list)
         and 1 <= len(shape) <= 4
         and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        and all(isinstance(v, int | float) and math.isfinite(v) for v in (scale, offset))
+        and isinstance(scale, int | float)
+        and isinstance(offset, int | float)
+        and math.isfinite(scale)
+        and math.isfinite(offset)
     ):
         raise RecordsError(f"frame {meta.get('frame')!r:.20}: malformed map entry {info!r:.80}")
     dtype = np.dtype(DTYPES[info["dtype"]]).newbyteorder("<")
@@ -278,7 +281,7 @@ def _schema_errors(kind: str, meta: dict) -> str:
     return ""
 
 
-def _fields(meta: dict, types: dict[str, tuple[type, ...]]) -> bool:
+def _fields(meta: dict, types: Mapping[str, tuple[type, ...]]) -> bool:
     return all(
         isinstance(meta.get(k), t) and not isinstance(meta.get(k), bool) for k, t in types.items()
     )
