@@ -271,7 +271,9 @@ def build_contract(
     meta = decode(props)
     image = _image_input(path, meta, inputs)
     shape, dtype = inputs[image]
-    declared = meta.get("outputs") if isinstance(meta.get("outputs"), dict) else {}
+    declared = meta.get("outputs")
+    if not isinstance(declared, dict):
+        declared = {}
     saliency = _saliency_outputs(path, meta, declared, outputs)
     scores = declared.get("scores") or next((o for o in outputs if not _is_saliency(o)), None)
     if scores not in outputs:
@@ -342,7 +344,9 @@ def _saliency_outputs(path: str, meta: dict, declared: dict, outputs: list[str])
 def _preprocess(path: str, meta: dict, shape: tuple, dtype: str) -> Preprocess:
     """Metadata preprocessing; size (when the metadata has none) and layout from the input's
     static shape; a uint8 input takes the uint8 crop (``in_graph``)."""
-    raw = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
+    raw = meta.get("preprocess")
+    if not isinstance(raw, dict):
+        raw = {}
     layout = str(meta.get("layout") or raw.get("layout") or guess_layout(shape))
     pre = Preprocess.from_dict({**raw, "layout": layout}, f"{path}: edgesal.preprocess")
     spatial = shape[2:4] if layout == "NCHW" else shape[1:3]
