@@ -16,10 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesal.runtimes.backends.base import BackendOptions
 from edgesal.runtimes.contract import read_labels
 from edgesal.runtimes.errors import DeviceError
+from edgesal.runtimes.governor import Budget
 from edgesal.runtimes.heap import limit_malloc_arenas
-from edgesal.runtimes.webauth import check_exposure, web_options
+from edgesal.runtimes.overlay import OverlayStyle
+from edgesal.runtimes.pipeline import PipelineConfig
+from edgesal.runtimes.selfcheck import CheckConfig
+from edgesal.runtimes.webauth import WebOptions, check_exposure, web_options
 
 log = logging.getLogger("runtimes")
 
@@ -102,6 +107,9 @@ def _words(text: str) -> list[str]:
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``run`` flags; every default that a runtime dataclass holds is read from it."""
+    backend, config, web = BackendOptions(), PipelineConfig(), WebOptions()
+    overlay, budget, check = config.overlay, config.budget, config.selfcheck
     p.add_argument("model", help="saliency model (.onnx/.tflite), comma list, or folder")
     p.add_argument(
         "--fallback",
@@ -133,11 +141,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
     g.add_argument(
         "--device",
-        default="auto",
+        default=backend.device,
         choices=["auto", "cpu", "cuda", "tensorrt"],
         help="onnxruntime execution provider; auto: TensorRT, CUDA, CPU (first that works)",
     )
-    g.add_argument("--threads", type=int, default=2, help="threads per inference call (default 2)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=backend.threads,
+        help=f"threads per inference call (default {backend.threads})",
+    )
     g.add_argument(
         "--workers",
         type=_positive,
@@ -175,29 +188,38 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("overlay")
     g.add_argument(
-        "--colormap", default="jet", choices=["jet", "turbo", "inferno", "viridis", "hot"]
+        "--colormap",
+        default=overlay.colormap,
+        choices=["jet", "turbo", "inferno", "viridis", "hot"],
     )
-    g.add_argument("--alpha", type=float, default=0.45, help="colour map weight (default 0.45)")
+    g.add_argument(
+        "--alpha",
+        type=float,
+        default=overlay.alpha,
+        help=f"colour map weight (default {overlay.alpha})",
+    )
     g.add_argument(
         "--contour",
         type=float,
-        default=0.1,
+        default=overlay.contour,
         metavar="FRACTION",
-        help="outline the top FRACTION most salient area, map smoothed first (0: off; default 0.1)",
+        help="outline the top FRACTION most salient area, map smoothed first (0: off; default "
+        f"{overlay.contour})",
     )
     g.add_argument("--no-text", action="store_true", help="no label/score text")
     g.add_argument(
         "--smooth",
         type=float,
-        default=0.6,
+        default=config.smooth,
         metavar="A",
-        help="EMA weight of the previous map (0: off; default 0.6)",
+        help=f"EMA weight of the previous map (0: off; default {config.smooth})",
     )
     g.add_argument(
         "--cut-threshold",
         type=float,
-        default=30.0,
-        help="mean grey change (0-255) that counts as a scene cut (default 30)",
+        default=config.cut_threshold,
+        help="mean grey change (0-255) that counts as a scene cut "
+        f"(default {config.cut_threshold:g})",
     )
     g = p.add_argument_group("budget governor")
     g.add_argument("--temp-limit", type=float, metavar="C", help="temperature limit in deg C")
@@ -205,32 +227,39 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--temp-hysteresis",
         type=float,
-        default=5.0,
-        help="deg C below the limit before stepping back (default 5)",
+        default=budget.temp_hysteresis,
+        help=f"deg C below the limit before stepping back (default {budget.temp_hysteresis:g})",
     )
     g.add_argument(
         "--mem-hysteresis",
         type=float,
-        default=0.1,
-        help="fraction below the memory limit before stepping back (default 0.1)",
+        default=budget.mem_hysteresis,
+        help="fraction below the memory limit before stepping back "
+        f"(default {budget.mem_hysteresis})",
     )
-    g.add_argument("--dwell", type=float, default=2.0, help="seconds between decisions (default 2)")
+    g.add_argument(
+        "--dwell",
+        type=float,
+        default=budget.dwell,
+        help=f"seconds between decisions (default {budget.dwell:g})",
+    )
     g.add_argument(
         "--policies",
         type=_words,
-        default=["rate", "method", "resolution", "pause"],
-        help="ordered policies (default rate,method,resolution,pause)",
+        default=list(budget.policies),
+        help=f"ordered policies (default {','.join(budget.policies)})",
     )
     g.add_argument(
         "--rate-steps",
         type=_ints,
-        default=(2, 4),
-        help="map every k-th frame at each rate step (default 2,4)",
+        default=budget.rate_steps,
+        help="map every k-th frame at each rate step "
+        f"(default {','.join(map(str, budget.rate_steps))})",
     )
     g.add_argument(
         "--thermal-dir",
-        default="/sys/class/thermal",
-        help="folder with thermal_zone*/temp (default /sys/class/thermal)",
+        default=config.thermal_dir,
+        help=f"folder with thermal_zone*/temp (default {config.thermal_dir})",
     )
     g.add_argument(
         "--cgroup-root",
@@ -239,19 +268,23 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("counterfactual self-check")
     g.add_argument(
-        "--selfcheck-every", type=int, default=0, metavar="N", help="check every N-th map (0: off)"
+        "--selfcheck-every",
+        type=int,
+        default=check.every,
+        metavar="N",
+        help="check every N-th map (0: off)",
     )
     g.add_argument(
         "--selfcheck-fraction",
         type=float,
-        default=0.1,
-        help="fraction of most salient pixels masked (default 0.1)",
+        default=check.fraction,
+        help=f"fraction of most salient pixels masked (default {check.fraction})",
     )
     g.add_argument(
         "--selfcheck-min-drop",
         type=float,
-        default=0.1,
-        help="relative score drop below which a map is unfaithful (default 0.1)",
+        default=check.min_drop,
+        help=f"relative score drop below which a map is unfaithful (default {check.min_drop})",
     )
     g = p.add_argument_group("outputs")
     g.add_argument(
@@ -287,9 +320,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-clients",
         type=_positive,
-        default=4,
+        default=web.max_clients,
         metavar="N",
-        help="MJPEG streams at once (default 4; more get 503)",
+        help=f"MJPEG streams at once (default {web.max_clients}; more get 503)",
     )
     g.add_argument("--jpeg-quality", type=int, default=80, help="MJPEG quality (default 80)")
     g.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
@@ -364,15 +397,11 @@ def _web_options(args: argparse.Namespace):
 def build_runner(args: argparse.Namespace):
     """The pipeline, source, sinks and server a ``run`` command line asks for."""
     from edgesal.runtimes.audio_sources import is_audio_spec, open_audio_source
-    from edgesal.runtimes.backends import BackendOptions
     from edgesal.runtimes.errors import SourceError
-    from edgesal.runtimes.governor import Budget
     from edgesal.runtimes.model import MethodChain
-    from edgesal.runtimes.overlay import OverlayStyle
-    from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
+    from edgesal.runtimes.pipeline import Pipeline
     from edgesal.runtimes.progress import ProgressBar
     from edgesal.runtimes.runner import Runner
-    from edgesal.runtimes.selfcheck import CheckConfig
     from edgesal.runtimes.signal_pipeline import (
         SignalPipeline,
         SignalRecordsSink,
