@@ -175,6 +175,9 @@ def _add_eval(sub) -> None:
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    from edgesal.eval.options import EvalOptions
+
+    d = EvalOptions()
     r = p.add_argument_group("execution")
     r.add_argument(
         "--engine", choices=["local", "ray"], default="local", help="local (default) or ray"
@@ -186,8 +189,15 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         help="worker processes / Ray actors (default: one per CPU); 0 with --engine local runs "
         "in this process",
     )
-    r.add_argument("--threads", type=int, default=1, help="onnxruntime threads per worker (1)")
-    r.add_argument("--seed", type=int, default=0, help="seed of random maps and noise (0)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help=f"onnxruntime threads per worker ({d.threads})",
+    )
+    r.add_argument(
+        "--seed", type=int, default=d.seed, help=f"seed of random maps and noise ({d.seed})"
+    )
     r.add_argument("--fresh", action="store_true", help="ignore results of an earlier run")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -310,6 +320,8 @@ def _print_summary(result: dict) -> None:
 
 
 def _add_compare(sub) -> None:
+    from edgesal.eval.options import EvalOptions
+
     p = sub.add_parser(
         "compare",
         help="fidelity of one saliency model's maps to another's (float vs int8, ONNX vs "
@@ -328,7 +340,7 @@ def _add_compare(sub) -> None:
         "--top-k", type=float, default=0.1, help="fraction of pixels for top-k IoU (0.1)"
     )
     p.add_argument("--max-images", type=int, help="use only the first N images (by name)")
-    p.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=EvalOptions.batch, help=argparse.SUPPRESS)
     _add_run_flags(p)
     p.set_defaults(func=run_compare)
 
