@@ -295,13 +295,12 @@ def _attention_outputs(model, ctx, layers, grads, weights, rollout_from: str, dt
     """attention [N, L, T, T], attention_rollout [N, T], attention_gradient [N, T]."""
     b = ctx.b
     n, length = ctx.image.shape[0], ctx.image.shape[1]
-    means = [att.head_mean(b, layer.probs) for layer in layers]
+    means = [att.head_mean(b, layer, n, length, dtype) for layer in layers]
     float_type = ctx.info.dtype(ctx.image.tensor)
-    _add_output(
-        model, b, att.stacked(b, means), att.ATTENTION, (n, len(layers), length, length), float_type
-    )
+    stack = att.stacked(b, means)
+    _add_output(model, b, stack, att.ATTENTION, (n, len(layers), length, length), float_type)
     flows = {
-        att.ROLLOUT: att.rollout(b, means, n, length, dtype),
+        att.ROLLOUT: att.rollout(b, stack, len(layers), n, length, dtype),
         att.ATTENTION_GRADIENT: att.gradient_rollout(
             b, [layer.probs for layer in layers], [grads[layer.probs] for layer in layers], n,
             length, dtype,
