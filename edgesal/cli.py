@@ -641,6 +641,8 @@ def _run_info(args) -> int:
 
 
 def _add_doctor(sub) -> None:
+    from edgesal.options import ExportOptions
+
     p = sub.add_parser(
         "doctor",
         help="which methods a model supports, and their FLOPs and memory",
@@ -649,7 +651,7 @@ def _add_doctor(sub) -> None:
         "saliency's estimated FLOPs and the bytes of activations the backward pass keeps.",
     )
     p.add_argument("model", help="input model: .onnx, .tflite, .keras or a SavedModel folder")
-    p.add_argument("--target", default="argmax", help="what to explain, as for export")
+    p.add_argument("--target", default=ExportOptions.target, help="what to explain, as for export")
     p.add_argument("--input", help="input to explain (default: as export chooses)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=_run_doctor)
