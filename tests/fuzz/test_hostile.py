@@ -32,7 +32,7 @@ from edgesal.runtimes.records import (
     encode_record,
 )
 from edgesal.runtimes.sources import open_source
-from edgesal.zoo.archive import read_state_dict
+from edgesal.zoo.archive import LEGACY_MAGIC, LEGACY_PROTOCOL, read_state_dict
 from tests.runtimes import synthetic, synthetic_tflite
 from tests.runtimes.clihelp import ROOT, runtime_cmd
 
@@ -88,14 +88,29 @@ def test_zip_entry_outside_its_folder_is_refused(name):
         read_state_dict(data)
 
 
+def _zero_stride_archive(size: int) -> bytes:
+    """Legacy checkpoint: one stored float viewed as [size, size] with strides (0, 0), its object
+    pickle written opcode by opcode (no torch needed)."""
+
+    def text(value: str) -> bytes:  # BINUNICODE
+        return b"X" + struct.pack("<I", len(value)) + value.encode()
+
+    storage = b"(" + text("storage") + b"ctorch\nFloatStorage\n" + text("0") + text("cpu")
+    storage += b"K\x01t" + b"Q"  # 5-tuple persistent id, BINPERSID
+    shape = b"(J" + struct.pack("<i", size) + b"J" + struct.pack("<i", size) + b"t"
+    args = b"(" + storage + b"K\x00" + shape + b"(K\x00K\x00t" + b"\x89}" + b"t"
+    tensor = b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R"
+    obj = b"\x80\x02}" + text("w") + tensor + b"s."
+    parts = [pickle.dumps(v, 2) for v in (LEGACY_MAGIC, LEGACY_PROTOCOL, {"little_endian": True})]
+    parts += [obj, pickle.dumps(["0"], 2), (1).to_bytes(8, "little"), struct.pack("<f", 1.0)]
+    return b"".join(parts)
+
+
 def test_zero_stride_view_cannot_expand_past_the_size_limit():
     """One stored float viewed as 2**20 x 2**20 with zero strides would be 4 TiB once copied."""
-    from tests.test_zoo_archive import Storage, Tensor, legacy_archive
-
-    storage = Storage("0", np.ones(1))
-    data = legacy_archive({"w": Tensor(storage, 0, (1 << 20, 1 << 20), (0, 0))}, [storage])
+    assert read_state_dict(_zero_stride_archive(3))["w"].tolist() == [[1.0] * 3] * 3
     with pytest.raises(ArchiveError, match="past any supported size"):
-        read_state_dict(data)
+        read_state_dict(_zero_stride_archive(1 << 20))
 
 
 def _raw_record(meta: bytes, data: bytes, meta_len=None, data_len=None) -> bytes:
