@@ -208,6 +208,9 @@ def _add_export(sub) -> None:
 
 
 def _add_token_flags(p: argparse.ArgumentParser) -> None:
+    from edgesal.options import TokenOptions
+
+    d = TokenOptions()
     g = p.add_argument_group("token models (transformers; docs/tokens.md)")
     g.add_argument("--wrt", help="differentiate this float tensor (default: the embedding lookup "
                    "of --input when it names token ids)")  # fmt: skip
@@ -217,13 +220,13 @@ def _add_token_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also output attention [N,L,T,T], attention_rollout and attention_gradient [N,T]",
     )
-    g.add_argument("--rollout-from", default="cls", choices=["cls", "mean"],
+    g.add_argument("--rollout-from", default=d.rollout_from, choices=["cls", "mean"],
                    help="rollout row: the first token's (cls) or the mean over tokens")  # fmt: skip
     g.add_argument("--baseline-token", type=int, help="IG baseline: this token id's embedding")
     g.add_argument(
         "--special-tokens",
         type=lambda t: tuple(int(x) for x in t.split(",") if x.strip()),
-        default=(),
+        default=d.special_tokens,
         help="ids kept as they are in the IG baseline, e.g. 0,101,102 ([PAD],[CLS],[SEP])",
     )
 
@@ -231,8 +234,8 @@ def _add_token_flags(p: argparse.ArgumentParser) -> None:
 def _export_model(model, options, args):
     """The token path (--input naming token ids, or --wrt) or the image/float-input path."""
     from edgesal.export import export_saliency
-    from edgesal.options import ExportOptions
-    from edgesal.tokens.export import TokenOptions, export_token_saliency, is_token_export
+    from edgesal.options import ExportOptions, TokenOptions
+    from edgesal.tokens.export import export_token_saliency, is_token_export
 
     tokens = TokenOptions(
         wrt=args.wrt,

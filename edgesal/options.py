@@ -127,3 +127,15 @@ class ExportOptions:
         if p.sigma < 0:
             raise InputError(f"--sigma {p.sigma}: the noise level must be >= 0")
         self.box_options().validate()
+
+
+@dataclass
+class TokenOptions:
+    """Flags of the token path (``edgesal export --input input_ids ...``)."""
+
+    wrt: str | None = None  # differentiate this float tensor instead of the embedding lookup
+    mask_input: str | None = None  # attention-mask input (default: attention_mask if present)
+    attention: bool = False  # add attention, attention_rollout, attention_gradient outputs
+    rollout_from: str = "cls"  # cls | mean
+    baseline_token: int | None = None  # IG reference token id (default: zero embeddings)
+    special_tokens: tuple[int, ...] = field(default_factory=tuple)  # kept in the IG reference

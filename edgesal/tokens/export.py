@@ -11,7 +11,7 @@ masked positions set to 0, then normalized. ``--attention`` adds the outputs of
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from edgesal.image_input import ExplainedInput, graph_inputs
 from edgesal.methods import METHODS, MethodContext
 from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
+from edgesal.options import TokenOptions  # defined onnx-free for the CLI parser
 from edgesal.postprocess import normalize
 from edgesal.targets import Target, build_seed
 from edgesal.tokens import attention as att
@@ -52,18 +53,6 @@ from edgesal.tokens.lookup import (
 TOKEN_REDUCTIONS = ("l2", "absmax", "abssum", "dot", "none")
 TOKEN_METHODS = ("vanilla", "gradxinput", "integrated", "smoothgrad")
 _TIMES_INPUT = ("gradxinput", "integrated")  # attributions already multiplied by (x - x')
-
-
-@dataclass
-class TokenOptions:
-    """Flags of the token path (``edgesal export --input input_ids ...``)."""
-
-    wrt: str | None = None  # differentiate this float tensor instead of the embedding lookup
-    mask_input: str | None = None  # attention-mask input (default: attention_mask if present)
-    attention: bool = False  # add attention, attention_rollout, attention_gradient outputs
-    rollout_from: str = "cls"  # cls | mean
-    baseline_token: int | None = None  # IG reference token id (default: zero embeddings)
-    special_tokens: tuple[int, ...] = field(default_factory=tuple)  # kept in the IG reference
 
 
 @dataclass(frozen=True)
