@@ -13,7 +13,7 @@ zero-derivative rule must be declared ``zero`` there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -103,7 +103,9 @@ def unbroadcast(b: Builder, info: TensorInfo, grad: str, grad_shape: tuple, targ
     return b.Reshape(grad, b.ints(shape))
 
 
-RuleFn = Callable[[GradContext], Sequence[str | None]]
+# A list, not any Sequence: a str is a Sequence of str, and a rule returning one name would be
+# split into characters by the engine.
+RuleFn = Callable[[GradContext], list[str | None]]
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def register(*op_types: str, broadcasting: bool = False) -> Callable[[RuleFnT], 
     return wrap
 
 
-def _zero(ctx: GradContext) -> list[None]:
+def _zero(ctx: GradContext) -> list[str | None]:
     """No gradient flows back (the derivative is zero almost everywhere)."""
     return [None] * len(ctx.node.input)
 
