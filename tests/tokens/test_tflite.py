@@ -34,3 +34,22 @@ def test_tflite_equals_onnx(small_bert_onnx, tmp_path, reduce):
     got = dict(zip(names, backend.run(names, lite_feeds), strict=True))
     for name in names:
         np.testing.assert_allclose(got[name], expected[name], atol=1e-4, err_msg=name)
+
+
+def test_text_explainer_on_litert(small_bert_onnx, tmp_path):
+    """The device class reads the same metadata from the .tflite and gives the ONNX maps."""
+    from edgesal.converters import to_tflite
+    from edgesal.export import save
+    from edgesal.runtimes.text import TextExplainer
+    from tests.tokens.test_text import _tokenizer
+
+    options = ExportOptions(input="input_ids", input_shape=(1, SEQ), labels=["a", "b", "c"])
+    model = export_token_saliency(small_bert_onnx, options, TokenOptions(attention=True))
+    save(model, tmp_path / "m.onnx")
+    (tmp_path / "m.tflite").write_bytes(to_tflite(model))
+    tokenizer = _tokenizer(tmp_path / "tokenizer.json")
+    lite = TextExplainer(tmp_path / "m.tflite", tokenizer).explain("w1 w2 w3")
+    ref = TextExplainer(tmp_path / "m.onnx", tokenizer).explain("w1 w2 w3")
+    assert lite.label == ref.label and set(lite.maps) == set(ref.maps)
+    for name in ref.maps:
+        np.testing.assert_allclose(lite.maps[name], ref.maps[name], atol=1e-4, err_msg=name)
