@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +49,8 @@ class LiteRtBackend:
     weight copies) and one worker keeps one."""
 
     def __init__(
-        self, path: Path | str, make: Callable[[], object], package: str, metadata: dict[str, str]
-    ):
+        self, path: Path | str, make: Callable[[], Any], package: str, metadata: dict[str, str]
+    ):  # make() -> ai-edge-litert's or tflite-runtime's Interpreter (neither ships types)
         self.path, self.metadata = str(path), metadata
         self.name = f"{package}/XNNPACK"
         self._make = make
