@@ -220,6 +220,12 @@ def _add_token_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also output attention [N,L,T,T], attention_rollout and attention_gradient [N,T]",
     )
+    g.add_argument(
+        "--patch-map",
+        action="store_true",
+        help="vision transformers (with --wrt the patch tokens): each [N,T] map also as "
+        "<name>_grid [N,H/p,W/p] on the patch grid",
+    )
     g.add_argument("--rollout-from", default=d.rollout_from, choices=["cls", "mean"],
                    help="rollout row: the first token's (cls) or the mean over tokens")  # fmt: skip
     g.add_argument("--baseline-token", type=int, help="IG baseline: this token id's embedding")
@@ -244,6 +250,7 @@ def _export_model(model, options, args):
         rollout_from=args.rollout_from,
         baseline_token=args.baseline_token,
         special_tokens=args.special_tokens,
+        patch_map=args.patch_map,
     )
     token_path = is_token_export(model, options, tokens)
     options.reduce = options.reduce or ("l2" if token_path else ExportOptions.reduce)
@@ -429,9 +436,9 @@ def _export_one(args, method: str, params, output) -> None:
     from pathlib import Path
 
     from edgesal import metadata
-    from edgesal.boxes import read_anchors
     from edgesal.converters import load_model_any
     from edgesal.export import ExportOptions, save
+    from edgesal.export.boxes import read_anchors
 
     preprocess, labels = _runtime_metadata(args)
     options = ExportOptions(

@@ -53,7 +53,7 @@ class InputSpec:
 @dataclass
 class BoxOptions:
     """``--boxes-output``, ``--boxes-format``, ``--boxes-anchors`` (read) and ``--boxes-scale``;
-    :func:`edgesal.boxes.box_metadata` checks them against a model."""
+    :func:`edgesal.export.boxes.box_metadata` checks them against a model."""
 
     output: str | None = None
     format: str = "xyxy"
@@ -139,3 +139,4 @@ class TokenOptions:
     rollout_from: str = "cls"  # cls | mean
     baseline_token: int | None = None  # IG reference token id (default: zero embeddings)
     special_tokens: tuple[int, ...] = field(default_factory=tuple)  # kept in the IG reference
+    patch_map: bool = False  # ViT: every [N, T] map also as <name>_grid [N, H/p, W/p]

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from edgesal import metadata
-from edgesal.boxes import check_pairing, read_anchors
 from edgesal.cli import main
 from edgesal.converters import to_tflite
 from edgesal.errors import InputError, TargetError
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.export.boxes import check_pairing, read_anchors
 from edgesal.runtimes.detections import BoxSpec, Detection, draw_boxes, element_box
 from edgesal.runtimes.errors import ModelError
 from edgesal.runtimes.model import MethodChain

@@ -10,9 +10,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edgesal.cli import main
 from edgesal.errors import InputError, ModelLoadError, TargetError, UnsupportedOpError
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.export.targets import Target, build_seed
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
-from edgesal.targets import Target, build_seed
 from tests.models import nchw_cnn
 
 

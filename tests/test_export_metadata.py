@@ -11,7 +11,7 @@ import pytest
 from edgesal import metadata
 from edgesal.cli import main
 from edgesal.errors import InputError
-from edgesal.export import _checked_labels
+from edgesal.export.pipeline import _checked_labels
 from edgesal.runtimes.model import MethodChain
 from tests.models import nchw_cnn
 

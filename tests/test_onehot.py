@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-import edgesal.export
+import edgesal.export.pipeline
 from edgesal import metadata
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.quant.prepare import one_hot_products
@@ -47,7 +47,7 @@ def _transposed_head(model: onnx.ModelProto, alpha: float) -> onnx.ModelProto:
 def _export(model, monkeypatch, lookups: bool, **options) -> onnx.ModelProto:
     with monkeypatch.context() as patch:
         if not lookups:
-            patch.setattr(edgesal.export, "gather_one_hot_products", lambda model: [])
+            patch.setattr(edgesal.export.pipeline, "gather_one_hot_products", lambda model: [])
         return export_saliency(model, ExportOptions(reduce="none", normalize="none", **options))
 
 

@@ -10,9 +10,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.export.postprocess import reduce_channels
 from edgesal.graph.builder import Builder
 from edgesal.methods import MethodOptions, cam
-from edgesal.postprocess import reduce_channels
 from tests.models import nchw_cnn
 
 

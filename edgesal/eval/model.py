@@ -22,12 +22,12 @@ import onnxruntime as ort
 from edgesal.errors import InputError, ModelLoadError
 from edgesal.eval.controls import SOBEL_OUTPUT, add_sobel_output
 from edgesal.eval.graphs import prune, with_free_batch
+from edgesal.export.targets import TARGET_INPUT, Target
 from edgesal.graph.info import TensorInfo
 from edgesal.image_input import graph_inputs
 from edgesal.imaging import softmax
 from edgesal.runtimes.contract import Preprocess, build_contract, crop_tensor
 from edgesal.runtimes.errors import ModelError
-from edgesal.targets import TARGET_INPUT, Target
 
 
 @dataclass(frozen=True)

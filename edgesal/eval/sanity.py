@@ -30,9 +30,9 @@ from edgesal.errors import InputError
 from edgesal.eval.graphs import prune
 from edgesal.eval.model import ModelSpec
 from edgesal.export import ExportOptions
+from edgesal.export.targets import TARGET_INPUT, Target
 from edgesal.image_input import graph_inputs
 from edgesal.methods import MethodOptions
-from edgesal.targets import TARGET_INPUT, Target
 
 # op type -> input positions holding its learned parameters (normalization: scale and bias only,
 # the running statistics are not parameters and a random variance could be negative)

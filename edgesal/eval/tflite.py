@@ -19,11 +19,11 @@ import numpy as np
 
 from edgesal.errors import ModelLoadError
 from edgesal.eval.model import SaliencyRunner, contract
+from edgesal.export.targets import TARGET_INPUT
 from edgesal.runtimes.backends.litert import LiteRtBackend, interpreter_class
 from edgesal.runtimes.backends.tflite_meta import ENTRY, read_metadata
 from edgesal.runtimes.errors import BackendError
 from edgesal.runtimes.model import probabilities
-from edgesal.targets import TARGET_INPUT
 
 
 def _backend(data: bytes, where: str, threads: int) -> LiteRtBackend:

@@ -1,10 +1,10 @@
 """Reading a saliency model for quantization: which tensors are gradients, and folded weights.
 
 An exported saliency model is the original forward graph plus a backward pass that starts at the
-*seed* (the cotangent of the explained score, built by :mod:`edgesal.targets`). Every tensor that
-depends on a seed is a gradient or derived from one (the map's post-processing included); every
-other tensor is a forward activation, including the batched forward copies that integrated
-gradients and SmoothGrad run. Quantization treats the two sets differently.
+*seed* (the cotangent of the explained score, built by :mod:`edgesal.export.targets`). Every
+tensor that depends on a seed is a gradient or derived from one (the map's post-processing
+included); every other tensor is a forward activation, including the batched forward copies
+that integrated gradients and SmoothGrad run. Quantization treats the two sets differently.
 """
 
 from __future__ import annotations

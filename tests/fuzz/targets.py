@@ -45,8 +45,8 @@ READERS: dict[str, tuple[str, ...]] = {
     "tflite_model": ("edgesal.converters.formats:read_tflite",),
     "onnx_model": (
         "edgesal.onnx_io:load_model",
-        "edgesal.export:export_saliency",
-        "edgesal.export:ExportOptions",
+        "edgesal.export.pipeline:export_saliency",
+        "edgesal.options:ExportOptions",
     ),
     "onnx_device": ("edgesal.runtimes.model:MethodChain",),
     "labels": ("edgesal.runtimes.contract:read_labels",),
@@ -128,7 +128,8 @@ def tflite_model(data: bytes) -> None:
 def onnx_model(data: bytes) -> None:
     """An ``.onnx`` file: the workstation loader, then the export entry on what loads."""
     model = reader("edgesal.onnx_io:load_model")(scratch("m.onnx", data))
-    reader("edgesal.export:export_saliency")(model, reader("edgesal.export:ExportOptions")())
+    export = reader("edgesal.export.pipeline:export_saliency")
+    export(model, reader("edgesal.options:ExportOptions")())
 
 
 def onnx_device(data: bytes) -> None:

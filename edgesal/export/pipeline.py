@@ -11,8 +11,10 @@ import onnx
 from onnx import helper
 
 from edgesal import __version__, metadata, roi
-from edgesal.boxes import box_metadata
 from edgesal.errors import InputError
+from edgesal.export.boxes import box_metadata
+from edgesal.export.postprocess import normalize, reduce_channels
+from edgesal.export.targets import Target, build_seed
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
 from edgesal.graph.info import TensorInfo, is_static
@@ -22,10 +24,8 @@ from edgesal.methods import METHODS, MethodContext
 from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
 from edgesal.options import ExportOptions  # defined onnx-free; edgesal.export.ExportOptions stays
-from edgesal.postprocess import normalize, reduce_channels
 from edgesal.runtimes.audio import FrontEnd, input_layout
 from edgesal.runtimes.errors import ModelError
-from edgesal.targets import Target, build_seed
 
 
 def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions) -> onnx.ModelProto:
