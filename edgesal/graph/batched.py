@@ -77,15 +77,6 @@ def join_items(b: Builder, parts: list[str], sizes: list[int], shape: tuple[int,
     return b.Reshape(b.Concat(*grouped, axis=1), b.ints([n * total, *rest]))
 
 
-def zero_from(b: Builder, previous: str, dtype: int) -> str:
-    """A [1] zero of ``dtype`` computed from one element of ``previous``: adding it to the next
-    chunk's samples is a data dependency (int64 multiply by 0, exact even for inf/NaN), so every
-    runtime finishes the previous chunk before it starts the next and can reuse its memory."""
-    first = b.Slice(b.Reshape(previous, b.ints([-1])), b.ints([0]), b.ints([1]))
-    zero = b.Mul(b.Cast(first, to=onnx.TensorProto.INT64), b.ints([0]))
-    return b.Cast(zero, to=dtype)
-
-
 def chunk_sizes(copies: int, limit: int) -> list[int]:
     """``copies`` in the fewest chunks of at most ``limit`` (0: no limit), sizes balanced."""
     if limit <= 0 or limit >= copies:

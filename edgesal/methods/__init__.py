@@ -22,7 +22,6 @@ from edgesal.graph.batched import (
     copied_nodes,
     join_items,
     take_items,
-    zero_from,
 )
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
@@ -72,9 +71,7 @@ class MethodContext:
         at = at or self.image.tensor
         key = ("input", at, copies, mode)
         if key not in self._cache:
-            parts: list[str] = []
-            for chunk in self._chunks(at, copies, parts):
-                parts.append(self._chunk_gradient(chunk, mode))
+            parts = [self._chunk_gradient(chunk, mode) for chunk in self._chunks(at, copies)]
             self._cache[key] = self._joined(parts, at, copies)
         return self._cache[key]
 
@@ -91,7 +88,7 @@ class MethodContext:
         if key not in self._cache:
             activations: list[str] = []
             grads: list[str] = []
-            for chunk in self._chunks(at, copies, grads):
+            for chunk in self._chunks(at, copies):
                 activation = chunk.mapping.get(layer, layer)
                 graph, info = self.model.graph, self.info
                 grads.append(input_gradient(graph, info, self.b, chunk.seeds, activation))
@@ -110,17 +107,19 @@ class MethodContext:
         n = shape[0] // sizes[0]
         return join_items(self.b, parts, sizes, (n * copies, *shape[1:]))
 
-    def _chunks(self, at: str, copies: int, done: list[str]):
-        """The forward copies that run samples ``at``, made lazily: each chunk after the first
-        reads a zero from the previous chunk's result (``done[-1]``), so a runtime finishes one
-        chunk's forward and backward pass, and frees them, before it starts the next."""
+    def _chunks(self, at: str, copies: int):
+        """The forward copies that run samples ``at``, made lazily, so each chunk's forward pass
+        sits right before its backward pass in the node list (runtimes that follow the node
+        order, as TFLite's planner does, free one chunk before the next). No data dependency
+        joins the chunks: quantization tells gradient tensors by what is downstream of the
+        seeds, and a later chunk's forward pass must not look like one."""
         if at == self.image.tensor and copies == 1:
             yield Chunk(at, 1, {}, self.seeds)
             return
         sizes = self._plan(at, copies)
         start = 0
         for k in sizes:
-            yield self._chunk(at, copies, start, k, done[-1] if start else None)
+            yield self._chunk(at, copies, start, k)
             start += k
 
     def _plan(self, at: str, copies: int) -> list[int]:
@@ -143,8 +142,8 @@ class MethodContext:
             return chunk_sizes(copies, 1)
         return sizes
 
-    def _chunk(self, at: str, copies: int, start: int, k: int, after: str | None = None) -> Chunk:
-        """Forward copy of samples ``start .. start + k`` of ``at`` (cached), run ``after``."""
+    def _chunk(self, at: str, copies: int, start: int, k: int) -> Chunk:
+        """Forward copy of samples ``start .. start + k`` of ``at`` (cached)."""
         key = ("chunk", at, copies, start, k)
         if key in self._cache:
             return self._cache[key]
@@ -152,8 +151,6 @@ class MethodContext:
         shape = self.shape(at)
         n = shape[0] // copies
         x = take_items(b, at, shape, copies, start, k)
-        if after is not None:
-            x = b.Add(x, zero_from(b, after, self.info.dtype(at)))
         copy = copied_nodes(self.model.graph, image, x, set(self.seeds), b.unique(f"samples{k}"))
         rewrites = rebatch(copy, self.info, b, n, k) if k > 1 else []
         self.model.graph.node.extend(copy.copies)
