@@ -22,10 +22,10 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
-from edgesal.bench import interleaved_medians  # noqa: E402
 from edgesal.runtimes.backends import BackendOptions  # noqa: E402
 from edgesal.runtimes.model import MethodChain  # noqa: E402
 from edgesal.runtimes.signal_pipeline import SignalPipeline  # noqa: E402
+from edgesal.tools.bench import interleaved_medians  # noqa: E402
 from tests.audio import silero, tone  # noqa: E402
 
 

@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import metadata, zoo  # noqa: E402
-from edgesal.bench import interleaved_medians  # noqa: E402
 from edgesal.eval.similarity import spearman  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
 from edgesal.methods import MethodOptions  # noqa: E402
 from edgesal.quant import QuantOptions, load_split, quantize  # noqa: E402
 from edgesal.quant.images import model_inputs  # noqa: E402
+from edgesal.tools.bench import interleaved_medians  # noqa: E402
 
 
 def session(model: onnx.ModelProto, threads: int, spinning: bool = True) -> ort.InferenceSession:

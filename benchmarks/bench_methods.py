@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
-from edgesal.bench import as_run_loads, interleaved_medians, peak_rss_mb, session  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
 from edgesal.methods import MethodOptions  # noqa: E402
+from edgesal.tools.bench import as_run_loads, interleaved_medians, peak_rss_mb, session  # noqa: E402
 
 METHODS = ["vanilla", "gradxinput", "guided", "integrated", "smoothgrad", "gradcam", "gradcampp"]
 
@@ -253,7 +253,7 @@ def main_batching(args) -> None:
         f"Machine: {machine_info()}. {args.threads} threads, medians of {args.runs} runs in "
         f"alternating blocks ({'CPU' if args.cpu_time else 'wall'} time), each file as `edgesal "
         "run` loads it; vanilla calls = the method's time / one vanilla call; peak RSS of a "
-        "fresh process running the file twice (edgesal.bench.peak_rss_mb). "
+        "fresh process running the file twice (edgesal.tools.bench.peak_rss_mb). "
         "`python benchmarks/bench_methods.py --batching --write`.\n\n"
         f"{batching_table(rows, fixed)}\n"
     )

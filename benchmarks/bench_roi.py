@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import metadata, zoo  # noqa: E402
-from edgesal.bench import interleaved_medians  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
+from edgesal.tools.bench import interleaved_medians  # noqa: E402
 
 FRACTIONS = {"1/16": 1 / 16, "1/4": 1 / 4, "1/2": 1 / 2}
 SIZE = 224

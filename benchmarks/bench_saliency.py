@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
-from edgesal.bench import PEAK_RSS_KB, interleaved_medians, peak_rss_mb, session  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
 from edgesal.graph.idioms.forms import for_runtime  # noqa: E402
+from edgesal.tools.bench import PEAK_RSS_KB, interleaved_medians, peak_rss_mb, session  # noqa: E402
 
 _TORCH_RSS = """
 import sys, torch

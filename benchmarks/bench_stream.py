@@ -84,8 +84,8 @@ def measure(model: str, video: str, threads: int, workers: int, budget: int) -> 
     tensor, _, _ = variant.preprocessor(first)
 
     # The one timing scheme of `edgesal bench`: interleaved blocks, settled, medians. Imported
-    # only now: edgesal.bench loads onnx, which must not count in the stream's peak RSS above.
-    from edgesal.bench import interleaved_medians
+    # only now: edgesal.tools.bench loads onnx, which must not count in the stream's peak RSS above.
+    from edgesal.tools.bench import interleaved_medians
 
     calls = {"saliency": lambda: variant.run(tensor, None, True)}
     if not variant.backend.name.endswith("XNNPACK"):

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine_info, write_section  # noqa: E402
 from edgesal import zoo  # noqa: E402
-from edgesal.bench import interleaved_medians  # noqa: E402
 from edgesal.converters import convert, to_tflite  # noqa: E402
 from edgesal.export import ExportOptions, export_saliency  # noqa: E402
+from edgesal.tools.bench import interleaved_medians  # noqa: E402
 from edgesal.zoo.weights import fetch  # noqa: E402
 
 MODELS = ("mobilenet_v2", "efficientnet_lite0")

@@ -1,7 +1,7 @@
 """Token saliency speed on a real MiniLM-class encoder (all-MiniLM-L6-v2 + topic head, T = 128):
 onnxruntime forward vs the in-graph maps, attention outputs, integrated gradients, and torch /
 Captum on the same weights. One run, fixed threads, medians in alternating blocks
-(:func:`edgesal.bench.interleaved_medians`); only the ratios of one run compare.
+(:func:`edgesal.tools.bench.interleaved_medians`); only the ratios of one run compare.
 
 Usage: python benchmarks/bench_tokens.py [--runs 15] [--threads 2] [--seq 128] [--write]
 (--write replaces the table in docs/tokens.md)
@@ -20,11 +20,11 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import ROOT, machine_info, write_section  # noqa: E402
-from edgesal.bench import interleaved_medians, session  # noqa: E402
 from edgesal.export import ExportOptions  # noqa: E402
 from edgesal.graph.fold import drop_dead_nodes, remove_unused_initializers  # noqa: E402
 from edgesal.options import MethodOptions  # noqa: E402
 from edgesal.tokens.export import TokenOptions, export_token_saliency  # noqa: E402
+from edgesal.tools.bench import interleaved_medians, session  # noqa: E402
 from tests.tokens import minilm  # noqa: E402
 
 TEXT = (

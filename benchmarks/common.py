@@ -1,5 +1,5 @@
 """Shared benchmark plumbing: machine info and writing a section of BENCHMARKS.md (medians:
-:func:`edgesal.bench.interleaved_medians`)."""
+:func:`edgesal.tools.bench.interleaved_medians`)."""
 
 from __future__ import annotations
 

@@ -591,7 +591,7 @@ def _add_bench(sub) -> None:
 
 
 def _run_bench(args) -> int:
-    from edgesal.bench import bench_model, format_profile, format_table
+    from edgesal.tools.bench import bench_model, format_profile, format_table
 
     rows = bench_model(args.model, args.methods.split(","), args.threads, args.runs, args.profile)
     print(format_table(rows))
@@ -618,7 +618,7 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> int:
-    from edgesal.demo import run_demo
+    from edgesal.tools.demo import run_demo
 
     run_demo(args.out, args.models.split(","), args.methods.split(","))
     return 0
@@ -671,8 +671,8 @@ def _run_doctor(args) -> int:
     import json
 
     from edgesal.converters import load_model_any
-    from edgesal.doctor import as_dict, diagnose, format_diagnosis
     from edgesal.export import ExportOptions
+    from edgesal.tools.doctor import as_dict, diagnose, format_diagnosis
 
     model = load_model_any(args.model)
     found = diagnose(model, ExportOptions(target=args.target, input=args.input))

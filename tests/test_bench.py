@@ -8,8 +8,8 @@ import platform
 import onnx
 import pytest
 
-from edgesal.bench import _breakdown, bench_model, interleaved_medians
 from edgesal.cli import main
+from edgesal.tools.bench import _breakdown, bench_model, interleaved_medians
 from tests.models import nchw_cnn
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")

@@ -7,7 +7,7 @@ import json
 import cv2
 import pytest
 
-from edgesal.demo import run_demo
+from edgesal.tools.demo import run_demo
 
 pytestmark = pytest.mark.slow
 

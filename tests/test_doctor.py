@@ -8,8 +8,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgesal.cli import main
-from edgesal.doctor import diagnose, format_diagnosis, graph_flops, kept_activation_bytes
 from edgesal.export import ExportOptions, export_saliency
+from edgesal.tools.doctor import diagnose, format_diagnosis, graph_flops, kept_activation_bytes
 from tests.test_rebatch import _graph
 
 

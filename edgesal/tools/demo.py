@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 
 from edgesal import metadata, zoo
-from edgesal.bench import session
 from edgesal.eval.model import inspect
 from edgesal.export import ExportOptions, export_saliency, save
 from edgesal.imaging import overlay, softmax
 from edgesal.runtimes.contract import Preprocess, crop_tensor, rgb_crop
+from edgesal.tools.bench import session
 
 DEFAULT_METHODS = ["vanilla", "smoothgrad", "integrated", "gradcam"]
 
