@@ -61,12 +61,12 @@ def measure(model: str, video: str, threads: int, workers: int, budget: int) -> 
     """Runs in a fresh process: the runtime only."""
 
     from edgesal.runtimes.backends import BackendOptions
+    from edgesal.runtimes.frameboard import FrameBoard
     from edgesal.runtimes.governor import peak_rss_bytes
     from edgesal.runtimes.heap import limit_malloc_arenas
     from edgesal.runtimes.model import MethodChain
     from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
     from edgesal.runtimes.runner import Runner
-    from edgesal.runtimes.server import FrameBoard
     from edgesal.runtimes.sinks import BoardSink
     from edgesal.runtimes.sources import open_source
 

@@ -466,7 +466,8 @@ def build_runner(args: argparse.Namespace):
     sinks: list = []
     server = None
     if args.serve:
-        from edgesal.runtimes.server import FrameBoard, StatusServer
+        from edgesal.runtimes.frameboard import FrameBoard
+        from edgesal.runtimes.server import StatusServer
 
         board = FrameBoard(args.jpeg_quality)
         sinks.append(BoardSink(board))

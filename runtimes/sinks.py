@@ -11,9 +11,9 @@ from typing import Protocol
 import cv2
 
 from edgesal.runtimes.errors import OutputError
+from edgesal.runtimes.frameboard import FrameBoard
 from edgesal.runtimes.pipeline import FrameResult
 from edgesal.runtimes.records import RecordWriter
-from edgesal.runtimes.server import FrameBoard
 
 log = logging.getLogger("edgesal.runtimes.sinks")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "XVID", ".mov": "mp4v"}

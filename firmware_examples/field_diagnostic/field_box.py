@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 from edgesal.runtimes.errors import OutputError
+from edgesal.runtimes.frameboard import FrameBoard
 from edgesal.runtimes.governor import Budget
 from edgesal.runtimes.pipeline import Pipeline, PipelineConfig
 from edgesal.runtimes.records import RecordWriter
 from edgesal.runtimes.runner import Runner
 from edgesal.runtimes.selfcheck import CheckConfig
-from edgesal.runtimes.server import FrameBoard, StatusServer
+from edgesal.runtimes.server import StatusServer
 from edgesal.runtimes.simulation import ThermalSimulator, stop_after
 from edgesal.runtimes.sinks import BoardSink, RecordsSink
 from edgesal.runtimes.sources import open_source

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from edgesal.runtimes.errors import OutputError
-from edgesal.runtimes.server import FrameBoard, StatusServer, parse_address
+from edgesal.runtimes.frameboard import FrameBoard
+from edgesal.runtimes.server import StatusServer, parse_address
 from tests.runtimes import synthetic
 from tests.runtimes.clihelp import start_server, stop
 

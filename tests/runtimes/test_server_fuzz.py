@@ -9,7 +9,8 @@ import random
 import re
 import time
 
-from edgesal.runtimes.server import FrameBoard, StatusServer
+from edgesal.runtimes.frameboard import FrameBoard
+from edgesal.runtimes.server import StatusServer
 from edgesal.runtimes.webauth import WebOptions
 from tests.runtimes.webclient import FakePipeline, raw, request, status_fixture
 

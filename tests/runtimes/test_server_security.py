@@ -21,7 +21,8 @@ import pytest
 
 from edgesal.runtimes import webauth
 from edgesal.runtimes.errors import OutputError
-from edgesal.runtimes.server import FrameBoard, StatusServer
+from edgesal.runtimes.frameboard import FrameBoard
+from edgesal.runtimes.server import StatusServer
 from edgesal.runtimes.status_page import LOGIN_PAGE, PAGE
 from edgesal.runtimes.webauth import Gate, WebOptions, is_loopback, load_or_create_token
 from tests.runtimes.clihelp import ROOT, runtime_cmd

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from edgesal.runtimes.server import FrameBoard
+from edgesal.runtimes.frameboard import FrameBoard
 
 LOOPBACK = "127.0.0.1"
 
