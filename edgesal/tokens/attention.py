@@ -95,6 +95,8 @@ def gradient_rollout(
         result = (
             weighted if result is None else b.Add(result, b.MatMul(weighted, b.Add(result, eye)))
         )
+    if result is None:  # find_attention refuses a model without attention layers
+        raise ValueError("gradient_rollout needs at least one attention layer")
     return result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnx
@@ -21,13 +22,14 @@ from onnx import helper
 from edgesal import __version__, metadata
 from edgesal.autodiff.engine import input_gradient
 from edgesal.errors import InputError
-from edgesal.export import (
-    ExportOptions,
+from edgesal.export.pipeline import (
     _checked_labels,
     _complete_output_shapes,
     _opset,
     _output_names,
 )
+from edgesal.export.postprocess import normalize
+from edgesal.export.targets import Target, build_seed
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
 from edgesal.graph.info import TensorInfo
@@ -36,9 +38,7 @@ from edgesal.image_input import ExplainedInput, graph_inputs
 from edgesal.methods import METHODS, MethodContext
 from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
-from edgesal.options import TokenOptions  # defined onnx-free for the CLI parser
-from edgesal.postprocess import normalize
-from edgesal.targets import Target, build_seed
+from edgesal.options import ExportOptions, TokenOptions
 from edgesal.tokens import attention as att
 from edgesal.tokens.baseline import token_reference, token_spec
 from edgesal.tokens.lookup import (
@@ -49,6 +49,7 @@ from edgesal.tokens.lookup import (
     position_limit,
     wrt_input,
 )
+from edgesal.tokens.patches import GRID_SUFFIX, on_grid, patch_grid
 
 TOKEN_REDUCTIONS = ("l2", "absmax", "abssum", "dot", "none")
 TOKEN_METHODS = ("vanilla", "gradxinput", "integrated", "smoothgrad")
@@ -100,6 +101,8 @@ def export_token_saliency(
     fed = options.input
     if fed is None and tokens.wrt is not None:  # the input --wrt depends on
         fed = wrt_input(model, TensorInfo(model), tokens.wrt, None)
+    if fed is None:
+        raise InputError("--input: name the token ids input, or give --wrt")
     fix_token_shapes(model, fed, options.batch, options.input_shape)
     info = TensorInfo(model)
     explained = _explained(model, info, options, tokens)
@@ -127,6 +130,8 @@ def export_token_saliency(
         _add_output(model, b, saliency, output, ctx.shape(saliency), info.dtype(explained.tensor))
     if layers:
         _attention_outputs(model, ctx, layers, grads, weights, tokens.rollout_from, dtype)
+    if tokens.patch_map:
+        _grid_outputs(model, ctx, [*outputs.values(), *extra])
     lookups = gather_one_hot_products(model)
     drop_dead_nodes(model.graph, f"{b.prefix}/")
     remove_unused_initializers(model)
@@ -181,7 +186,7 @@ def fix_token_shapes(
             f"input '{ids}' has symbolic dims at axes {unknown}; fix the sequence length with "
             "--input-shape N,T (e.g. 1,128)"
         )
-    if any(d <= 0 for d in wanted):
+    if any(d <= 0 for d in wanted if d is not None):  # none is None after the check above
         raise InputError(f"--input-shape {wanted}: sizes must be positive")
     by_symbol = {d.dim_param: v for d, v in zip(dims, wanted, strict=True) if d.dim_param}
     for entry in inputs:
@@ -201,6 +206,8 @@ def _explained(
     model: onnx.ModelProto, info: TensorInfo, options: ExportOptions, tokens: TokenOptions
 ) -> TokenInput:
     if tokens.wrt is None:
+        if options.input is None:  # is_token_export: without --wrt, --input names the ids
+            raise InputError("--input: name the token ids input, or give --wrt")
         look = find_lookup(model, info, options.input)
         mask = (
             checked_mask(model, info, tokens.mask_input, look.shape)
@@ -243,7 +250,7 @@ def _shared_gradient(ctx: MethodContext, layers: list[att.AttentionLayer]) -> di
     missing = [p for p, g in record.items() if g is None]
     if missing:
         raise InputError(f"--attention: the target does not depend on attention {missing[0]}")
-    return record
+    return {p: g for p, g in record.items() if g is not None}  # all of them, after the check
 
 
 def _token_map(ctx: MethodContext, name: str, options: ExportOptions, weights, dtype) -> str:
@@ -303,13 +310,27 @@ def _attention_outputs(model, ctx, layers, grads, weights, rollout_from: str, dt
         _add_output(model, b, scaled, output, (n, length), float_type)
 
 
+def _grid_outputs(model: onnx.ModelProto, ctx: MethodContext, names: list[str]) -> None:
+    """``<name>_grid`` [N, H/p, W/p] for every [N, T] map output among ``names``."""
+    n, length = ctx.image.shape[0], ctx.image.shape[1]
+    grid = patch_grid(model, ctx.info, ctx.image.tensor)
+    float_type = ctx.info.dtype(ctx.image.tensor)
+    declared = {
+        o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output
+    }
+    for name in names:
+        if declared.get(name) == [n, length]:
+            on = on_grid(ctx.b, name, n, length, grid)
+            _add_output(model, ctx.b, on, name + GRID_SUFFIX, (n, *grid), float_type)
+
+
 def _add_output(model, b: Builder, tensor: str, name: str, shape, elem_type: int) -> None:
     model.graph.node.append(helper.make_node("Identity", [tensor], [name], name=f"edgesal/{name}"))
     model.graph.output.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
 
 
 def _write_metadata(model, ctx: MethodContext, options, tokens, target, outputs, extra, seeds):
-    explained = ctx.image
+    explained = cast(TokenInput, ctx.image)  # export_token_saliency built ctx on a TokenInput
     existing = metadata.read(model)
     declared = dict(existing.get("outputs") or {})
     declared.setdefault("scores", model.graph.output[0].name)
@@ -328,7 +349,7 @@ def _write_metadata(model, ctx: MethodContext, options, tokens, target, outputs,
         "length": explained.shape[1],
     }
     labels = options.labels
-    extra_keys = (
+    extra_keys: dict[str, object] = (
         {} if labels is None else {"labels": _checked_labels(labels, model, declared["scores"])}
     )
     if ctx.batching:

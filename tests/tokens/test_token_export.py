@@ -190,3 +190,9 @@ def test_image_methods_refused_on_tokens(small_bert_onnx):
     options = ExportOptions(method="gradcam", input="input_ids", input_shape=(1, SEQ))
     with pytest.raises(InputError, match="--method gradcam: token inputs take"):
         export_token_saliency(small_bert_onnx, options, TokenOptions())
+
+
+def test_no_input_and_no_wrt_is_refused(small_bert_onnx):
+    """Called directly (the CLI routes here only with --wrt or an integer --input)."""
+    with pytest.raises(InputError, match="--input: name the token ids input, or give --wrt"):
+        export_token_saliency(small_bert_onnx, ExportOptions(input_shape=(1, SEQ)), TokenOptions())

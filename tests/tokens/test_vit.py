@@ -62,3 +62,30 @@ def test_vit_patch_tokens_and_attention(tmp_path):
     expected = np.stack([p.detach().numpy().mean(1) for p in probs], 1)
     np.testing.assert_allclose(out["attention"], expected, atol=1e-5)
     assert out["attention_rollout"].shape == (1, 1 + (SIZE // PATCH) ** 2)
+
+
+def test_vit_patch_map(tmp_path):
+    """--patch-map: the per-patch l2 map of the tokens after the class token, on the 4x4 grid."""
+    vit = TinyViT().eval()
+    image = torch.randn(1, 3, SIZE, SIZE)
+    path = tmp_path / "vit.onnx"
+    torch.onnx.export(vit, (image,), str(path), input_names=["image"], output_names=["scores"],
+                      opset_version=17, dynamo=False)  # fmt: skip
+    graph = onnx.load(str(path)).graph
+    tokens = next(n.output[0] for n in graph.node if n.op_type == "Add" and "pos" in n.input)
+    options = ExportOptions(target="class:1", reduce="l2", normalize="none")
+    spec = TokenOptions(wrt=tokens, attention=True, patch_map=True)
+    model = export_token_saliency(path, options, spec)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    out = dict(zip(names, session.run(None, {"image": image.numpy()}), strict=True))
+    grid = SIZE // PATCH
+    assert out["saliency_grid"].shape == out["attention_rollout_grid"].shape == (1, grid, grid)
+    scores = vit(image)
+    vit.tokens.retain_grad()
+    scores[0, 1].backward()
+    per_token = np.sqrt((vit.tokens.grad.numpy()[0] ** 2).sum(-1))
+    expected = per_token[1:].reshape(grid, grid)  # patch (row, col) = token 1 + row * grid + col
+    np.testing.assert_allclose(out["saliency_grid"][0], expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(out["attention_gradient_grid"][0].reshape(-1),
+                               out["attention_gradient"][0, 1:])  # fmt: skip
