@@ -183,3 +183,37 @@ def test_export_to_tflite_refuses_op_without_lowering(tmp_path, capsys):
     assert "Traceback" not in captured.err + captured.out
     assert not out.exists()
     assert main(["export", str(tmp_path / "lrn.onnx"), "-o", str(tmp_path / "s.onnx")]) == 0
+
+
+PARSER_WITHOUT_TOOLKIT = """
+import sys
+HEAVY = {"onnx", "onnxruntime", "torch", "tensorflow", "tf2onnx", "tflite", "tokenizers"}
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ImportError(f"{name} is blocked: a device-only install")
+
+sys.meta_path.insert(0, Blocker())
+from edgesal.cli import build_parser
+from edgesal.options import ExportOptions
+
+args = build_parser().parse_args(["export", "m.onnx", "-o", "m.sal.onnx"])
+d = ExportOptions()
+assert (args.method, args.target, args.normalize) == (d.method, d.target, d.normalize), args
+assert (args.boxes_format, args.boxes_scale) == (d.boxes_format, d.boxes_scale), args
+print(sorted(m for m in sys.modules if m.split(".")[0] in HEAVY))
+"""
+
+
+def test_parser_builds_without_the_toolkit():
+    """Device-only installs (numpy, OpenCV, one backend) build the whole parser: every option
+    dataclass the flags read their defaults from is importable without onnx."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", PARSER_WITHOUT_TOOLKIT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
