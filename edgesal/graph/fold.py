@@ -62,7 +62,7 @@ def _evaluate(node, values, info: TensorInfo, opset: int) -> list[np.ndarray] | 
     if node.op_type in ("Shape", "Size"):
         return _static_shape_op(node, info)
     inputs = [name for name in node.input if name]
-    if not all(name in values for name in inputs):
+    if not all(name in values for name in inputs) or _too_large(node, values, info):
         return None
     try:
         graph = helper.make_graph(
@@ -82,6 +82,36 @@ def _evaluate(node, values, info: TensorInfo, opset: int) -> list[np.ndarray] | 
     if any(np.asarray(r).size > _MAX_GROWTH for r in results):
         return None
     return [np.asarray(r) for r in results]
+
+
+def _too_large(node, values, info: TensorInfo) -> bool:
+    """Whether an output would exceed ``_MAX_GROWTH`` elements, judged before evaluating: from
+    shape inference, and for the ops whose output size an input's values set (a model's
+    ConstantOfShape of [20000, 20000] made the export allocate 1.6 GB) from those values."""
+    for out in node.output:
+        dims = info.dims(out)
+        if dims is not None and is_static(dims) and _elements(dims) > _MAX_GROWTH:
+            return True
+    given = [np.asarray(values[n]) for n in node.input if n]
+    try:
+        if node.op_type == "ConstantOfShape":
+            return _elements(given[0].ravel()) > _MAX_GROWTH
+        if node.op_type == "Expand":
+            return _elements(np.broadcast_shapes(given[0].shape, tuple(given[1].ravel()))) > (
+                _MAX_GROWTH
+            )
+        if node.op_type == "Tile":
+            return given[0].size * _elements(given[1].ravel()) > _MAX_GROWTH
+        if node.op_type == "Range":
+            start, limit, delta = (float(v) for v in given[:3])
+            return delta == 0 or abs(limit - start) / abs(delta) > _MAX_GROWTH
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return True  # malformed: leave the node for the checker and the runtime to refuse
+    return False
+
+
+def _elements(dims) -> int:
+    return int(np.prod([abs(int(d)) for d in dims], dtype=object)) if len(dims) else 1
 
 
 def _static_shape_op(node: onnx.NodeProto, info: TensorInfo) -> list[np.ndarray] | None:

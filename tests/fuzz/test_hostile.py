@@ -16,8 +16,10 @@ import zlib
 
 import numpy as np
 import pytest
+from onnx import helper, numpy_helper
 
 from edgesal.errors import ArchiveError, InputError
+from edgesal.export import ExportOptions, export_saliency
 from edgesal.imaging import read_image
 from edgesal.runtimes.backends.tflite_meta import read_input_shapes
 from edgesal.runtimes.errors import ModelError, RecordsError
@@ -33,6 +35,7 @@ from edgesal.runtimes.records import (
 )
 from edgesal.runtimes.sources import open_source
 from edgesal.zoo.archive import LEGACY_MAGIC, LEGACY_PROTOCOL, read_state_dict
+from tests.models import nchw_cnn
 from tests.runtimes import synthetic, synthetic_tflite
 from tests.runtimes.clihelp import ROOT, runtime_cmd
 
@@ -276,3 +279,22 @@ def test_records_inspect_on_fields_of_the_wrong_type_is_a_clean_error(tmp_path, 
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert message in proc.stderr and "frame record at byte" in proc.stderr
+
+
+def test_export_does_not_fold_a_constant_the_model_sizes_to_100_mb():
+    """A ConstantOfShape of [5000, 5000] (100 MB; 1.6 GB at 20000) reached constant folding,
+    which evaluated it before its size check: now its size is judged from the shape first."""
+    model = nchw_cnn(classes=3)
+    graph = model.graph
+    graph.initializer.append(numpy_helper.from_array(np.array([5000, 5000], np.int64), "big_shape"))
+    first = graph.node[0]
+    graph.node.insert(0, helper.make_node("ConstantOfShape", ["big_shape"], ["big"]))
+    graph.node.insert(1, helper.make_node("ReduceSum", ["big"], ["big_sum"], keepdims=0))
+    graph.node.insert(2, helper.make_node("Add", [first.input[0], "big_sum"], ["shifted"]))
+    first.input[0] = "shifted"
+    tracemalloc.start()
+    exported = export_saliency(model, ExportOptions())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "ConstantOfShape" in {n.op_type for n in exported.graph.node}
+    assert peak < 40 << 20
