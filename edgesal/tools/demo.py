@@ -17,8 +17,6 @@ from edgesal.imaging import overlay, softmax
 from edgesal.runtimes.contract import Preprocess, crop_tensor, rgb_crop
 from edgesal.tools.bench import session
 
-DEFAULT_METHODS = ["vanilla", "smoothgrad", "integrated", "gradcam"]
-
 
 def run_demo(out: str | Path, models: list[str], methods: list[str], threads: int = 2) -> dict:
     """Per model: one saliency model holding every method (``<model>.sal.onnx``), one labelled
