@@ -92,6 +92,15 @@ def _add_eval(sub) -> None:
         "(docs/eval.md)",
     )
     data.add_argument(
+        "--texts",
+        help="token models (exported with --input input_ids --attention): a UTF-8 file, one text "
+        "a line; deletion/insertion over tokens (docs/tokens.md); needs --tokenizer",
+    )
+    data.add_argument("--tokenizer", help="tokenizer.json for --texts")
+    data.add_argument(
+        "--baseline-token", type=int, help="--texts: id that replaces tokens (default [MASK])"
+    )
+    data.add_argument(
         "--boxes",
         help="object boxes for the pointing game: COCO JSON or {image: [x0,y0,x1,y1]}",
     )
@@ -278,6 +287,10 @@ def run_eval(args) -> int:
             )
         print(f"wrote {args.output}/report.html and report.json ({len(report['samples'])} samples)")
         return 0
+    if args.texts:
+        from edgesal.eval.tokens import run_texts
+
+        return run_texts(args)
     if not args.images:
         raise InputError(
             "give --images FOLDER (or --records FILE); --samples FILE for series, tabular and "

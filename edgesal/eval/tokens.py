@@ -17,8 +17,10 @@ each map with the original's; a map that explains the model must change.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -35,6 +37,7 @@ from edgesal.eval.sanity import (
 from edgesal.eval.similarity import spearman
 from edgesal.runtimes.model import probabilities
 from edgesal.runtimes.text import TextExplainer, TokenExplanation
+from edgesal.tokens.explain import read_lines
 
 POINTS = 11  # curves are resampled to fractions 0, 0.1, ..., 1 of the real tokens to average
 RANDOM = "random"
@@ -174,3 +177,62 @@ def markdown(curves: dict[str, TokenCurves], sanity: dict[int, dict[str, float]]
         rho = f"{final[name]:.2f}" if name in final else "-"
         lines.append(f"| {name} | {c.deletion_auc:.3f} | {c.insertion_auc:.3f} | {rho} |")
     return "\n".join(lines)
+
+
+def special_ids(explainer: TextExplainer) -> tuple[int, ...]:
+    """The tokenizer's special tokens ([CLS], [SEP], [PAD] ...), else the export's list."""
+    facts = explainer.meta.get("tokens") if isinstance(explainer.meta.get("tokens"), dict) else {}
+    if explainer.tokenizer is not None:
+        added = explainer.tokenizer.get_added_tokens_decoder()
+        found = tuple(sorted(i for i, token in added.items() if token.special))
+        if found:
+            return found
+    return tuple(int(i) for i in facts.get("special_tokens") or ())
+
+
+def default_baseline(explainer: TextExplainer) -> int:
+    """[MASK] (or <mask>) when the tokenizer has one, else [UNK], else id 0."""
+    if explainer.tokenizer is not None:
+        for name in ("[MASK]", "<mask>", "[UNK]", "<unk>"):
+            found = explainer.tokenizer.token_to_id(name)
+            if found is not None:
+                return int(found)
+    return 0
+
+
+def write_report(curves: dict[str, TokenCurves], folder: Path, title: str) -> Path:
+    """report.json, report.md (the table) and curves.png (mean curves, random dotted)."""
+    from edgesal.eval.plots import curves as plot_curves
+
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = {
+        name: {
+            "deletion_auc": c.deletion_auc,
+            "insertion_auc": c.insertion_auc,
+            "mean_curves": {"deletion": c.deletion.tolist(), "insertion": c.insertion.tolist()},
+        }
+        for name, c in curves.items()
+    }
+    (folder / "report.json").write_text(json.dumps({"title": title, "rankings": entries}, indent=1))
+    (folder / "report.md").write_text(f"# {title}\n\n{markdown(curves, None)}\n")
+    methods = {k: v for k, v in entries.items() if k != RANDOM}
+    controls = {k: v for k, v in entries.items() if k == RANDOM}
+    return plot_curves(methods, controls, ("deletion", "insertion"), folder / "curves.png", title)
+
+
+def run_texts(args) -> int:
+    """``edgesal eval MODEL --texts FILE --tokenizer tokenizer.json -o OUT``."""
+    if not args.tokenizer:
+        raise InputError("--texts needs --tokenizer tokenizer.json")
+    explainer = TextExplainer(args.model, args.tokenizer)
+    texts = read_lines(Path(args.texts), "--texts")
+    if args.max_images:
+        texts = texts[: args.max_images]
+    baseline = default_baseline(explainer) if args.baseline_token is None else args.baseline_token
+    curves = evaluate_texts(explainer, texts, baseline, special_ids(explainer), args.seed)
+    for name, c in sorted(curves.items(), key=lambda kv: kv[1].deletion_auc):
+        print(f"{name}: deletion_auc {c.deletion_auc:.3f}  insertion_auc {c.insertion_auc:.3f}")
+    out = Path(args.output)
+    write_report(curves, out, f"{Path(args.model).name}: {len(texts)} texts")
+    print(f"wrote {out}/report.md, report.json and curves.png")
+    return 0

@@ -48,7 +48,7 @@ def run(args) -> int:
 
     from edgesal.runtimes.backends import BackendOptions
 
-    texts = list(args.text) + (_lines(Path(args.file)) if args.file else [])
+    texts = list(args.text) + (read_lines(Path(args.file), "--file") if args.file else [])
     if not texts:
         raise InputError("explain-text: give TEXT arguments or --file LINES.txt")
     explainer = TextExplainer(
@@ -78,15 +78,16 @@ def run(args) -> int:
     return 0
 
 
-def _lines(path: Path) -> list[str]:
+def read_lines(path: Path, flag: str) -> list[str]:
+    """The non-empty lines of a UTF-8 file (bounded size); errors name ``flag``."""
     if not path.is_file():
-        raise InputError(f"--file {path}: no such file")
+        raise InputError(f"{flag} {path}: no such file")
     if path.stat().st_size > MAX_LINES_BYTES:
-        raise InputError(f"--file {path}: larger than {MAX_LINES_BYTES >> 20} MiB")
+        raise InputError(f"{flag} {path}: larger than {MAX_LINES_BYTES >> 20} MiB")
     try:
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except UnicodeDecodeError as exc:
-        raise InputError(f"--file {path}: not UTF-8 text") from exc
+        raise InputError(f"{flag} {path}: not UTF-8 text") from exc
 
 
 def terminal(result: TokenExplanation, name: str, color: bool = True) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -79,3 +81,29 @@ def test_sanity_cascade_changes_gradient_maps(token_setup):
     result = sanity_cascade(forward, export, TEXTS, SPECIAL)
     assert max(result) == len(parametric_layers(forward))  # the full cascade is the last step
     assert result[max(result)]["vanilla"] < 0.9
+
+
+def test_eval_cli_on_texts(token_setup, small_bert_onnx, tmp_path, capsys):
+    from edgesal import cli
+
+    model = tmp_path / "m.onnx"
+    options = ExportOptions(input="input_ids", input_shape=(1, SEQ))
+    save(export_token_saliency(small_bert_onnx, options, TokenOptions(attention=True)), model)
+    tokenizer = _tokenizer(tmp_path / "tokenizer.json")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "report"
+    code = cli.main(["eval", str(model), "--texts", str(texts), "--tokenizer", str(tokenizer),
+                     "-o", str(out), "--baseline-token", "3"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "random: deletion_auc" in printed and "attention_rollout: deletion_auc" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["rankings"]) >= {"vanilla", RANDOM, LAST_ATTENTION}
+    assert (out / "curves.png").stat().st_size > 0 and "| random |" in (
+        out / "report.md"
+    ).read_text()
+    with pytest.raises(SystemExit):
+        cli.main(["eval", str(model), "--texts", str(texts), "-o", str(out), "--bogus"])
+    assert cli.main(["eval", str(model), "--texts", str(texts), "-o", str(out)]) == 2
+    assert "--texts needs --tokenizer" in capsys.readouterr().err
