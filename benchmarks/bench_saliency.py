@@ -15,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ print(PEAK_RSS)
 """.replace("PEAK_RSS", PEAK_RSS_KB)
 
 
-def bench(name: str, threads: int, runs: int) -> dict:
+def bench(name: str, threads: int, runs: int, clock=time.perf_counter) -> dict:
     import torch
 
     from tests.torch_reference import load
@@ -78,6 +79,7 @@ def bench(name: str, threads: int, runs: int) -> dict:
             "torch_vanilla": torch_saliency,
         },
         runs,
+        clock=clock,
     )
     rss_ours = peak_rss_mb(for_runtime(saliency, "onnxruntime-cpu"), frames=100, threads=threads)
     rss_torch = (
@@ -134,12 +136,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default="efficientnet_lite0,mobilenet_v2")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time CPU seconds of this process (use with --threads 1 on a loaded machine: wall "
+        "time there mostly measures the waits for a core)",
+    )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
-    results = [bench(m, args.threads, args.runs) for m in args.models.split(",")]
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    results = [bench(m, args.threads, args.runs, clock) for m in args.models.split(",")]
     body = (
         f"## Core: vanilla saliency vs forward vs PyTorch (1x3x224x224)\n\n"
-        f"Machine: {machine_info()}. {args.threads} threads; medians of {args.runs} runs taken "
+        f"Machine: {machine_info()}. {args.threads} threads, "
+        f"{'CPU' if args.cpu_time else 'wall'} time; medians of {args.runs} runs taken "
         "in alternating blocks of 5 consecutive runs (benchmarks/common.py says why); "
         f"`python benchmarks/bench_saliency.py --write`.\n\n{table(results)}\n"
     )
