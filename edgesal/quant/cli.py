@@ -1,6 +1,6 @@
 """``edgesal quantize``: the int8 saliency model and its fidelity report from the command line.
 
-``edgesal/cli.py`` wires it with ``register(subparsers)``. Building the parser imports nothing
+``edgesal/cli/`` wires it with ``register(subparsers)``. Building the parser imports nothing
 heavy (device installs have no onnx); its defaults are read from
 :class:`~edgesal.quant.options.QuantOptions`, the one place they are set.
 """
