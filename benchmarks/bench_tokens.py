@@ -73,7 +73,14 @@ def bench(seq: int, threads: int, runs: int, cpu: bool) -> tuple[dict[str, float
         ),
         "vanilla": token_model(path, seq, "vanilla", False),
         "vanilla + attention, rollout, attention-gradient": vanilla_att,
-        "integrated (16 points)": token_model(path, seq, "integrated", False, steps=16),
+        "integrated (16 points)": token_model(
+            path,
+            seq,
+            "integrated",
+            False,
+            steps=16,
+            max_batch=0,  # one batch of 16: see docs
+        ),
     }
     sessions = {name: session(m, threads) for name, m in models.items()}
     fns = {name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()}
