@@ -298,13 +298,23 @@ def _run_export(args) -> int:
     )
     if args.method == "all":
         out = Path(args.output)
-        for name in METHOD_NAMES:
+        for name in _all_methods(args, METHOD_NAMES):
             suffix = out.suffix or (".tflite" if args.format == "tflite" else ".onnx")
             path = out.with_name(f"{out.stem}.{name}{suffix}")
             _export_one(args, name, params, path)
         return 0
     _export_one(args, args.method, params, args.output)
     return 0
+
+
+def _all_methods(args, names: tuple[str, ...]) -> tuple[str, ...]:
+    """--method all: every method, or the token methods when the export takes the token path."""
+    from edgesal.converters import load_model_any
+    from edgesal.tokens.export import TOKEN_METHODS, is_integer_input
+
+    if args.wrt or (args.input and is_integer_input(load_model_any(args.model), args.input)):
+        return TOKEN_METHODS
+    return names
 
 
 def _output_format(args, output) -> str:

@@ -13,7 +13,7 @@ from edgesal import cli
 from edgesal.export import ExportOptions, export_saliency, save
 from edgesal.runtimes.errors import ModelError
 from edgesal.runtimes.text import TextError, TextExplainer
-from edgesal.tokens.export import TokenOptions, export_token_saliency
+from edgesal.tokens.export import TOKEN_METHODS, TokenOptions, export_token_saliency
 from tests.models import nchw_cnn
 from tests.tokens.conftest import SEQ, feeds
 
@@ -141,3 +141,13 @@ def test_token_records_round_trip(text_model, tmp_path):
         scale = first.meta["map"]["scale"]
         np.testing.assert_allclose(first.saliency[i], expected, atol=scale / 2 + 1e-7)
     assert frames[1].saliency.shape == (len(rows), 3)
+
+
+def test_cli_method_all_on_tokens(small_bert_onnx, tmp_path):
+    """--method all writes one model per token method (image-only methods are not tried)."""
+    out = tmp_path / "m.onnx"
+    code = cli.main(["export", str(small_bert_onnx), "-o", str(out), "--input", "input_ids",
+                     "--input-shape", f"1,{SEQ}", "--method", "all", "--steps", "4"])  # fmt: skip
+    assert code == 0
+    written = sorted(p.name for p in tmp_path.glob("m.*.onnx"))
+    assert written == [f"m.{m}.onnx" for m in sorted(TOKEN_METHODS)]
