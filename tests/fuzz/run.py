@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY_LIMIT = 6 << 30  # address space of a child: far above any honest input's needs
 MAX_LEN = 1 << 16
+# a drawn graph reads one byte per choice: let libFuzzer use 128 bytes from the start
+FLAGS = {"onnx_graph": ("-len_control=0", "-max_len=128")}
 
 
 def corpus_dir(name: str) -> Path:
@@ -57,6 +59,7 @@ def child(name: str, seconds: float, out: Path) -> int:
         "-rss_limit_mb=3072",
         f"-artifact_prefix={out}/",
         "-print_final_stats=1",
+        *FLAGS.get(name, ()),
     ]
     atheris.Setup(argv, lambda data: targets.run_one(name, data))
     atheris.Fuzz()  # exits the process

@@ -48,12 +48,25 @@ READERS: dict[str, tuple[str, ...]] = {
         "edgesal.export.pipeline:export_saliency",
         "edgesal.options:ExportOptions",
     ),
+    "onnx_graph": (
+        "edgesal.onnx_io:load_model",
+        "edgesal.export:export_saliency",
+        "edgesal.export:ExportOptions",
+        "edgesal.methods:METHODS",
+        "tests.fuzz.graphs:draw_cnn",
+    ),
     "onnx_device": ("edgesal.runtimes.model:MethodChain",),
     "labels": ("edgesal.runtimes.contract:read_labels",),
     "boxes": ("edgesal.eval.pointing:load_boxes",),
     "metadata": ("edgesal.runtimes.contract:build_contract",),
     "image": ("edgesal.imaging:read_image", "edgesal.runtimes.sources:open_source"),
     "video": ("edgesal.runtimes.sources:open_source",),
+}
+
+
+# modules a target reaches through its readers and should be guided by (instrumented) too
+REACHED: dict[str, tuple[str, ...]] = {
+    "onnx_graph": ("edgesal.graph", "edgesal.autodiff"),
 }
 
 
@@ -65,7 +78,8 @@ def reader(path: str):
 
 def modules(target: str) -> list[str]:
     """The modules ``target`` exercises (what its child instruments for coverage)."""
-    return sorted({path.partition(":")[0] for path in READERS[target]})
+    readers = {path.partition(":")[0] for path in READERS[target]}
+    return sorted(readers | set(REACHED.get(target, ())))
 
 
 def scratch(name: str, data: bytes) -> Path:
@@ -132,6 +146,18 @@ def onnx_model(data: bytes) -> None:
     export(model, reader("edgesal.options:ExportOptions")())
 
 
+def onnx_graph(data: bytes) -> None:
+    """A valid-looking CNN drawn from the input (layer types, kernels, strides, pads, dilations,
+    modes: :func:`tests.fuzz.graphs.draw_cnn`), then loaded and exported with a drawn method:
+    byte mutations of a protobuf rarely get past the checker into the gradient rules."""
+    draw = reader("tests.fuzz.graphs:Draw")(data)
+    model = reader("tests.fuzz.graphs:draw_cnn")(draw)
+    methods = sorted(reader("edgesal.methods:METHODS"))
+    options = reader("edgesal.export:ExportOptions")(method=methods[draw.int(len(methods))])
+    loaded = reader("edgesal.onnx_io:load_model")(scratch("g.onnx", model.SerializeToString()))
+    reader("edgesal.export:export_saliency")(loaded, options)
+
+
 def onnx_device(data: bytes) -> None:
     """An ``.onnx`` file on the device: onnxruntime session, metadata contract, input budget."""
     reader("edgesal.runtimes.model:MethodChain").load([str(scratch("d.onnx", data))])
@@ -193,6 +219,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
         tflite_meta,
         tflite_model,
         onnx_model,
+        onnx_graph,
         onnx_device,
         labels,
         boxes,
@@ -261,6 +288,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "tflite_model": {"m.tflite": _tflite(folder)},
         "onnx_model": {"cnn.onnx": nchw_cnn(classes=3).SerializeToString()},
         "onnx_device": {"m.onnx": device_model},
+        "onnx_graph": {"conv.bin": bytes([0, 3, 10, 4, 0, 2, 1, 0, 1, 1, 1, 1, 9, 2, 0])},
         "labels": {"lines.txt": b"cat\ndog\n", "list.json": b'["cat", "dog"]'},
         "boxes": {
             "simple.json": b'{"a.jpg": [1, 2, 10, 20], "b.jpg": [[0, 0, 4, 4], [1, 1, 2, 2]]}',
