@@ -33,10 +33,13 @@ _scratch: Path | None = None
 # its own target's modules: importing every reader costs each child seconds of start-up.
 READERS: dict[str, tuple[str, ...]] = {
     "archive": ("edgesal.zoo.archive:read_state_dict",),
-    "salrec": ("edgesal.runtimes.records:RecordReader", "edgesal.runtimes.cli:inspect_summary"),
+    "salrec": (
+        "edgesal.runtimes.records:RecordReader",
+        "edgesal.runtimes.cli.records:inspect_summary",
+    ),
     "salrec_fields": (
         "edgesal.runtimes.records:RecordReader",
-        "edgesal.runtimes.cli:inspect_summary",
+        "edgesal.runtimes.cli.records:inspect_summary",
     ),
     "tflite_meta": (
         "edgesal.runtimes.backends.tflite_meta:read_metadata",
@@ -105,7 +108,7 @@ def salrec(data: bytes) -> None:
     for _ in records.frames():
         pass
     records.headers(), records.events(), records.truncated_bytes
-    reader("edgesal.runtimes.cli:inspect_summary")(str(path))
+    reader("edgesal.runtimes.cli.records:inspect_summary")(str(path))
 
 
 def salrec_fields(data: bytes) -> None:
@@ -122,7 +125,7 @@ def salrec_fields(data: bytes) -> None:
     path = scratch("f.salrec", b"\x89SALREC\n" + header + record)
     for _ in records(path).frames():
         pass
-    reader("edgesal.runtimes.cli:inspect_summary")(str(path))
+    reader("edgesal.runtimes.cli.records:inspect_summary")(str(path))
 
 
 def tflite_meta(data: bytes) -> None:
