@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from edgesal.errors import InputError
+from edgesal.runtimes.backends.base import BackendOptions
 from edgesal.runtimes.text import TextExplainer, TokenExplanation, write_records
 
 MAX_LINES_BYTES = 64 << 20
@@ -39,14 +40,13 @@ def add_parser(sub) -> None:
         action="store_true",
         help="refuse texts longer than the model's T tokens instead of truncating them",
     )
-    p.add_argument("--threads", type=int, default=2, help="inference threads (2)")
+    threads = BackendOptions.threads
+    p.add_argument("--threads", type=int, default=threads, help=f"inference threads ({threads})")
     p.set_defaults(func=run, trailing="text")
 
 
 def run(args) -> int:
     from tqdm import tqdm
-
-    from edgesal.runtimes.backends import BackendOptions
 
     texts = list(args.text) + (read_lines(Path(args.file), "--file") if args.file else [])
     if not texts:
