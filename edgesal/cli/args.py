@@ -6,6 +6,7 @@ import argparse
 
 
 def floats(text: str) -> list[float]:
+    """``1,2,3`` -> [1.0, 2.0, 3.0]."""
     try:
         return [float(t) for t in text.split(",")]
     except ValueError:
@@ -47,6 +48,7 @@ def read_labels(path: str) -> list[str]:
 
 
 def positive_int(text: str) -> int:
+    """An integer > 0."""
     try:
         value = int(text)
     except ValueError:
@@ -57,6 +59,7 @@ def positive_int(text: str) -> int:
 
 
 def ints(text: str, count: int, form: str) -> tuple[int, ...]:
+    """``count`` comma-separated integers; ``form`` names them in the error (``x0,y0,x1,y1``)."""
     try:
         values = tuple(int(t) for t in text.split(","))
     except ValueError:
@@ -67,6 +70,7 @@ def ints(text: str, count: int, form: str) -> tuple[int, ...]:
 
 
 def named_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``NAME=D0,D1,...`` -> (NAME, dims)."""
     name, sep, dims = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=DIMS like state=2,1,128")
@@ -74,6 +78,7 @@ def named_shape(text: str) -> tuple[str, tuple[int, ...]]:
 
 
 def shape_dims(text: str) -> tuple[int, ...]:
+    """``1,3,224,224`` (or ``1x3x224x224``) -> positive dims."""
     try:
         dims = tuple(int(t) for t in text.replace("x", ",").split(","))
     except ValueError:

