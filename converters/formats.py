@@ -56,12 +56,21 @@ def read_tflite(path: str | Path):
         model = tflite.Model.GetRootAs(data, 0)
         for i in range(model.SubgraphsLength()):
             graph = model.Subgraphs(i)
-            for t in range(graph.TensorsLength()):
+            tensors = graph.TensorsLength()
+            for t in range(tensors):
                 tensor = graph.Tensors(t)
-                tensor.ShapeAsNumpy(), tensor.Name(), tensor.Buffer()
+                tensor.ShapeAsNumpy(), tensor.Name()
+                if not 0 <= tensor.Buffer() < max(model.BuffersLength(), 1):
+                    raise IndexError(f"tensor {t} names buffer {tensor.Buffer()}, which is absent")
             for o in range(graph.OperatorsLength()):
                 op = graph.Operators(o)
-                op.InputsAsNumpy(), op.OutputsAsNumpy(), op.OpcodeIndex()
+                named = [op.Inputs(k) for k in range(op.InputsLength())]
+                named += [op.Outputs(k) for k in range(op.OutputsLength())]
+                # found by tests/fuzz: an index past its table broke the converter with struct.error
+                if not 0 <= op.OpcodeIndex() < model.OperatorCodesLength():
+                    raise IndexError(f"operator {o} names operator code {op.OpcodeIndex()}")
+                if any(not -1 <= n < tensors for n in named):
+                    raise IndexError(f"operator {o} names a tensor that does not exist")
         for b in range(model.BuffersLength()):
             buffer = model.Buffers(b)
             if buffer.DataLength():

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper
 
-from edgesal.errors import ArchiveError, InputError
+from edgesal.converters.custom_ops import read_custom_ops
+from edgesal.converters.formats import read_tflite
+from edgesal.errors import ArchiveError, InputError, ModelLoadError
 from edgesal.export import ExportOptions, export_saliency
 from edgesal.imaging import read_image
 from edgesal.runtimes.backends.tflite_meta import read_input_shapes
@@ -298,3 +300,14 @@ def test_export_does_not_fold_a_constant_the_model_sizes_to_100_mb():
     tracemalloc.stop()
     assert "ConstantOfShape" in {n.op_type for n in exported.graph.node}
     assert peak < 40 << 20
+
+
+def test_tflite_operator_naming_an_absent_operator_code_is_refused_by_the_reader(tmp_path):
+    """Found by fuzzing the converters' reader with the custom-op scan behind it: operator 3
+    names operator code 3080195; read_tflite let it through and the scan died in struct.error."""
+    pytest.importorskip("tflite")
+    found = ROOT / "tests/fuzz/corpus/tflite_model/crash-206ce63805a2f611e211912f97012802f27ee790"
+    path = tmp_path / "m.tflite"
+    path.write_bytes(found.read_bytes())
+    with pytest.raises(ModelLoadError, match="operator 3 names operator code 3080195"):
+        read_custom_ops(read_tflite(path))
