@@ -45,7 +45,10 @@ READERS: dict[str, tuple[str, ...]] = {
         "edgesal.runtimes.backends.tflite_meta:read_metadata",
         "edgesal.runtimes.backends.tflite_meta:read_input_shapes",
     ),
-    "tflite_model": ("edgesal.converters.formats:read_tflite",),
+    "tflite_model": (
+        "edgesal.converters.formats:read_tflite",
+        "edgesal.converters.custom_ops:read_custom_ops",
+    ),
     "onnx_model": (
         "edgesal.onnx_io:load_model",
         "edgesal.export.pipeline:export_saliency",
@@ -138,8 +141,10 @@ def tflite_meta(data: bytes) -> None:
 
 
 def tflite_model(data: bytes) -> None:
-    """The converters' reader of a ``.tflite`` file (``edgesal convert`` from TFLite)."""
-    reader("edgesal.converters.formats:read_tflite")(scratch("m.tflite", data))
+    """The converters' reader of a ``.tflite`` file and the custom-op scan ``edgesal convert``
+    runs on what it returns."""
+    model = reader("edgesal.converters.formats:read_tflite")(scratch("m.tflite", data))
+    reader("edgesal.converters.custom_ops:read_custom_ops")(model)
 
 
 def onnx_model(data: bytes) -> None:
