@@ -72,7 +72,7 @@ def test_custom_ops_are_listed():
 def test_fixed_batch_rewrites_and_fallback_are_reported():
     found = diagnose(_graph("reshape"), ExportOptions(target="class:1"), ["integrated"])
     assert found.methods[0].batching["mode"] == "rebatched"
-    assert "rebatched, 1 rewrite(s): Reshape" in format_diagnosis(found)
+    assert "rebatched (chunks of 2), 1 rewrite(s): Reshape" in format_diagnosis(found)
     merged = diagnose(_graph("merged"), ExportOptions(target="class:1"), ["smoothgrad"])
     assert "one sample at a time: Reshape" in format_diagnosis(merged)
 

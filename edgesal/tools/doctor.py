@@ -208,16 +208,14 @@ def _batching(batching: dict) -> str:
     mode = batching.get("mode")
     if not mode:
         return "-"
-    if mode == "rebatched":
-        rewrites = batching.get("rewrites", [])
-        return (
-            f"rebatched, {len(rewrites)} rewrite(s): "
-            + "; ".join(rewrites[:2])
-            + (" ..." if len(rewrites) > 2 else "")
-        )
     if mode == "sequential":
         return f"one sample at a time: {batching.get('reason', '')}"
-    return "one batch" if not batching.get("max_batch") else f"chunks of {batching['max_batch']}"
+    size = f"chunks of {batching['max_batch']}" if batching.get("max_batch") else "one batch"
+    if mode != "rebatched":
+        return size
+    rewrites = batching.get("rewrites", [])
+    listed = "; ".join(rewrites[:2]) + (" ..." if len(rewrites) > 2 else "")
+    return f"rebatched ({size}), {len(rewrites)} rewrite(s): {listed}"
 
 
 def as_dict(d: Diagnosis) -> dict:
