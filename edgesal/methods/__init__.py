@@ -154,10 +154,16 @@ class MethodContext:
         copy = copied_nodes(self.model.graph, image, x, set(self.seeds), b.unique(f"samples{k}"))
         rewrites = rebatch(copy, self.info, b, n, k) if k > 1 else []
         self.model.graph.node.extend(copy.copies)
+        first = self._cache.get(("checked", k))
         if k == 1:
             self.info.alias(copy.mapping)
+        elif first is not None:  # the same graph as a checked chunk: same shapes, no inference
+            self.info.alias({first[name]: copy.mapping[name] for name in copy.mapping})
+            if not all(self.info.has(t) for node in copy.copies for t in node.input if t):
+                self.info = TensorInfo(self.model)
         else:
             self._checked(copy, x, n, k, rewrites)
+            self._cache[("checked", k)] = copy.mapping
         seeds = {
             copy.mapping[name]: repeat_items(b, seed, self.shape(seed), k)
             for name, seed in self.seeds.items()
