@@ -50,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m edgesal.runtimes``: run and records without the rest of edgesal."""
     parser = argparse.ArgumentParser(prog="python -m edgesal.runtimes", description=__doc__)
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)

@@ -56,6 +56,7 @@ def inspect_summary(path: str) -> dict:
 
 
 def cmd_records_inspect(args: argparse.Namespace) -> int:
+    """``records inspect FILE``: :func:`inspect_summary` as text or JSON; 2 on a bad file."""
     from edgesal.runtimes.records import RecordReader
 
     try:
@@ -108,6 +109,7 @@ def cmd_records_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_records_extract(args: argparse.Namespace) -> int:
+    """``records extract FILE OUT``: every stored map as 16-bit PNG or float32 .npy."""
     import cv2
 
     from edgesal.runtimes.records import RecordReader

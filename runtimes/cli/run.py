@@ -163,6 +163,8 @@ def build_runner(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``edgesal run``: build the runner, serve the web view if asked, run to the end; 2 on bad
+    input (model, source, flag, port in use)."""
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
