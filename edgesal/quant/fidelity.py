@@ -14,41 +14,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgesal.errors import InputError
 from edgesal.eval.similarity import spearman, ssim, top_k_iou
 
 TOP_FRACTION = 0.10
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The map error a quantized model may have: floors on mean Spearman and top-10% IoU."""
-
-    spearman: float = 0.9
-    iou: float = 0.7
-
-    @classmethod
-    def parse(cls, text: str) -> Budget:
-        """``0.1`` (1 - Spearman allowed; IoU floor stays 0.7) or ``spearman=0.9,iou=0.7``."""
-        try:
-            if "=" not in text:
-                error = float(text)
-                if not 0.0 <= error <= 1.0:
-                    raise ValueError
-                return cls(spearman=1.0 - error)
-            fields = dict(part.split("=", 1) for part in text.split(","))
-            unknown = set(fields) - {"spearman", "iou"}
-            if unknown:
-                raise ValueError
-            return cls(**{k: float(v) for k, v in fields.items()})
-        except (ValueError, TypeError):
-            raise InputError(
-                f"--max-map-error {text!r}: give 1 - Spearman as a number in [0, 1] (e.g. 0.1) "
-                "or floors as spearman=0.9,iou=0.7"
-            ) from None
-
-    def met(self, spearman: float, iou: float, margin: float = 0.0) -> bool:
-        return spearman >= self.spearman + margin and iou >= self.iou + margin
 
 
 @dataclass(frozen=True)

@@ -27,17 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgesal.eval.similarity import spearman, top_k_iou
-from edgesal.quant.fidelity import TOP_FRACTION, Budget
+from edgesal.quant.fidelity import TOP_FRACTION
+from edgesal.quant.options import Budget, SearchOptions
 from edgesal.quant.simulate import Simulator
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """How hard the search works: blocks per region, evaluation cap, safety margin."""
-
-    blocks: int = 8
-    max_evaluations: int = 40
-    margin: float = 0.04  # calibration images are few and unlike the photos: ask for more
 
 
 @dataclass(frozen=True)

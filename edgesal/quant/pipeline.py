@@ -17,35 +17,17 @@ from edgesal.errors import InputError
 from edgesal.graph.idioms.forms import portable
 from edgesal.onnx_io import load_model
 from edgesal.quant import calibrate, latency, qdq, seed
-from edgesal.quant.fidelity import Budget, ImageFidelity, compare
+from edgesal.quant.fidelity import ImageFidelity, compare
 from edgesal.quant.graph import SaliencyGraph, describe
 from edgesal.quant.images import ImageSplit, Sample, load_split, model_inputs
-from edgesal.quant.mixed import Decision, SearchOptions, evaluator, score_outputs, search
+from edgesal.quant.mixed import Decision, evaluator, score_outputs, search
+from edgesal.quant.options import Budget, QuantOptions
 from edgesal.quant.prepare import compared_bounds, masked_products, prepare
 from edgesal.quant.report import KeptNode, Report
 from edgesal.quant.simulate import Simulator
 from edgesal.runtimes.contract import Preprocess
 
 MAX_FALLBACKS = 3
-
-
-@dataclass
-class QuantOptions:
-    """What ``edgesal quantize`` does; the CLI flags map one to one onto these fields."""
-
-    calib: str = "builtin"  # folder, video file or "builtin"
-    budget: Budget = field(default_factory=Budget)
-    validation: float = 0.3  # fraction held out (folder/video); builtin has a fixed split
-    augment: int = 3  # flipped/cropped copies per calibration image
-    max_frames: int = 48  # frames taken from a video
-    max_calibration: int = 32  # calibration samples used for ranges (after augmentation)
-    tune: int = 6  # calibration images the float-node search is measured on
-    gradient_range: str = "auto"
-    seed_rescale: bool = True
-    search: SearchOptions = field(default_factory=SearchOptions)
-    threads: int = 2
-    latency_runs: int = 10  # profiled runs for the latency of kept nodes (0: skip)
-    progress: Callable[[str], None] | None = None  # told what each stage is doing
 
 
 @dataclass

@@ -9,7 +9,8 @@ from skimage.metrics import structural_similarity
 
 from edgesal.errors import InputError
 from edgesal.eval.similarity import spearman, ssim, top_k_iou, unit_range
-from edgesal.quant.fidelity import Budget, compare
+from edgesal.quant.fidelity import compare
+from edgesal.quant.options import Budget
 from tests.quant.conftest import random_maps
 
 
