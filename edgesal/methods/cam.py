@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from edgesal.errors import InputError
-from edgesal.methods import MethodContext, method
+from edgesal.methods.base import MethodContext, method
 
 _NCHW_PRODUCERS = {
     "Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization",

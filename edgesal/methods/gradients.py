@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgesal.methods import MethodContext, method
+from edgesal.methods.base import MethodContext, method
 
 
 @method("vanilla", "dS/dx (Simonyan et al. 2014)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesal.errors import InputError
-from edgesal.methods import METHODS, MethodContext, method, split_items
+from edgesal.methods.base import METHODS, MethodContext, method, split_items
 from edgesal.options import INTEGRATIONS
 
 
