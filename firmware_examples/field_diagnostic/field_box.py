@@ -28,7 +28,7 @@ from edgesal.runtimes.runner import Runner
 from edgesal.runtimes.selfcheck import CheckConfig
 from edgesal.runtimes.server import StatusServer
 from edgesal.runtimes.simulation import ThermalSimulator, stop_after
-from edgesal.runtimes.sinks import BoardSink, RecordsSink
+from edgesal.runtimes.sinks import BoardSink, RecordsSink, file_sha256
 from edgesal.runtimes.sources import open_source
 from edgesal.runtimes.webauth import web_options
 
@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = Pipeline([args.model], config)
         source = open_source(args.simulate or args.source, loop=bool(args.simulate))
         board = FrameBoard()
-        header = {"source": args.source, "models": pipeline.chain.describe(), "box": "field"}
+        # The model's sha256 lets `edgesal eval --records` check the files came from this model.
+        models = [{**m, "sha256": file_sha256(m["model"])} for m in pipeline.chain.describe()]
+        header = {"source": args.source, "models": models, "box": "field"}
         records = RotatingRecords(Path(args.out), header, args.file_size, args.keep)
         runner = Runner(pipeline, source, [records, BoardSink(board)], realtime=bool(args.simulate))
         try:
