@@ -21,7 +21,8 @@ def _reduced(shape: tuple[int, ...], layout: str, how: str, x: np.ndarray) -> np
         [], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)], []
     )
     b = Builder(graph, 17)
-    name, out_shape, signed = reduce_channels(b, "x", shape, layout, how)
+    channel_axis = 1 if layout == "NCHW" else 3
+    name, out_shape, signed = reduce_channels(b, "x", shape, channel_axis, how)
     graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, out_shape))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     assert not signed and "ReduceMax" not in [n.op_type for n in graph.node]
