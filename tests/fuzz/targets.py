@@ -56,8 +56,8 @@ READERS: dict[str, tuple[str, ...]] = {
     ),
     "onnx_graph": (
         "edgesal.onnx_io:load_model",
-        "edgesal.export:export_saliency",
-        "edgesal.export:ExportOptions",
+        "edgesal.export.pipeline:export_saliency",
+        "edgesal.options:ExportOptions",
         "edgesal.methods:METHODS",
         "tests.fuzz.graphs:draw_cnn",
     ),
@@ -161,9 +161,9 @@ def onnx_graph(data: bytes) -> None:
     draw = reader("tests.fuzz.graphs:Draw")(data)
     model = reader("tests.fuzz.graphs:draw_cnn")(draw)
     methods = sorted(reader("edgesal.methods:METHODS"))
-    options = reader("edgesal.export:ExportOptions")(method=methods[draw.int(len(methods))])
+    options = reader("edgesal.options:ExportOptions")(method=methods[draw.int(len(methods))])
     loaded = reader("edgesal.onnx_io:load_model")(scratch("g.onnx", model.SerializeToString()))
-    reader("edgesal.export:export_saliency")(loaded, options)
+    reader("edgesal.export.pipeline:export_saliency")(loaded, options)
 
 
 def onnx_device(data: bytes) -> None:
