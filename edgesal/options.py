@@ -36,7 +36,9 @@ class MethodOptions:
     squared: bool = False  # SmoothGrad-squared: average the squared maps
     seed: int = 0  # noise seed (the noise is stored in the graph)
     layer: str | None = None  # Grad-CAM layer: tensor or node name (default: auto)
-    max_batch: int = 2  # samples per batched pass, chunks one after another (0: all; measured)
+    # samples per batched pass, chunks one after another (0: all; None: per model, measured:
+    # all for transformers, 2 otherwise; edgesal.methods.base.default_max_batch)
+    max_batch: int | None = None
 
 
 @dataclass(frozen=True)

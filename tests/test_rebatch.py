@@ -122,7 +122,7 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return sess.run(["saliency"], {"x": x})[0]
 
 
-def _export(model, method: str, max_batch: int = 0, **params) -> onnx.ModelProto:
+def _export(model, method: str, max_batch: int | None = 0, **params) -> onnx.ModelProto:
     options = MethodOptions(steps=4, samples=3, max_batch=max_batch, **params)
     return export_saliency(
         model, ExportOptions(method=method, target="class:2", params=options, **RAW)
@@ -254,3 +254,8 @@ def test_cli_max_batch_reaches_the_metadata(tmp_path):
     assert main([*argv, "--max-batch", "2", "--target", "class:1"]) == 0
     used = metadata.read(onnx.load(str(out)))["batching"]
     assert (used["mode"], used["max_batch"]) == ("rebatched", 2)
+
+
+def test_models_without_attention_default_to_chunks_of_two():
+    model = _export(_graph("reshape"), "integrated", max_batch=None)
+    assert metadata.read(model)["batching"]["max_batch"] == 2

@@ -27,6 +27,22 @@ if TYPE_CHECKING:
     from edgesal.roi.plan import RoiPlan
 
 
+CONV_NET_MAX_BATCH = 2
+
+
+def default_max_batch(model: onnx.ModelProto, info: TensorInfo) -> int:
+    """Samples per batched pass when ``--max-batch`` is not given: 0 (all in one pass) for a
+    transformer (a Softmax over the last axis of a square [N, H, T, T] tensor), else 2.
+    Measured (BENCHMARKS.md, docs/tokens.md): 16 IG points on MiniLM cost 0.81 x 16 vanilla calls
+    in one batch and 1.01 x in chunks of 2; on conv nets chunks of 2 were fastest and bound the
+    peak memory (476 MB vs 1002 MB on EfficientNet-Lite0)."""
+    for node in model.graph.node:
+        dims = info.dims(node.output[0]) if node.op_type == "Softmax" else None
+        if dims and len(dims) == 4 and isinstance(dims[3], int) and dims[2] == dims[3] > 1:
+            return 0
+    return CONV_NET_MAX_BATCH
+
+
 @dataclass
 class MethodContext:
     """The model being exported, its image input and the seeds of the chosen target."""
@@ -121,7 +137,10 @@ class MethodContext:
         rebatched (tried on the first chunk, checked by shape inference and numerically), else
         one sample at a time in the unchanged graph (slower, never wrong)."""
         if not self.batching:
-            self.batching.update(mode="batch", max_batch=self.options.max_batch, rewrites=[])
+            limit = self.options.max_batch
+            if limit is None:
+                limit = default_max_batch(self.model, self.info)
+            self.batching.update(mode="batch", max_batch=limit, rewrites=[])
         sizes = chunk_sizes(copies, self.batching["max_batch"])
         if sizes[0] == 1:
             return sizes
