@@ -68,51 +68,43 @@ def stacked(b: Builder, means: list[str]) -> str:
     return means[0] if len(means) == 1 else b.Concat(*means, axis=1)
 
 
-def rollout(b: Builder, stack: str, layers: int, n: int, length: int, dtype) -> str:
-    """Abnar & Zuidema rollout R = A^_L ... A^_1 with A^ = norm_rows(A + I), from the stacked
-    head means ``stack`` [N, L, T, T]; [N, T, T]. The residual and row normalization run once on
-    the whole stack (few nodes: per-node overhead is most of this cost)."""
-    residual = b.Add(stack, b.const(np.eye(length, dtype=dtype), hint="eye"))
-    steps = b.Div(residual, b.reduce("ReduceSum", residual, [3], keepdims=1))
-    if layers == 1:
-        parts = [steps]
-    else:
-        parts = b.Split(steps, b.ints([1] * layers), axis=1, outputs=layers)
-    result = parts[0]
-    for step in parts[1:]:
-        result = b.MatMul(step, result)
-    return b.Reshape(result, b.ints([n, length, length]))
-
-
-def gradient_rollout(
-    b: Builder, probs: list[str], grads: list[str], n: int, length: int, dtype
-) -> str:
-    """Chefer et al. 2021: R = I; R <- R + mean_h(relu(G * A)) R over layers; returns R - I."""
-    eye = b.const(np.eye(length, dtype=dtype), hint="eye")
-    result = None
-    for p, g in zip(probs, grads, strict=True):
-        weighted = b.reduce("ReduceMean", b.Relu(b.Mul(g, p)), [1], keepdims=0)
-        result = (
-            weighted if result is None else b.Add(result, b.MatMul(weighted, b.Add(result, eye)))
-        )
-    if result is None:  # find_attention refuses a model without attention layers
-        raise ValueError("gradient_rollout needs at least one attention layer")
-    return result
-
-
-def query_row(
-    b: Builder, matrix: str, how: str, weights: str | None, n: int, length: int, dtype
-) -> str:
-    """[N, T, T] -> [N, T]: the first query's row (``cls``) or the mean of the rows of unmasked
-    queries (``mean``; ``weights`` [N, T] is the float mask or None)."""
+def query_weights(b: Builder, how: str, weights: str | None, n: int, length: int, dtype) -> str:
+    """The row v [N, 1, 1, T] whose product with a [N, T, T] flow gives the map: the first
+    query's one-hot (``cls``) or the mean over queries, unmasked ones only (``mean``; ``weights``
+    [N, T] is the float mask or None)."""
     if how not in ROLLOUT_FROM:
         raise InputError(f"--rollout-from {how}: choose one of {', '.join(ROLLOUT_FROM)}")
     if how == "cls":
-        row = b.Slice(matrix, b.ints([0]), b.ints([1]), b.ints([1]))
-        return b.Reshape(row, b.ints([n, length]))
+        return b.const(np.eye(1, length, dtype=dtype).reshape(1, 1, 1, length), hint="first")
     if weights is None:
-        return b.reduce("ReduceMean", matrix, [1], keepdims=0)
-    column = b.Unsqueeze(weights, b.ints([2]))
-    total = b.reduce("ReduceSum", b.Mul(matrix, column), [1], keepdims=0)
-    count = b.reduce("ReduceSum", weights, [1], keepdims=1)
-    return b.Div(total, b.Max(count, b.const(np.ones((), dtype))))
+        return b.const(np.full((1, 1, 1, length), 1.0 / length, dtype), hint="mean")
+    count = b.Max(b.reduce("ReduceSum", weights, [1], keepdims=1), b.const(np.ones((), dtype)))
+    return b.Reshape(b.Div(weights, count), b.ints([n, 1, 1, length]))
+
+
+def rollout(b: Builder, stack: str, layers: int, start: str, n: int, length: int, dtype) -> str:
+    """Abnar & Zuidema rollout, one row: v R with R = A^_L ... A^_1, A^ = (A + I) / 2 (the head
+    mean of a Softmax has rows summing to 1, so this is their row normalization), ``stack`` the
+    head means [N, L, T, T] and ``start`` = v [N, 1, 1, T]; [N, T]. Row-vector products from the
+    left: L products of [1, T] x [T, T] instead of L - 1 of [T, T] x [T, T]."""
+    parts = [stack] if layers == 1 else b.Split(stack, b.ints([1] * layers), axis=1, outputs=layers)
+    half = b.const(np.full((), 0.5, dtype), hint="half")
+    row = start
+    for step in reversed(parts):
+        row = b.Mul(b.Add(b.MatMul(row, step), row), half)
+    return b.Reshape(row, b.ints([n, length]))
+
+
+def gradient_rollout(
+    b: Builder, probs: list[str], grads: list[str], start: str, n: int, length: int
+) -> str:
+    """Chefer et al. 2021, one row: v (R - I) with R = (I + A~_L) ... (I + A~_1) (their update
+    R <- R + A~_l R from R = I), A~_l = mean_h relu(dS/dA_l * A_l); ``start`` = v [N, 1, 1, T];
+    [N, T]."""
+    if not probs:  # find_attention refuses a model without attention layers
+        raise ValueError("gradient_rollout needs at least one attention layer")
+    row = start
+    for p, g in reversed(list(zip(probs, grads, strict=True))):
+        weighted = b.reduce("ReduceMean", b.Relu(b.Mul(g, p)), [1], keepdims=1)
+        row = b.Add(row, b.MatMul(row, weighted))
+    return b.Reshape(b.Sub(row, start), b.ints([n, length]))

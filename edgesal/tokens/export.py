@@ -295,15 +295,15 @@ def _attention_outputs(model, ctx, layers, grads, weights, rollout_from: str, dt
     float_type = ctx.info.dtype(ctx.image.tensor)
     stack = att.stacked(b, means)
     _add_output(model, b, stack, att.ATTENTION, (n, len(layers), length, length), float_type)
+    start = att.query_weights(b, rollout_from, weights, n, length, dtype)
     flows = {
-        att.ROLLOUT: att.rollout(b, stack, len(layers), n, length, dtype),
+        att.ROLLOUT: att.rollout(b, stack, len(layers), start, n, length, dtype),
         att.ATTENTION_GRADIENT: att.gradient_rollout(
-            b, [layer.probs for layer in layers], [grads[layer.probs] for layer in layers], n,
-            length, dtype,
+            b, [layer.probs for layer in layers], [grads[layer.probs] for layer in layers],
+            start, n, length,
         ),
     }  # fmt: skip
-    for output, matrix in flows.items():
-        row = att.query_row(b, matrix, rollout_from, weights, n, length, dtype)
+    for output, row in flows.items():
         if weights is not None:
             row = b.Mul(row, weights)
         scaled = normalize(b, row, (n, length), "max", False, dtype)
