@@ -16,6 +16,7 @@ EVAL_EXAMPLES = """examples:
   edgesal eval model.sal.onnx --images photos/ --boxes boxes.json -o report/
   edgesal eval model.sal.onnx --records device.salrec --images frames/ -o report/
   edgesal eval model.sal.onnx --images photos/ --engine ray --address auto -o report/
+  edgesal eval text.sal.onnx --texts lines.txt --tokenizer tokenizer.json --sanity-texts 8 -o out/
 
 report/ gets report.json (every number), report.html (self-contained, opens from disk) and the
 PNG plots. A killed run started again with the same arguments resumes: finished images and
@@ -178,6 +179,13 @@ def _add_eval(sub) -> None:
         help=f"pass when the mean similarity falls below this ({d.sanity_threshold})",
     )
     s.add_argument("--no-random-logit", action="store_true", help="skip the random-logit check")
+    s.add_argument(
+        "--sanity-texts",
+        type=int,
+        default=0,
+        help="--texts: run the weight-randomization cascade on the first N texts (the network "
+        "inside MODEL re-exported with its flags; --sanity-steps, --sanity-threshold), 0 = off (0)",
+    )
     _add_run_flags(p)
     p.add_argument("--overlays", type=int, default=d.overlays, help="overlay PNGs in the report")
     p.set_defaults(func=run_eval)
@@ -288,9 +296,11 @@ def run_eval(args) -> int:
         print(f"wrote {args.output}/report.html and report.json ({len(report['samples'])} samples)")
         return 0
     if args.texts:
-        from edgesal.eval.tokens import run_texts
+        from edgesal.eval.texts import run_texts
 
         return run_texts(args)
+    if args.sanity_texts:
+        raise InputError("--sanity-texts is for --texts (images: --sanity-images)")
     if not args.images:
         raise InputError(
             "give --images FOLDER (or --records FILE); --samples FILE for series, tabular and "

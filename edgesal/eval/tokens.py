@@ -12,20 +12,24 @@ gradient and a random ranking (the control).
 
 The sanity check (Adebayo et al. 2018) re-exports the model with its parametric layers
 re-initialized from the top (:mod:`edgesal.eval.sanity`) and reports the Spearman correlation of
-each map with the original's; a map that explains the model must change.
+each map with the original's; a map that explains the model must change. The network comes out
+of the saliency model itself (:func:`token_forward`, export only appends nodes) and is exported
+again with the flags its metadata records (:func:`token_export_options`).
 """
 
 from __future__ import annotations
 
-import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
+from tqdm import tqdm
 
+from edgesal import metadata
 from edgesal.errors import InputError
+from edgesal.eval.graphs import prune
 from edgesal.eval.perturb import auc
 from edgesal.eval.sanity import (
     checkpoint_counts,
@@ -35,9 +39,11 @@ from edgesal.eval.sanity import (
     top_layers,
 )
 from edgesal.eval.similarity import spearman
+from edgesal.export.targets import TARGET_INPUT, Target
+from edgesal.options import ExportOptions, MethodOptions, TokenOptions
 from edgesal.runtimes.model import probabilities
 from edgesal.runtimes.text import TextExplainer, TokenExplanation
-from edgesal.tokens.explain import read_lines
+from edgesal.tokens.patches import GRID_SUFFIX
 
 POINTS = 11  # curves are resampled to fractions 0, 0.1, ..., 1 of the real tokens to average
 RANDOM = "random"
@@ -59,16 +65,28 @@ def real_positions(result: TokenExplanation, special: tuple[int, ...]) -> np.nda
     return np.flatnonzero((result.mask == 1) & ~np.isin(result.ids, special))
 
 
-def rankings(
-    result: TokenExplanation, rollout_from: str, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """Per-position scores of every map, the last layer's attention and a random ranking."""
-    scores = {name: np.abs(values) for name, values in result.maps.items()}
+def rollout_from(explainer: TextExplainer) -> str:
+    """The query row the export read attention maps from: ``cls`` (first token) or ``mean``."""
+    return str((explainer.meta.get("tokens") or {}).get("rollout_from") or "cls")
+
+
+def model_maps(result: TokenExplanation, rollout_from: str) -> dict[str, np.ndarray]:
+    """The maps the model computes, plus the last layer's attention (the first token's row, or
+    the mask-weighted sum of the rows with ``rollout_from`` mean) when it has attention."""
+    maps = dict(result.maps)
     if result.attention is not None:
         last = result.attention[-1]
         weights = result.mask.astype(np.float64)
         row = last[0] if rollout_from == "cls" else (weights[:, None] * last).sum(0)
-        scores[LAST_ATTENTION] = np.asarray(row, np.float64)
+        maps[LAST_ATTENTION] = np.asarray(row, np.float64)
+    return maps
+
+
+def rankings(
+    result: TokenExplanation, rollout_from: str, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Per-position scores: |map| of every map, the last layer's attention, a random ranking."""
+    scores = {name: np.abs(values) for name, values in model_maps(result, rollout_from).items()}
     scores[RANDOM] = rng.random(result.ids.size)
     return scores
 
@@ -105,20 +123,22 @@ def evaluate_texts(
     baseline: int,
     special: tuple[int, ...],
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, TokenCurves]:
     """Mean deletion and insertion AUC per ranking over ``texts`` (texts with fewer than 2 real
-    tokens are skipped: nothing to rank)."""
+    tokens are skipped: nothing to rank); ``progress``: a bar per text on stderr."""
     if not 0 <= baseline < (explainer.vocab or baseline + 1):
         raise InputError(f"--baseline-token {baseline}: not a row of the embedding table")
-    rollout_from = str((explainer.meta.get("tokens") or {}).get("rollout_from") or "cls")
+    query = rollout_from(explainer)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[tuple[float, float, np.ndarray, np.ndarray]]] = {}
-    for text in texts:
+    bar = tqdm(texts, desc="deletion/insertion", unit="text", disable=not progress, file=sys.stderr)
+    for text in bar:
         result = explainer.explain(text)
         positions = real_positions(result, special)
         if positions.size < 2:
             continue
-        for name, score in rankings(result, rollout_from, rng).items():
+        for name, score in rankings(result, query, rng).items():
             order = positions[np.argsort(-score[positions], kind="stable")]
             deletion, insertion = token_curves(explainer.predict, result, order, baseline)
             rows.setdefault(name, []).append(
@@ -143,26 +163,99 @@ def sanity_cascade(
     texts: list[str],
     special: tuple[int, ...],
     seed: int = 0,
+    steps: str = "log",
+    progress: bool = False,
 ) -> dict[int, dict[str, float]]:
-    """Mean Spearman correlation (over texts, real tokens) of each map with the original's after
-    the top k parametric layers are re-initialized, k on a log scale up to all layers. ``export``
-    turns a forward model into an explainer with the original's options and a run-time target;
-    every variant explains the class the original predicts."""
+    """{k: {map: rho}}: the mean Spearman correlation rho (over texts, real tokens) of each map
+    (and of the last layer's attention) with the original's after the top k parametric layers are
+    re-initialized (Adebayo et al. 2018, cascading), k from ``steps`` (log: 1, 2, 4, ..., all;
+    :func:`~edgesal.eval.sanity.checkpoint_counts`). ``export`` turns a forward model into an
+    explainer with the original's options and a run-time target; every variant explains the
+    class the original predicts. ``progress``: a bar per step on stderr."""
     layers = parametric_layers(forward)
+    counts = checkpoint_counts(len(layers), steps)
     original = export(forward)
+    query = rollout_from(original)
     reference = [original.explain(text) for text in texts]
     result: dict[int, dict[str, float]] = {}
-    for count in checkpoint_counts(len(layers), "log"):
+    for count in tqdm(counts, desc="sanity", unit="step", disable=not progress, file=sys.stderr):
         chosen = top_layers(layers, count)
         variant = export(randomized(forward, layers, chosen, default_randomizer(seed)))
         per_map: dict[str, list[float]] = {}
         for text, ref in zip(texts, reference, strict=True):
-            got = variant.explain(text, target=ref.target)
+            got = model_maps(variant.explain(text, target=ref.target), query)
             keep = real_positions(ref, special)
-            for name, values in ref.maps.items():
-                per_map.setdefault(name, []).append(spearman(values[keep], got.maps[name][keep]))
+            for name, values in model_maps(ref, query).items():
+                per_map.setdefault(name, []).append(spearman(values[keep], got[name][keep]))
         result[count] = {name: float(np.nanmean(v)) for name, v in per_map.items()}
     return result
+
+
+def added_outputs(model: onnx.ModelProto) -> set[str]:
+    """The outputs ``edgesal export`` added to token model ``model`` (maps, attention, their
+    ``_grid`` forms), from its ``edgesal.outputs`` metadata."""
+    declared = metadata.read(model).get("outputs")
+    if not isinstance(declared, dict):
+        return set()
+    names: set[str] = set()
+    for key, value in declared.items():
+        if key != "scores":
+            names.update(value.values() if isinstance(value, dict) else [value])
+    return {str(n) for n in names} | {f"{n}{GRID_SUFFIX}" for n in names}
+
+
+def token_forward(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
+    """The original network inside token saliency model ``model``: export only appends nodes,
+    so pruning to the outputs it did not add recovers it (as :func:`sanity.forward_of` does for
+    image models)."""
+    if metadata.read(model).get("modality") != "tokens":
+        raise InputError(f"{where}: not a token saliency model (export it with --input input_ids)")
+    added = added_outputs(model)
+    kept = [o.name for o in model.graph.output if o.name not in added]
+    if not kept or len(kept) == len(model.graph.output):
+        raise InputError(f"{where}: edgesal.outputs does not tell the model's own outputs apart")
+    forward = prune(model, kept)
+    if TARGET_INPUT in {i.name for i in forward.graph.input}:
+        raise InputError(f"{where}: the forward outputs depend on the 'target' input")
+    return forward
+
+
+def token_export_options(model: onnx.ModelProto) -> tuple[ExportOptions, TokenOptions]:
+    """The flags token model ``model`` was exported with, read from its metadata, with the
+    target made a run-time input (argmax, class and input targets) so that every variant of the
+    sanity check explains the class the original predicts."""
+    meta = metadata.read(model)
+    facts = meta.get("tokens") if isinstance(meta.get("tokens"), dict) else {}
+    params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
+    post = meta.get("postprocess") if isinstance(meta.get("postprocess"), dict) else {}
+    declared = meta.get("outputs") if isinstance(meta.get("outputs"), dict) else {}
+    methods = list(declared.get("saliency_by_method") or str(meta.get("method")).split(","))
+    target = str(meta.get("target", "argmax"))
+    ids = next(i for i in model.graph.input if i.name == meta["input"])
+    shape = tuple(d.dim_value for d in ids.type.tensor_type.shape.dim)
+    options = ExportOptions(
+        method=methods[0],
+        methods=methods if len(methods) > 1 else None,
+        target="input" if Target.parse(target).kind in ("argmax", "class", "input") else target,
+        reduce=str(post.get("reduce", "l2")),
+        normalize=str(post.get("normalize", "max")),
+        input=str(meta["input"]),
+        input_shape=shape,
+        labels=meta.get("labels"),
+        params=MethodOptions(
+            **{k: v for k, v in params.items() if k in MethodOptions.__dataclass_fields__}
+        ),
+    )
+    tokens = TokenOptions(
+        wrt=None if facts.get("table") else str(meta.get("wrt")),
+        mask_input=facts.get("mask_input"),
+        attention="attention" in declared,
+        rollout_from=str(facts.get("rollout_from") or "cls"),
+        baseline_token=facts.get("baseline_token"),
+        special_tokens=tuple(int(i) for i in facts.get("special_tokens") or ()),
+        patch_map=any(o.name.endswith(GRID_SUFFIX) for o in model.graph.output),
+    )
+    return options, tokens
 
 
 def markdown(curves: dict[str, TokenCurves], sanity: dict[int, dict[str, float]] | None) -> str:
@@ -197,42 +290,4 @@ def default_baseline(explainer: TextExplainer) -> int:
             found = explainer.tokenizer.token_to_id(name)
             if found is not None:
                 return int(found)
-    return 0
-
-
-def write_report(curves: dict[str, TokenCurves], folder: Path, title: str) -> Path:
-    """report.json, report.md (the table) and curves.png (mean curves, random dotted)."""
-    from edgesal.eval.plots import curves as plot_curves
-
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = {
-        name: {
-            "deletion_auc": c.deletion_auc,
-            "insertion_auc": c.insertion_auc,
-            "mean_curves": {"deletion": c.deletion.tolist(), "insertion": c.insertion.tolist()},
-        }
-        for name, c in curves.items()
-    }
-    (folder / "report.json").write_text(json.dumps({"title": title, "rankings": entries}, indent=1))
-    (folder / "report.md").write_text(f"# {title}\n\n{markdown(curves, None)}\n")
-    methods = {k: v for k, v in entries.items() if k != RANDOM}
-    controls = {k: v for k, v in entries.items() if k == RANDOM}
-    return plot_curves(methods, controls, ("deletion", "insertion"), folder / "curves.png", title)
-
-
-def run_texts(args) -> int:
-    """``edgesal eval MODEL --texts FILE --tokenizer tokenizer.json -o OUT``."""
-    if not args.tokenizer:
-        raise InputError("--texts needs --tokenizer tokenizer.json")
-    explainer = TextExplainer(args.model, args.tokenizer)
-    texts = read_lines(Path(args.texts), "--texts")
-    if args.max_images:
-        texts = texts[: args.max_images]
-    baseline = default_baseline(explainer) if args.baseline_token is None else args.baseline_token
-    curves = evaluate_texts(explainer, texts, baseline, special_ids(explainer), args.seed)
-    for name, c in sorted(curves.items(), key=lambda kv: kv[1].deletion_auc):
-        print(f"{name}: deletion_auc {c.deletion_auc:.3f}  insertion_auc {c.insertion_auc:.3f}")
-    out = Path(args.output)
-    write_report(curves, out, f"{Path(args.model).name}: {len(texts)} texts")
-    print(f"wrote {out}/report.md, report.json and curves.png")
     return 0

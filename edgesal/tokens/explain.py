@@ -128,7 +128,7 @@ def page(texts: list[str], results: list[TokenExplanation]) -> str:
         header = "".join(f"<th>{html.escape(n)}</th>" for n in names)
         rows = []
         for token, scores in result.words():
-            cells = "".join(_cell(scores[n]) for n in names)
+            cells = "".join(score_cell(scores[n]) for n in names)
             rows.append(f"<tr><td>{html.escape(token)}</td>{cells}</tr>")
         blocks.append(
             f"<h2>{html.escape(text)}</h2><p>prediction: <b>{html.escape(result.label)}</b> "
@@ -141,7 +141,8 @@ def page(texts: list[str], results: list[TokenExplanation]) -> str:
     return head + "</style>" + "".join(blocks)
 
 
-def _cell(value: float) -> str:
+def score_cell(value: float) -> str:
+    """A table cell showing ``value``, shaded red (>= 0) or blue (< 0) as strong as |value|."""
     alpha = min(abs(value), 1.0)
     hue = "220,40,40" if value >= 0 else "40,80,220"
     return f'<td style="background:rgba({hue},{alpha:.2f})">{value:.3f}</td>'
