@@ -74,6 +74,7 @@ KEYS: dict[str, Key] = {
             "JSON token-model facts: mask_input, vocab (embedding rows), table, length, "
             "special_tokens, baseline_token, rollout_from (docs/tokens.md)",
         ),
+        Key("patches", "JSON vision-transformer patch grid: grid, embedding, tokens, layers"),
         Key("axes", "axis names of the explained input (``N,C,H,W``, ``N,T,F``, ``N,F``)", True),
         Key("map_axes", "axis names of the saliency output (``axes`` less a reduced one)", True),
         Key("audio", "JSON audio front end (``edgesal.runtimes.audio.FrontEnd``, docs/audio.md)"),
@@ -315,17 +316,26 @@ def _image_input(path: str, meta: dict, inputs: dict[str, tuple[tuple, str]]) ->
 
 def _saliency_outputs(path: str, meta: dict, declared: dict, outputs: list[str]) -> dict[str, str]:
     """method -> output, in output order: ``outputs.saliency_by_method`` when the metadata has
-    it, else every ``saliency_<method>`` output and ``saliency`` (method from ``edgesal.method``).
-    """
+    it, else every ``saliency_<method>`` output and ``saliency`` (method from ``edgesal.method``);
+    then a vision transformer's ``outputs.patch_maps`` (maps on its patch grid)."""
     by_method = declared.get("saliency_by_method")
     if isinstance(by_method, dict) and by_method:
         missing = {m: o for m, o in by_method.items() if o not in outputs}
         if missing:
             raise ModelError(f"{path}: metadata names saliency outputs {missing} not in {outputs}")
-        return {
+        found = {
             str(m): str(o)
             for m, o in sorted(by_method.items(), key=lambda mo: outputs.index(mo[1]))
         }
+    else:
+        found = _declared_methods(path, meta, declared, outputs)
+    patch_maps = declared.get("patch_maps")  # a ViT's maps on its patch grid, after the others
+    if isinstance(patch_maps, dict):
+        found.update((str(m), str(o)) for m, o in patch_maps.items() if o in outputs)
+    return found
+
+
+def _declared_methods(path: str, meta: dict, declared: dict, outputs: list[str]) -> dict[str, str]:
     main = str(declared.get("saliency") or SALIENCY)
     found: dict[str, str] = {}
     for name in outputs:

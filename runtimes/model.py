@@ -35,8 +35,9 @@ MODEL_SUFFIXES = (".onnx", ".tflite")
 
 @dataclass
 class Inference:
-    """The answer for one frame; ``saliency`` is [H, W] on an image's grid (a non-image input's
-    map keeps its per-sample shape, e.g. [T, F]), or None when skipped."""
+    """The answer for one frame; ``saliency`` is [H, W] on an image's grid (a vision
+    transformer's patch-grid maps: [H/p, W/p]; a non-image input's map keeps its per-sample
+    shape, e.g. [T, F]), or None when skipped."""
 
     probs: np.ndarray
     target: int

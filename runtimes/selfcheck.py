@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 
 from edgesal.runtimes.model import Variant
@@ -54,7 +55,11 @@ def counterfactual(
     config: CheckConfig,
     rng: np.random.Generator,
 ) -> CheckResult:
-    """Score drops for the top-``fraction`` mask and a random mask of the same size."""
+    """Score drops for the top-``fraction`` mask and a random mask of the same size. A map on a
+    coarser grid than the crop (a vision transformer's patch grid) masks whole cells."""
+    height, width = crop.shape[:2]
+    if saliency.shape != (height, width):
+        saliency = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_NEAREST)
     top = top_fraction_mask(saliency, config.fraction)
     control = np.zeros(saliency.size, bool)
     control[rng.choice(saliency.size, int(top.sum()), replace=False)] = True

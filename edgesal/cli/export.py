@@ -145,13 +145,15 @@ def _add_token_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--attention",
         action="store_true",
-        help="also output attention [N,L,T,T], attention_rollout and attention_gradient [N,T]",
+        help="also output attention [N,L,T,T], attention_rollout and attention_gradient [N,T] "
+        "(vision transformers: also on the patch grid, <name>_grid [N,H/p,W/p])",
     )
     g.add_argument(
         "--patch-map",
         action="store_true",
-        help="vision transformers (with --wrt the patch tokens): each [N,T] map also as "
-        "<name>_grid [N,H/p,W/p] on the patch grid",
+        help="vision transformers: patch_map [N,H/p,W/p], the gradient at the patch tokens, "
+        "beside the image map (with --wrt the patch tokens: each [N,T] map also as "
+        "<name>_grid)",
     )
     g.add_argument("--rollout-from", default=d.rollout_from, choices=["cls", "mean"],
                    help="rollout row: the first token's (cls) or the mean over tokens")  # fmt: skip
@@ -183,7 +185,7 @@ def _export_model(model, options, args):
     options.reduce = options.reduce or ("l2" if token_path else ExportOptions.reduce)
     if token_path:
         return export_token_saliency(model, options, tokens)
-    return export_saliency(model, options)
+    return export_saliency(model, options, tokens)
 
 
 def _add_runtime_metadata_flags(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from onnx import helper
 from edgesal import __version__, metadata, roi
 from edgesal.errors import InputError
 from edgesal.export.boxes import box_metadata
-from edgesal.export.postprocess import normalize, reduce_channels
+from edgesal.export.postprocess import add_output, normalize, reduce_channels
 from edgesal.export.targets import Target, build_seed
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
@@ -23,15 +23,20 @@ from edgesal.image_input import ExplainedInput, choose_input, find_input, graph_
 from edgesal.methods import METHODS, MethodContext
 from edgesal.methods.integrated import smoothed
 from edgesal.onnx_io import check, load_model, upgraded
-from edgesal.options import ExportOptions  # defined onnx-free; edgesal.export.ExportOptions stays
+from edgesal.options import ExportOptions, TokenOptions  # onnx-free; re-exported by edgesal.export
 from edgesal.runtimes.audio import FrontEnd, input_layout
 from edgesal.runtimes.errors import ModelError
+from edgesal.tokens.vit import VitPlan, add_vit_outputs, plan_vit, record_gradients
 
 
-def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions) -> onnx.ModelProto:
+def export_saliency(
+    model: onnx.ModelProto | str | Path, options: ExportOptions, tokens: TokenOptions | None = None
+) -> onnx.ModelProto:
     """The model with the saliency subgraph appended and an extra output ``saliency``.
 
-    The original outputs are kept unchanged. The input model is not modified.
+    The original outputs are kept unchanged. The input model is not modified. On a vision
+    transformer, ``tokens.attention`` / ``tokens.patch_map`` add the attention and patch-grid
+    maps of the same call (:mod:`edgesal.tokens.vit`).
     """
     options.validate()
     target = Target.parse(options.target)
@@ -45,7 +50,11 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     if not image.is_image:
         _refuse_image_only(options, image)
     outputs = _output_names(options)
-    taken = {o.name for o in model.graph.output} & set(outputs.values())
+    vit = plan_vit(model, info, image, tokens or TokenOptions())
+    if vit is not None and (options.roi is not None or options.roi_size is not None):
+        raise InputError("--roi/--roi-size: not with --attention or --patch-map")
+    added = [*outputs.values(), *(vit.output_names() if vit else [])]
+    taken = {o.name for o in model.graph.output} & set(added)
     if taken:
         raise InputError(f"the model already has outputs named {sorted(taken)}")
     b = Builder(model.graph, _opset(model), prefix="edgesal")
@@ -53,18 +62,15 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     ctx = MethodContext(model, info, b, image, {scored: seed}, options.params, metadata.read(model))
     if options.roi is not None or options.roi_size is not None:
         ctx.roi = _roi_plan(model, info, image, ctx.seeds, options)
+    grads = record_gradients(ctx, vit) if vit is not None else {}
     dtype = info.np_dtype(image.tensor)
     for name, output in outputs.items():
         attribution = _attribution(ctx, name)
         saliency, shape = _postprocess(
             b, attribution, ctx.shape(attribution), image, options, dtype, ctx.roi
         )
-        model.graph.node.append(
-            helper.make_node("Identity", [saliency], [output], name=f"edgesal/{output}")
-        )
-        model.graph.output.append(
-            helper.make_tensor_value_info(output, info.dtype(image.tensor), list(shape))
-        )
+        add_output(model, saliency, output, shape, info.dtype(image.tensor))
+    patch_maps = add_vit_outputs(model, ctx, vit, grads, options.normalize) if vit else {}
     if ctx.roi is not None and ctx.roi.runtime:
         ctx.roi.add_output(b, model)
     lookups = gather_one_hot_products(model)
@@ -75,6 +81,8 @@ def export_saliency(model: onnx.ModelProto | str | Path, options: ExportOptions)
     }
     seeds = [s for s in ctx.seeds.values() if s in live] + lookups
     _write_metadata(model, options, target, image, outputs, seeds, ctx.roi)
+    if vit is not None:
+        _write_vit_metadata(model, vit, patch_maps)
     if ctx.batching:  # multi-sample methods: one batch, rebatched, chunked or sequential
         metadata.write(model, {"batching": ctx.batching})
     check(model, "exported saliency model")
@@ -314,6 +322,15 @@ def _write_metadata(
             "seeds": seeds,
         },
     )
+
+
+def _write_vit_metadata(model: onnx.ModelProto, vit: VitPlan, patch_maps: dict[str, str]) -> None:
+    """``edgesal.patches`` and the outputs a ViT export adds (``patch_maps``: grid maps that
+    runtimes offer as methods)."""
+    outputs = dict(metadata.read(model)["outputs"])
+    outputs.update((name, name) for name in vit.output_names() if name not in patch_maps.values())
+    outputs["patch_maps"] = patch_maps
+    metadata.write(model, {"outputs": outputs, "patches": vit.describe()})
 
 
 def _checked_audio(fields: dict, image: ExplainedInput) -> dict:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import onnx
+from onnx import helper
 
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
@@ -66,3 +68,11 @@ def normalize(
         low = b.const(-1.0 if signed else 0.0, dtype=dtype)
         scaled = b.Clip(scaled, low, b.const(1.0, dtype=dtype))
     return scaled
+
+
+def add_output(
+    model: onnx.ModelProto, tensor: str, name: str, shape: tuple[int, ...], elem_type: int
+) -> None:
+    """Expose ``tensor`` as graph output ``name`` (an Identity named after it, declared shape)."""
+    model.graph.node.append(helper.make_node("Identity", [tensor], [name], name=f"edgesal/{name}"))
+    model.graph.output.append(helper.make_tensor_value_info(name, elem_type, list(shape)))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import onnx
 
 from edgesal.autodiff.engine import input_gradient
+from edgesal.errors import InputError
 from edgesal.graph.batched import (
     batched_info,
     chunk_sizes,
@@ -84,6 +85,18 @@ class MethodContext:
             parts = [self._chunk_gradient(chunk, mode) for chunk in self._chunks(at, copies)]
             self._cache[key] = self._joined(parts, at, copies)
         return self._cache[key]
+
+    def gradient_recording(self, record: dict[str, str | None]) -> str:
+        """dS/d(image) as :meth:`gradient` gives it, the same backward pass also handing back the
+        gradient at each tensor named in ``record`` (filled in place; None where the target does
+        not depend on it): attention probabilities, a patch embedding. The maps reuse the pass."""
+        if self.roi is not None:
+            raise InputError("--roi: not with --attention or --patch-map")
+        grad = input_gradient(
+            self.model.graph, self.info, self.b, self.seeds, self.image.tensor, record=record
+        )
+        self._cache[("input", self.image.tensor, 1, "vanilla")] = grad
+        return grad
 
     def _chunk_gradient(self, chunk: Chunk, mode: str) -> str:
         if self.roi is not None and self.roi.split is not None:

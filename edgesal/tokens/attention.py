@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from edgesal.errors import InputError
+from edgesal.export.postprocess import add_output, normalize
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo, attrs
 
@@ -108,3 +109,33 @@ def gradient_rollout(
         weighted = b.reduce("ReduceMean", b.Relu(b.Mul(g, p)), [1], keepdims=1)
         row = b.Add(row, b.MatMul(row, weighted))
     return b.Reshape(b.Sub(row, start), b.ints([n, length]))
+
+
+def add_attention_outputs(
+    model: onnx.ModelProto,
+    b: Builder,
+    layers: list[AttentionLayer],
+    grads: dict[str, str],
+    weights: str | None,
+    rollout_from: str,
+    shape: tuple[int, int],
+    dtype,
+    elem_type: int,
+) -> None:
+    """Outputs ``attention`` [N, L, T, T], ``attention_rollout`` and ``attention_gradient``
+    [N, T] (masked by ``weights`` [N, T] when given, normalized to max 1); ``grads`` maps each
+    layer's probabilities to dS/dA, ``shape`` is (N, T)."""
+    n, length = shape
+    stack = stacked(b, [head_mean(b, layer, n, length, dtype) for layer in layers])
+    add_output(model, stack, ATTENTION, (n, len(layers), length, length), elem_type)
+    start = query_weights(b, rollout_from, weights, n, length, dtype)
+    probs = [layer.probs for layer in layers]
+    flows = {
+        ROLLOUT: rollout(b, stack, len(layers), start, n, length, dtype),
+        ATTENTION_GRADIENT: gradient_rollout(b, probs, [grads[p] for p in probs], start, n, length),
+    }
+    for output, row in flows.items():
+        if weights is not None:
+            row = b.Mul(row, weights)
+        scaled = normalize(b, row, (n, length), "max", False, dtype)
+        add_output(model, scaled, output, (n, length), elem_type)

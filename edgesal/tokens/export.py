@@ -20,7 +20,6 @@ import onnx
 from onnx import helper
 
 from edgesal import __version__, metadata
-from edgesal.autodiff.engine import input_gradient
 from edgesal.errors import InputError
 from edgesal.export.pipeline import (
     _checked_labels,
@@ -28,7 +27,7 @@ from edgesal.export.pipeline import (
     _opset,
     _output_names,
 )
-from edgesal.export.postprocess import normalize
+from edgesal.export.postprocess import add_output, normalize
 from edgesal.export.targets import Target, build_seed
 from edgesal.graph.builder import Builder
 from edgesal.graph.fold import drop_dead_nodes, fold_constants, remove_unused_initializers
@@ -127,9 +126,13 @@ def export_token_saliency(
     grads = _shared_gradient(ctx, layers) if tokens.attention else {}
     for name, output in outputs.items():
         saliency = _token_map(ctx, name, options, weights, dtype)
-        _add_output(model, b, saliency, output, ctx.shape(saliency), info.dtype(explained.tensor))
+        add_output(model, saliency, output, ctx.shape(saliency), info.dtype(explained.tensor))
     if layers:
-        _attention_outputs(model, ctx, layers, grads, weights, tokens.rollout_from, dtype)
+        n_t = (explained.shape[0], explained.shape[1])
+        att.add_attention_outputs(
+            model, b, layers, grads, weights, tokens.rollout_from, n_t, dtype,
+            info.dtype(explained.tensor),
+        )  # fmt: skip
     if tokens.patch_map:
         _grid_outputs(model, ctx, [*outputs.values(), *extra])
     lookups = gather_one_hot_products(model)
@@ -243,10 +246,7 @@ def _shared_gradient(ctx: MethodContext, layers: list[att.AttentionLayer]) -> di
     """One backward pass that gives dS/d(embeddings) and dS/dA at every attention layer; the
     vanilla gradient lands in the method context's cache so the maps reuse it."""
     record: dict[str, str | None] = {layer.probs: None for layer in layers}
-    grad = input_gradient(
-        ctx.model.graph, ctx.info, ctx.b, ctx.seeds, ctx.image.tensor, record=record
-    )
-    ctx._cache[("input", ctx.image.tensor, 1, "vanilla")] = grad
+    ctx.gradient_recording(record)
     missing = [p for p, g in record.items() if g is None]
     if missing:
         raise InputError(f"--attention: the target does not depend on attention {missing[0]}")
@@ -287,29 +287,6 @@ def _attention_names(tokens: TokenOptions) -> list[str]:
     return [att.ATTENTION, att.ROLLOUT, att.ATTENTION_GRADIENT] if tokens.attention else []
 
 
-def _attention_outputs(model, ctx, layers, grads, weights, rollout_from: str, dtype) -> None:
-    """attention [N, L, T, T], attention_rollout [N, T], attention_gradient [N, T]."""
-    b = ctx.b
-    n, length = ctx.image.shape[0], ctx.image.shape[1]
-    means = [att.head_mean(b, layer, n, length, dtype) for layer in layers]
-    float_type = ctx.info.dtype(ctx.image.tensor)
-    stack = att.stacked(b, means)
-    _add_output(model, b, stack, att.ATTENTION, (n, len(layers), length, length), float_type)
-    start = att.query_weights(b, rollout_from, weights, n, length, dtype)
-    flows = {
-        att.ROLLOUT: att.rollout(b, stack, len(layers), start, n, length, dtype),
-        att.ATTENTION_GRADIENT: att.gradient_rollout(
-            b, [layer.probs for layer in layers], [grads[layer.probs] for layer in layers],
-            start, n, length,
-        ),
-    }  # fmt: skip
-    for output, row in flows.items():
-        if weights is not None:
-            row = b.Mul(row, weights)
-        scaled = normalize(b, row, (n, length), "max", False, dtype)
-        _add_output(model, b, scaled, output, (n, length), float_type)
-
-
 def _grid_outputs(model: onnx.ModelProto, ctx: MethodContext, names: list[str]) -> None:
     """``<name>_grid`` [N, H/p, W/p] for every [N, T] map output among ``names``."""
     n, length = ctx.image.shape[0], ctx.image.shape[1]
@@ -321,12 +298,7 @@ def _grid_outputs(model: onnx.ModelProto, ctx: MethodContext, names: list[str]) 
     for name in names:
         if declared.get(name) == [n, length]:
             on = on_grid(ctx.b, name, n, length, grid)
-            _add_output(model, ctx.b, on, name + GRID_SUFFIX, (n, *grid), float_type)
-
-
-def _add_output(model, b: Builder, tensor: str, name: str, shape, elem_type: int) -> None:
-    model.graph.node.append(helper.make_node("Identity", [tensor], [name], name=f"edgesal/{name}"))
-    model.graph.output.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
+            add_output(model, on, name + GRID_SUFFIX, (n, *grid), float_type)
 
 
 def _write_metadata(model, ctx: MethodContext, options, tokens, target, outputs, extra, seeds):
