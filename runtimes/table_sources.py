@@ -27,23 +27,33 @@ def is_table_spec(spec: str) -> bool:
     return spec.strip().lower().endswith(TABLE_SUFFIXES)
 
 
+def read_numbers(path: Path, flag: str, what: str, limit: int = MAX_TABLE_BYTES) -> np.ndarray:
+    """Finite float32 numbers of any rank from a ``.npy`` (no pickles) or ``.csv`` file (numbers
+    only; a first line that is not numeric is a header, skipped), at most ``limit`` bytes; errors
+    name ``flag`` and say the file is not ``what``."""
+    if not path.is_file():
+        raise SourceError(f"{flag} {path}: no such file")
+    if path.stat().st_size > limit:
+        raise SourceError(f"{flag} {path}: larger than {limit >> 20} MiB")
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise SourceError(f"{flag} {path}: expected a .npy or .csv file")
+    try:
+        data = np.load(path, allow_pickle=False) if suffix == ".npy" else _read_csv(path)
+        data = np.asarray(data, np.float32)
+    except (ValueError, TypeError) as exc:
+        raise SourceError(f"{flag} {path}: not {what} ({exc})") from None
+    if data.size == 0 or not np.isfinite(data).all():
+        raise SourceError(f"{flag} {path}: expected {what}, finite and not empty")
+    return data
+
+
 def read_table(path: Path) -> np.ndarray:
     """[rows, columns] float32 of a CSV or ``.npy`` file (a 1-D array is one column)."""
-    if not path.is_file():
-        raise SourceError(f"--source {path}: no such file")
-    if path.stat().st_size > MAX_TABLE_BYTES:
-        raise SourceError(f"--source {path}: larger than 256 MiB")
-    try:
-        if path.suffix.lower() == ".npy":
-            table = np.load(path, allow_pickle=False)
-        else:
-            table = _read_csv(path)
-    except ValueError as exc:
-        raise SourceError(f"--source {path}: not a table of numbers ({exc})") from None
-    table = np.asarray(table, np.float32)
+    table = read_numbers(path, "--source", "a table of numbers")
     table = table[:, None] if table.ndim == 1 else table
-    if table.ndim != 2 or table.size == 0 or not np.isfinite(table).all():
-        raise SourceError(f"--source {path}: expected finite numbers in [rows, columns]")
+    if table.ndim != 2:
+        raise SourceError(f"--source {path}: expected [rows, columns], got {list(table.shape)}")
     return table
 
 

@@ -39,8 +39,9 @@ from edgesal.eval.perturb import auc, counts, order
 from edgesal.eval.plots import curves, series_band
 from edgesal.onnx_io import load_model
 from edgesal.runtimes.contract import build_contract
-from edgesal.runtimes.errors import ModelError
+from edgesal.runtimes.errors import ModelError, SourceError
 from edgesal.runtimes.model import probabilities
+from edgesal.runtimes.table_sources import read_numbers
 
 MAX_SAMPLES_BYTES = 1 << 30
 BLUR_SIGMA = 5.0
@@ -108,21 +109,10 @@ def inspect(model: onnx.ModelProto, where: str) -> Spec:
 
 def read_samples(path: str, shape: tuple[int, ...]) -> np.ndarray:
     """[N, *shape] float32 from ``.npy`` or ``.csv``; a single sample of ``shape`` gets N = 1."""
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"--samples {path}: no such file")
-    if file.stat().st_size > MAX_SAMPLES_BYTES:
-        raise InputError(f"--samples {path}: larger than 1 GiB")
     try:
-        if file.suffix.lower() == ".npy":
-            data = np.load(file, allow_pickle=False)
-        elif file.suffix.lower() == ".csv":
-            data = np.loadtxt(file, delimiter=",", ndmin=2, dtype=np.float64)
-        else:
-            raise InputError(f"--samples {path}: expected a .npy or .csv file")
-    except ValueError as exc:
-        raise InputError(f"--samples {path}: not numeric samples ({exc})") from None
-    data = np.asarray(data, np.float32)
+        data = read_numbers(Path(path), "--samples", "numeric samples", MAX_SAMPLES_BYTES)
+    except SourceError as exc:
+        raise InputError(str(exc)) from None
     if data.shape == shape:
         data = data[None]
     if data.shape[1:] != shape or data.shape[0] < 1:
@@ -130,8 +120,6 @@ def read_samples(path: str, shape: tuple[int, ...]) -> np.ndarray:
             f"--samples {path}: shape {list(data.shape)}, the model takes samples of "
             f"{list(shape)} (give [N, {', '.join(map(str, shape))}])"
         )
-    if not np.isfinite(data).all():
-        raise InputError(f"--samples {path}: holds NaN or infinite values")
     return data
 
 
