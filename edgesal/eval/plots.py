@@ -33,8 +33,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def curves(methods: dict, controls: dict, names: tuple[str, str], path: Path, title: str) -> Path:
-    """Mean curves of ``names`` (two curve keys) per method (solid) and control (dotted)."""
+def curves(
+    methods: dict,
+    controls: dict,
+    names: tuple[str, str],
+    path: Path,
+    title: str,
+    unit: str = "pixels",
+) -> Path:
+    """Mean curves of ``names`` (two curve keys) per method (solid) and control (dotted); the x
+    axis is the fraction of ``unit`` (pixels, tokens ...) removed or inserted."""
     fig, axes = _figure(10, 3.8, 1, 2)
     for ax, curve in zip(axes[0], names, strict=True):
         for name, entry in [*methods.items(), *controls.items()]:
@@ -47,7 +55,7 @@ def curves(methods: dict, controls: dict, names: tuple[str, str], path: Path, ti
             ax.plot(x if x is not None else np.arange(len(values)), values, style, label=label)
         ax.set_title(curve.replace("_", " "))
         ax.set_ylabel("probability of the explained class")
-        ax.set_xlabel("fraction of pixels" if "road" not in curve else "removal step")
+        ax.set_xlabel(f"fraction of {unit}" if "road" not in curve else "removal step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)

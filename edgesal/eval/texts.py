@@ -171,7 +171,9 @@ def write_report(
     (folder / "report.md").write_text(f"# {title}\n\n{markdown(curves, steps)}\n")
     methods = {k: v for k, v in entries.items() if k != RANDOM}
     controls = {k: v for k, v in entries.items() if k == RANDOM}
-    plot = plot_curves(methods, controls, ("deletion", "insertion"), folder / "curves.png", title)
+    plot = plot_curves(
+        methods, controls, ("deletion", "insertion"), folder / "curves.png", title, "real tokens"
+    )
     sections = [
         ("Model and run", _run_table(run)),
         ("Which rankings move the output", _rankings_table(curves, sanity)),

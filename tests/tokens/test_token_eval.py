@@ -228,6 +228,10 @@ def test_report_html_has_every_ranking_the_plot_and_escapes_text(cli_report):
         assert f"<td>{entry['deletion_auc']:.3f}</td><td>{entry['insertion_auc']:.3f}</td>" in row
         rho = report["sanity"]["verdicts"].get(name, {}).get("final_spearman")
         assert ("–" if rho is None else f"<td>{rho:.3f}</td>") in row
+    steps = page.split("<h2>Weight randomization</h2>")[1].split("<h2>")[0]
+    assert [f"top {s['layers']}" for s in report["sanity"]["steps"]] == re.findall(
+        r"<th>(top \d+)</th>", steps
+    )
     assert page.count('src="data:image/png;base64,') == 1 and "http" not in page.lower()
     assert "<script" not in page.lower()
     # text, token and label with HTML characters: escaped, never raw
