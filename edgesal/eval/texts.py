@@ -20,7 +20,7 @@ import onnx
 from edgesal.errors import EdgesalError, InputError
 from edgesal.eval import html
 from edgesal.eval.html import esc, number, table
-from edgesal.eval.sanity import verdict
+from edgesal.eval.sanity import checkpoint_counts, parametric_layers, verdict
 from edgesal.eval.tokens import (
     RANDOM,
     TokenCurves,
@@ -75,9 +75,10 @@ def sanity_section(
         )
     model = load_model(model_path)
     forward = token_forward(model, f"{flag}: {model_path}")
+    checkpoint_counts(len(parametric_layers(forward)), args.sanity_steps)  # names a bad flag
     with tempfile.TemporaryDirectory(prefix="edgesal-sanity-") as tmp:
-        export = reexporter(model, tokenizer, Path(tmp))
         try:
+            export = reexporter(model, tokenizer, Path(tmp))
             steps = sanity_cascade(
                 forward, export, texts, special, args.seed, args.sanity_steps, not args.no_progress
             )

@@ -231,7 +231,9 @@ def token_export_options(model: onnx.ModelProto) -> tuple[ExportOptions, TokenOp
     declared = meta.get("outputs") if isinstance(meta.get("outputs"), dict) else {}
     methods = list(declared.get("saliency_by_method") or str(meta.get("method")).split(","))
     target = str(meta.get("target", "argmax"))
-    ids = next(i for i in model.graph.input if i.name == meta["input"])
+    ids = next((i for i in model.graph.input if i.name == meta.get("input")), None)
+    if ids is None:
+        raise InputError(f"edgesal.input {meta.get('input')!r} is not an input of the model")
     shape = tuple(d.dim_value for d in ids.type.tensor_type.shape.dim)
     options = ExportOptions(
         method=methods[0],
@@ -239,7 +241,7 @@ def token_export_options(model: onnx.ModelProto) -> tuple[ExportOptions, TokenOp
         target="input" if Target.parse(target).kind in ("argmax", "class", "input") else target,
         reduce=str(post.get("reduce", "l2")),
         normalize=str(post.get("normalize", "max")),
-        input=str(meta["input"]),
+        input=ids.name,
         input_shape=shape,
         labels=meta.get("labels"),
         params=MethodOptions(
