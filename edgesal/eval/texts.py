@@ -62,28 +62,37 @@ def reexporter(
     return export
 
 
-def sanity_section(
-    model_path: str, tokenizer: str, texts: list[str], special: tuple[int, ...], args
-) -> dict:
-    """The weight-randomization cascade on the network inside ``model_path``: per step the mean
-    Spearman of every map, and each map's verdict after the full cascade."""
-    flag = f"--sanity-texts {args.sanity_texts}"
-    if Path(model_path).suffix.lower() != ".onnx":
+def sanity_source(args) -> onnx.ModelProto:
+    """MODEL (``args.model``), checked up front for ``--sanity-texts``: an ONNX token saliency
+    model whose network can be pruned out of it, and a valid ``--sanity-steps``."""
+    flag, path = f"--sanity-texts {args.sanity_texts}", args.model
+    if Path(path).suffix.lower() != ".onnx":
         raise InputError(
-            f"{flag}: {model_path} is not an ONNX model; the check re-exports the network, so "
+            f"{flag}: {path} is not an ONNX model; the check re-exports the network, so "
             "evaluate the .sal.onnx this model was converted from"
         )
-    model = load_model(model_path)
-    forward = token_forward(model, f"{flag}: {model_path}")
+    model = load_model(path)
+    forward = token_forward(model, f"{flag}: {path}")
     checkpoint_counts(len(parametric_layers(forward)), args.sanity_steps)  # names a bad flag
+    return model
+
+
+def sanity_section(
+    model: onnx.ModelProto, texts: list[str], special: tuple[int, ...], args
+) -> dict:
+    """The weight-randomization cascade on the network inside ``model`` (from
+    :func:`sanity_source`): per step the mean Spearman of every map, and each map's verdict
+    after the full cascade."""
+    flag = f"--sanity-texts {args.sanity_texts}"
+    forward = token_forward(model, f"{flag}: {args.model}")
     with tempfile.TemporaryDirectory(prefix="edgesal-sanity-") as tmp:
         try:
-            export = reexporter(model, tokenizer, Path(tmp))
+            export = reexporter(model, args.tokenizer, Path(tmp))
             steps = sanity_cascade(
                 forward, export, texts, special, args.seed, args.sanity_steps, not args.no_progress
             )
         except EdgesalError as exc:
-            raise InputError(f"{flag}: exporting {model_path}'s network again: {exc}") from exc
+            raise InputError(f"{flag}: exporting {args.model}'s network again: {exc}") from exc
     final = steps[max(steps)]
     return {
         "texts": texts,
@@ -110,6 +119,7 @@ def run_texts(args) -> int:
         explainer = TextExplainer(args.model, args.tokenizer)
     except DeviceError as exc:  # the runtime's errors: no token model, a bad tokenizer
         raise InputError(str(exc)) from exc
+    source = sanity_source(args) if args.sanity_texts else None
     texts = read_lines(Path(args.texts), "--texts")
     if args.max_images:
         texts = texts[: args.max_images]
@@ -117,8 +127,8 @@ def run_texts(args) -> int:
     special = special_ids(explainer)
     curves = evaluate_texts(explainer, texts, baseline, special, args.seed, not args.no_progress)
     sanity = (
-        sanity_section(args.model, args.tokenizer, texts[: args.sanity_texts], special, args)
-        if args.sanity_texts
+        sanity_section(source, texts[: args.sanity_texts], special, args)
+        if source is not None
         else None
     )
     final = {k: v["final_spearman"] for k, v in (sanity or {}).get("verdicts", {}).items()}

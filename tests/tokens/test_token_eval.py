@@ -15,7 +15,7 @@ import pytest
 from edgesal import cli, metadata
 from edgesal.errors import InputError
 from edgesal.eval.sanity import parametric_layers
-from edgesal.eval.texts import sanity_section
+from edgesal.eval.texts import sanity_section, sanity_source
 from edgesal.eval.tokens import (
     LAST_ATTENTION,
     RANDOM,
@@ -253,22 +253,23 @@ def test_sanity_texts_errors_name_the_flag(cli_model, tmp_path, capsys):
     assert code == 2 and "--sanity-texts is for --texts" in capsys.readouterr().err
     assert _run_eval(model, texts, tmp_path / "none.json", tmp_path) == 2
     assert re.search(r"error: --tokenizer \S+none\.json: no such file", capsys.readouterr().err)
-    args = Namespace(sanity_texts=2, seed=0, sanity_steps="log", no_progress=True)
-    with pytest.raises(InputError, match=r"--sanity-texts 2: m\.sal\.tflite is not an ONNX"):
-        sanity_section("m.sal.tflite", str(tokenizer), TEXTS, SPECIAL, args)
 
 
 def test_sanity_errors_name_the_flag_and_the_cause(cli_model, tmp_path):
-    """A bad --sanity-steps is named as such; a model whose recorded flags cannot be exported
-    again says so, naming --sanity-texts and the export's own complaint."""
+    """Refused before any work: a .tflite model (the check re-exports the ONNX network), a bad
+    --sanity-steps. A model whose recorded flags cannot be exported again says so, naming
+    --sanity-texts and the export's own complaint."""
     model, _, _, tokenizer, _ = cli_model
-    args = Namespace(sanity_texts=1, seed=0, sanity_steps="0,all", no_progress=True)
+    args = Namespace(model="m.sal.tflite", tokenizer=str(tokenizer), sanity_texts=2, seed=0)
+    args.sanity_steps, args.no_progress, args.sanity_threshold = "log", True, 0.5
+    with pytest.raises(InputError, match=r"--sanity-texts 2: m\.sal\.tflite is not an ONNX"):
+        sanity_source(args)
+    args.model, args.sanity_steps = str(model), "0,all"
     with pytest.raises(InputError, match=r"--sanity-steps 0,all: counts must be in 1\.\.18"):
-        sanity_section(str(model), str(tokenizer), TEXTS, SPECIAL, args)
+        sanity_source(args)
     saved = onnx.load(str(model))
     metadata.write(saved, {"postprocess": {"reduce": "sideways", "normalize": "max"}})
-    broken = tmp_path / "broken.sal.onnx"
-    save(saved, broken)
-    args.sanity_steps = "log"
-    with pytest.raises(InputError, match=r"--sanity-texts 1: .*again: --reduce sideways"):
-        sanity_section(str(broken), str(tokenizer), TEXTS, SPECIAL, args)
+    args.model, args.sanity_steps = str(tmp_path / "broken.sal.onnx"), "log"
+    save(saved, args.model)
+    with pytest.raises(InputError, match=r"--sanity-texts 2: .*again: --reduce sideways"):
+        sanity_section(sanity_source(args), TEXTS, SPECIAL, args)
