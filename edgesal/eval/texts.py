@@ -64,13 +64,15 @@ def reexporter(
 
 def sanity_source(args) -> onnx.ModelProto:
     """MODEL (``args.model``), checked up front for ``--sanity-texts``: an ONNX token saliency
-    model whose network can be pruned out of it, and a valid ``--sanity-steps``."""
+    model whose network can be pruned out of it, a valid ``--sanity-steps`` and threshold."""
     flag, path = f"--sanity-texts {args.sanity_texts}", args.model
     if Path(path).suffix.lower() != ".onnx":
         raise InputError(
             f"{flag}: {path} is not an ONNX model; the check re-exports the network, so "
             "evaluate the .sal.onnx this model was converted from"
         )
+    if not 0 < args.sanity_threshold <= 1:
+        raise InputError(f"--sanity-threshold {args.sanity_threshold}: must be in (0, 1]")
     model = load_model(path)
     forward = token_forward(model, f"{flag}: {path}")
     checkpoint_counts(len(parametric_layers(forward)), args.sanity_steps)  # names a bad flag

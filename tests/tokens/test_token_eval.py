@@ -264,7 +264,10 @@ def test_sanity_errors_name_the_flag_and_the_cause(cli_model, tmp_path):
     args.sanity_steps, args.no_progress, args.sanity_threshold = "log", True, 0.5
     with pytest.raises(InputError, match=r"--sanity-texts 2: m\.sal\.tflite is not an ONNX"):
         sanity_source(args)
-    args.model, args.sanity_steps = str(model), "0,all"
+    args.model, args.sanity_threshold = str(model), 1.5
+    with pytest.raises(InputError, match=r"--sanity-threshold 1.5: must be in \(0, 1\]"):
+        sanity_source(args)
+    args.sanity_threshold, args.sanity_steps = 0.5, "0,all"
     with pytest.raises(InputError, match=r"--sanity-steps 0,all: counts must be in 1\.\.18"):
         sanity_source(args)
     saved = onnx.load(str(model))
