@@ -11,7 +11,7 @@ from collections import defaultdict
 import onnx
 
 import edgesal.autodiff.rules  # noqa: F401  (fills the registry)
-from edgesal.autodiff.registry import RULES, GradContext, unbroadcast
+from edgesal.autodiff.registry import COMPOSITES, RULES, Composite, GradContext, Match, unbroadcast
 from edgesal.errors import InputError, UnsupportedOpError
 from edgesal.graph.builder import Builder
 from edgesal.graph.info import TensorInfo
@@ -43,11 +43,20 @@ def input_gradient(
     grads: dict[str, list[str]] = defaultdict(list)
     for tensor, seed in seeds.items():
         grads[tensor].append(seed)
+    composites = _composite_matches(graph, nodes, info, active, set(record or ()))
     for node in reversed(nodes):
         dy = [_summed(b, grads.pop(out, [])) for out in node.output]
         if record is not None:
             record.update((o, g) for o, g in zip(node.output, dy, strict=True) if o in record)
         if all(g is None for g in dy):
+            continue
+        fused = composites.get(node.output[0])
+        if fused is not None and dy[0] is not None:
+            composite, match = fused
+            b.scope = f"{node.name or node.op_type}/{composite.name}/"
+            for name, term in zip(match.inputs, composite.fn(b, info, dy[0], match), strict=True):
+                grads[name].append(term)
+            b.scope = ""
             continue
         needs = [
             name in active and _differentiable(node, i, b.opset)
@@ -70,6 +79,30 @@ def input_gradient(
     if result is None:
         raise InputError(f"the target does not depend on '{wrt}' through differentiable operators")
     return result
+
+
+def _composite_matches(
+    graph: onnx.GraphProto,
+    nodes: list[onnx.NodeProto],
+    info: TensorInfo,
+    active: set[str],
+    recorded: set[str],
+) -> dict[str, tuple[Composite, Match]]:
+    """Subgraphs a composite rule takes over, keyed by their last node's output; none whose
+    interior holds a tensor the caller records (its gradient would never be formed)."""
+    producers = {out: node for node in graph.node for out in node.output}
+    found = {}
+    for node in nodes:
+        for composite in COMPOSITES.values():
+            match = composite.match(node, producers, info)
+            if (
+                match is not None
+                and all(name in active for name in match.inputs)
+                and not recorded & set(match.interior)
+            ):
+                found[node.output[0]] = (composite, match)
+                break
+    return found
 
 
 def _node_label(node: onnx.NodeProto) -> str:

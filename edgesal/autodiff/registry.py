@@ -164,3 +164,45 @@ def register_zero(*op_types: str) -> None:
         if not TRAITS.get(op_type, Traits()).zero:
             raise RuntimeError(f"{op_type} is not declared zero-derivative in optraits")
         register(op_type)(_zero)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A subgraph a composite rule recognized: ``inputs`` get the gradient, ``tensors`` names
+    the forward tensors the rule reads, ``interior`` every tensor computed inside the subgraph
+    (their per-operator rules are skipped on the path through its output)."""
+
+    inputs: tuple[str, ...]
+    tensors: dict[str, str]
+    interior: tuple[str, ...]
+
+
+MatchFn = Callable[[onnx.NodeProto, dict[str, onnx.NodeProto], TensorInfo], Match | None]
+CompositeFn = Callable[[Builder, TensorInfo, str, Match], list[str]]
+
+
+@dataclass(frozen=True)
+class Composite:
+    """One VJP for a subgraph that exporters write for one function (GELU as five nodes): the
+    whole derivative in fewer backward passes than the per-operator rules of its parts.
+    ``match`` looks at the subgraph's last node; ``fn`` returns one gradient per match input."""
+
+    name: str
+    match: MatchFn
+    fn: CompositeFn
+    module: str
+
+
+COMPOSITES: dict[str, Composite] = {}
+
+
+def register_composite(name: str, match: MatchFn) -> Callable[[CompositeFn], CompositeFn]:
+    """Decorator: register ``fn`` as the VJP of the subgraphs ``match`` recognizes."""
+
+    def wrap(fn: CompositeFn) -> CompositeFn:
+        if name in COMPOSITES:
+            raise RuntimeError(f"composite rule {name} registered twice")
+        COMPOSITES[name] = Composite(name, match, fn, fn.__module__)
+        return fn
+
+    return wrap

@@ -6,11 +6,12 @@ they need every rule registered.
 
 from __future__ import annotations
 
-from edgesal.autodiff.registry import RULES
+from edgesal.autodiff.registry import COMPOSITES, RULES
 from edgesal.autodiff.rules import (  # noqa: F401
     activation,
     conv,
     elementwise,
+    gelu,
     linear,
     normalization,
     pooling,
@@ -45,4 +46,17 @@ def supported_ops_markdown() -> str:
         family = rule.module.rsplit(".", 1)[-1]
         traits = ", ".join(rule.traits.labels())
         lines.append(f"| {op} | {family} | {summary.replace('|', '/')} | {traits} |")
+    lines += [
+        "",
+        "## Composite rules",
+        "",
+        "One VJP for a subgraph exporters write for one function, used instead of its parts'",
+        "rules (fewer backward passes; `tests/test_composites.py` checks every one).",
+        "",
+        "| composite | module | recognizes |",
+        "|---|---|---|",
+    ]
+    for name, composite in sorted(COMPOSITES.items()):
+        summary = " ".join((composite.match.__doc__ or "").split()).replace("|", "/")
+        lines.append(f"| {name} | {composite.module.rsplit('.', 1)[-1]} | {summary} |")
     return "\n".join(lines) + "\n"
