@@ -40,7 +40,7 @@ def integrated(ctx: MethodContext, x: str, copies: int) -> str:
     alphas, weights = path_points(ctx.options.steps, ctx.options.integration)
     steps, rest = len(alphas), list(shape[1:])
     dtype = ctx.dtype(x)
-    reference = baseline(ctx, x)
+    reference = baseline(ctx, x, copies)
     diff = b.Sub(x, reference)
     along = b.Mul(
         b.const(alphas.reshape([1, steps] + [1] * len(rest)).astype(dtype), hint="alphas"),
@@ -55,15 +55,16 @@ def integrated(ctx: MethodContext, x: str, copies: int) -> str:
     return b.Mul(diff, b.reduce("ReduceSum", weighted, [1], keepdims=0))
 
 
-def baseline(ctx: MethodContext, x: str) -> str:
-    """The IG reference point x': zeros, a blur of x, a constant, or an image file."""
+def baseline(ctx: MethodContext, x: str, copies: int = 1) -> str:
+    """The IG reference point x': zeros, a blur of x, a constant, or an image file; ``x`` holds
+    ``copies`` samples per item (SmoothGrad's noisy copies)."""
     spec = ctx.options.baseline
     shape = ctx.shape(x)
     dtype = ctx.dtype(x)
     item = (1, *shape[1:])
     if ctx.image.modality == "tokens":  # ids decide per position (edgesal/tokens/baseline.py)
         # the tokens modality is edgesal.tokens.export.TokenInput, which sits above this layer
-        return ctx.image.reference(ctx.b, spec, ctx.info)  # type: ignore[attr-defined]
+        return ctx.image.reference(ctx.b, spec, ctx.info, x, copies)  # type: ignore[attr-defined]
     if spec == "zeros":
         return ctx.b.const(np.zeros(item, dtype), hint="baseline")
     if spec == "blur":

@@ -14,6 +14,7 @@ from onnx.helper import np_dtype_to_tensor_dtype
 
 from edgesal.errors import InputError
 from edgesal.graph.builder import Builder
+from edgesal.methods.base import repeat_items
 
 _TOKEN_SPEC = re.compile(r"token:(\d+)")
 
@@ -24,10 +25,12 @@ def token_spec(baseline_token: int | None) -> str:
 
 
 def token_reference(
-    b: Builder, spec: str, ids: str, embeddings: str, table: str, vocab: int,
-    special: tuple[int, ...], shape: tuple[int, ...], dtype, ids_dtype,
+    b: Builder, spec: str, ids: str, x: str, table: str, vocab: int, special: tuple[int, ...],
+    shape: tuple[int, ...], copies: int, dtype, ids_dtype,
 ) -> str:  # fmt: skip
-    """x' [N, T, D]: E[ID] (``token:ID``) or 0 (``zeros``) where ids are not special, else x."""
+    """x' shaped like the points ``x`` [N * copies, T, D]: E[ID] (``token:ID``) or 0
+    (``zeros``) where the ids [N, T] are not special, else x itself (a noisy copy's own value, so
+    special tokens get no attribution under ``--smooth`` either)."""
     n, length, width = shape
     if spec == "zeros":
         fill = b.const(np.zeros((1, 1, width), dtype), hint="baseline")
@@ -45,5 +48,6 @@ def token_reference(
     for hit in hits[1:]:
         keep = b.Or(keep, hit)
     keep = b.Unsqueeze(b.Cast(keep, to=np_dtype_to_tensor_dtype(np.dtype(dtype))), b.ints([2]))
+    keep = repeat_items(b, keep, (n // copies, length, 1), copies)
     one = b.const(np.ones((), dtype))
-    return b.Add(b.Mul(keep, embeddings), b.Mul(b.Sub(one, keep), fill))
+    return b.Add(b.Mul(keep, x), b.Mul(b.Sub(one, keep), fill))

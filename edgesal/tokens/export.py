@@ -64,15 +64,16 @@ class TokenInput(ExplainedInput):
     mask: str | None = None
     special: tuple[int, ...] = ()
 
-    def reference(self, b: Builder, spec: str, info: TensorInfo) -> str:
-        """The IG reference x' for this input (see :mod:`edgesal.tokens.baseline`)."""
+    def reference(self, b: Builder, spec: str, info: TensorInfo, x: str, copies: int) -> str:
+        """The IG reference x' for the points ``x`` ([N * copies, T, D]; see
+        :mod:`edgesal.tokens.baseline`)."""
         if self.lookup is None:
             if spec != "zeros":
                 raise InputError(f"--baseline {spec}: with --wrt only zeros is defined")
             return b.const(np.zeros((1, *self.shape[1:]), info.np_dtype(self.tensor)))
         look = self.lookup
         return token_reference(
-            b, spec, look.ids, look.tensor, look.table, look.vocab, self.special, self.shape,
+            b, spec, look.ids, x, look.table, look.vocab, self.special, info.shape(x), copies,
             info.np_dtype(look.tensor), info.np_dtype(look.ids),
         )  # fmt: skip
 

@@ -90,3 +90,30 @@ def test_transformers_batch_all_samples_by_default(small_bert_onnx):
     assert metadata.read(model)["batching"]["max_batch"] == 0
     model, _ = _run(small_bert_onnx, "integrated", steps=4, max_batch=2)
     assert metadata.read(model)["batching"]["max_batch"] == 2
+
+
+def test_smooth_around_integrated_takes_any_batch(small_bert_onnx):
+    """--smooth 3 around integrated on two sequences at once equals each sequence exported alone
+    (the same noise per item), and special tokens get exactly 0 (their reference is the noisy
+    copy itself)."""
+    ids = np.concatenate([IDS, np.array([[1, 8, 6, 2, 0, 0, 0, 0]])]).astype(np.int64)
+    mask = np.concatenate([MASK, np.array([[1, 1, 1, 1, 0, 0, 0, 0]])]).astype(np.int64)
+
+    def export(n: int):
+        options = ExportOptions(
+            method="integrated", target=f"class:{CLASS}", input="input_ids",
+            input_shape=(n, SEQ), reduce="none", normalize="none",
+            params=MethodOptions(steps=4, smooth=3, sigma=0.2, baseline="token:3"),
+        )  # fmt: skip
+        model = export_token_saliency(
+            small_bert_onnx, options, TokenOptions(special_tokens=SPECIAL)
+        )
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    both = export(2).run(["saliency"], feeds(ids, mask))[0]
+    alone = export(1)
+    for i in range(2):
+        single = alone.run(["saliency"], feeds(ids[i : i + 1], mask[i : i + 1]))[0]
+        np.testing.assert_allclose(both[i], single[0], rtol=1e-5, atol=1e-7)
+    special = np.isin(ids, SPECIAL)
+    assert np.all(both[special] == 0) and np.abs(both[~special]).max() > 0
