@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,6 @@ MODELS = ["mobilenet_v2", "efficientnet_lite0"]
 PHOTOS = ["chelsea", "coffee"]
 TOL = 1e-4
 KEYS = [(m, method) for m in MODELS for method in METHODS]
-RUNTIME_PACKAGES = ["numpy<2", "tflite-runtime==2.14.0", "opencv-python-headless"]
 
 
 @dataclass
@@ -127,24 +125,6 @@ def test_matches_onnx_on_ai_edge_litert(exports, key):
         shipped_out = shipped_it.get_signature_runner()(**feeds)
         result = _check(item, photo, probed_out, shipped_out)
         print(f"{key} {photo}: synced {result.synced} raw {result.raw} flips {result.flipped}")
-
-
-@pytest.fixture(scope="module")
-def runtime_python(request, tmp_path_factory) -> Path:
-    """A venv holding only numpy<2, tflite-runtime 2.14 and opencv (cached between runs)."""
-    cache = request.config.cache
-    folder = Path(cache.mkdir("tflite-runtime-venv")) if cache else tmp_path_factory.mktemp("venv")
-    python = folder / "bin" / "python"
-    marker = folder / "installed.txt"
-    wanted = "\n".join([*RUNTIME_PACKAGES, f"-e {ROOT}"])
-    if not marker.is_file() or marker.read_text() != wanted:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run(pip + RUNTIME_PACKAGES, check=True)
-        # edgesal itself as a device installs it: no dependencies beyond the runtime's own.
-        subprocess.run(pip + ["--no-deps", "-e", str(ROOT)], check=True)
-        marker.write_text(wanted)
-    return python
 
 
 def test_matches_onnx_on_tflite_runtime(exports, runtime_python, tmp_path):

@@ -81,6 +81,7 @@ def streamer(port: int, token: str, end: float, counts: dict, lock: threading.Lo
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # frames/s with and without load: another test's load would skew the ratio
 def test_fifty_clients_for_thirty_seconds_leave_the_pipeline_alone(models, tmp_path):
     token_file = tmp_path / "token"
     proc, url = start_server(
