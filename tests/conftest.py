@@ -46,11 +46,12 @@ def _implied_markers(item: pytest.Item) -> list[str]:
 
 
 def _xdist_group(item: pytest.Item) -> str:
-    """The worker group of a test: its module, or ``zoo_quantized[model]`` for the tests that read
+    """The worker group of a test: its module, or ``zoo_quantized-<model>`` for the tests that read
     the session's int8 zoo models (tests/quant/conftest.py), which are quantized once per model
-    and worker (2 to 4 minutes each)."""
+    and worker (2 to 4 minutes each). No ``]`` in a name: xdist takes ``...]@name]`` for a
+    parametrized test id, not a group, and would spread the group's tests."""
     if "zoo_quantized" in getattr(item, "fixturenames", ()):
-        return f"zoo_quantized[{item.callspec.params['name']}]"
+        return f"zoo_quantized-{item.callspec.params['name']}"
     return item.path.relative_to(ROOT).as_posix()
 
 
