@@ -31,13 +31,13 @@ demo: $(VENV)/.installed
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-# Everything: two xdist workers (CI machines have 2 cores; tests/conftest.py keeps each module and
-# each shared session fixture on one worker), then the serial tests alone.
+# Everything: two xdist workers (CI machines have 2 cores; tests/conftest.py starts the longest
+# tests first), then the serial tests alone.
 test: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder -m "not serial"; \
+	$(BIN)/python -m pytest -q -n 2 -m "not serial"; \
 	  status=$$?; $(BIN)/python -m pytest -q -m serial && exit $$status
 
 # The inner loop: no package installs beyond the dev venv, no browser, no Ray, no slow tests.

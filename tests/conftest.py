@@ -6,11 +6,11 @@ them without anyone remembering: ``browser`` (drives headless Chromium: its name
 ``runtime_python`` fixture or lives in a device-install module) and ``ray`` (starts a Ray
 cluster: its name says ``ray``).
 
-``make test`` runs the suite on two pytest-xdist workers (``-n 2 --dist loadgroup``), then the
-``serial`` tests alone: they measure rates against wall-clock time, which another worker's load
-would skew. Each worker gets whole groups (``xdist_group``, set in
-``pytest_collection_modifyitems``): by default a test module, so a module-scoped fixture is built
-once; tests that share an expensive session-scoped result form one group across modules.
+``make test`` runs the suite on two pytest-xdist workers (``-n 2``), then the ``serial`` tests
+alone: they measure rates against wall-clock time, which another worker's load would skew.
+xdist hands out single tests (``--dist loadgroup`` cannot group them here: pytest 9.2 builds a
+test's nodeid from ``item._id``, so xdist 3.8's ``@group`` suffix on ``item._nodeid`` is lost),
+so a module- or session-scoped fixture may be built once on each worker.
 """
 
 import fcntl
@@ -45,36 +45,20 @@ def _implied_markers(item: pytest.Item) -> list[str]:
     return marks
 
 
-def _xdist_group(item: pytest.Item) -> str:
-    """The worker group of a test: its module, or ``zoo_quantized-<model>`` for the tests that read
-    the session's int8 zoo models (tests/quant/conftest.py), which are quantized once per model
-    and worker (2 to 4 minutes each). No ``]`` in a name: xdist takes ``...]@name]`` for a
-    parametrized test id, not a group, and would spread the group's tests."""
-    if "zoo_quantized" in getattr(item, "fixturenames", ()):
-        return f"zoo_quantized-{item.callspec.params['name']}"
-    return item.path.relative_to(ROOT).as_posix()
+def _order(item: pytest.Item) -> tuple[bool, bool]:
+    """Under xdist: the int8 zoo tests first (the session fixture zoo_quantized quantizes each
+    model and method in 2 to 4 minutes), then the slow tests, so that no worker starts a long
+    test late while the other one idles."""
+    zoo = "zoo_quantized" in getattr(item, "fixturenames", ())
+    return not zoo, item.get_closest_marker("slow") is None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for mark in _implied_markers(item):
             item.add_marker(mark)
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        for item in items:
-            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
-        # The long groups first (every worker sorts alike), so that no worker starts one late:
-        # the int8 zoo models, then by their number of slow tests.
-        slow: dict[str, int] = {}
-        for item in items:
-            group = _xdist_group(item)
-            slow[group] = slow.get(group, 0) + (item.get_closest_marker("slow") is not None)
-        items.sort(
-            key=lambda item: (
-                not _xdist_group(item).startswith("zoo_quantized"),
-                -slow[_xdist_group(item)],
-            )
-        )
+        items.sort(key=_order)  # stable, and alike on every worker
 
 
 @pytest.fixture(scope="session")
