@@ -37,7 +37,7 @@ class MethodOptions:
     seed: int = 0  # noise seed (the noise is stored in the graph)
     layer: str | None = None  # Grad-CAM layer: tensor or node name (default: auto)
     # samples per batched pass, chunks one after another (0: all; None: per model, measured:
-    # all for transformers, 2 otherwise; edgesal.methods.base.default_max_batch)
+    # 8 for transformers, 2 otherwise; edgesal.methods.base.default_max_batch)
     max_batch: int | None = None
 
 

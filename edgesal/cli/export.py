@@ -278,8 +278,8 @@ def _add_method_params(p: argparse.ArgumentParser) -> None:
         default=d.max_batch,
         metavar="K",
         help="IG/SmoothGrad: run at most K samples per batched pass, chunks one after another "
-        "(bounds memory; 1 = one at a time; 0 = all at once; default: all at once for "
-        "transformers, 2 otherwise, as measured fastest)",
+        "(bounds memory; 1 = one at a time; 0 = all at once; default: 8 for transformers, "
+        "2 otherwise, as measured fastest)",
     )
 
 

@@ -29,18 +29,19 @@ if TYPE_CHECKING:
 
 
 CONV_NET_MAX_BATCH = 2
+TRANSFORMER_MAX_BATCH = 8
 
 
 def default_max_batch(model: onnx.ModelProto, info: TensorInfo) -> int:
-    """Samples per batched pass when ``--max-batch`` is not given: 0 (all in one pass) for a
-    transformer (a Softmax over the last axis of a square [N, H, T, T] tensor), else 2.
-    Measured (BENCHMARKS.md, docs/tokens.md): 16 IG points on MiniLM cost 0.81 x 16 vanilla calls
-    in one batch and 1.01 x in chunks of 2; on conv nets chunks of 2 were fastest and bound the
-    peak memory (476 MB vs 1002 MB on EfficientNet-Lite0)."""
+    """Samples per batched pass when ``--max-batch`` is not given: 8 for a transformer (a Softmax
+    over the last axis of a square [N, H, T, T] tensor), else 2. Measured (docs/tokens.md,
+    docs/batching.md; MiniLM T = 128, 16 IG points, wall time, quiet machine): chunks of 8 cost
+    0.95-0.97 x 16 vanilla calls, one batch 0.98, chunks of 2 1.13; on conv nets chunks of 2
+    were fastest and bound the peak memory (476 MB vs 1002 MB on EfficientNet-Lite0)."""
     for node in model.graph.node:
         dims = info.dims(node.output[0]) if node.op_type == "Softmax" else None
         if dims and len(dims) == 4 and isinstance(dims[3], int) and dims[2] == dims[3] > 1:
-            return 0
+            return TRANSFORMER_MAX_BATCH
     return CONV_NET_MAX_BATCH
 
 

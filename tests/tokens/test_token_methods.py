@@ -83,11 +83,11 @@ def test_smoothgrad_on_embeddings(small_bert, small_bert_onnx):
     np.testing.assert_allclose(got[0], grads.mean(0), rtol=1e-4, atol=1e-6)
 
 
-def test_transformers_batch_all_samples_by_default(small_bert_onnx):
-    """Without --max-batch a transformer runs all IG points as one batch (measured faster on
+def test_transformers_batch_eight_samples_by_default(small_bert_onnx):
+    """Without --max-batch a transformer runs IG points in chunks of 8 (measured fastest on
     MiniLM); a model without attention keeps chunks of 2 (tests/test_rebatch.py)."""
     model, _ = _run(small_bert_onnx, "integrated", steps=4)
-    assert metadata.read(model)["batching"]["max_batch"] == 0
+    assert metadata.read(model)["batching"]["max_batch"] == 8
     model, _ = _run(small_bert_onnx, "integrated", steps=4, max_batch=2)
     assert metadata.read(model)["batching"]["max_batch"] == 2
 
