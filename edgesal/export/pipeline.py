@@ -26,7 +26,7 @@ from edgesal.onnx_io import check, load_model, upgraded
 from edgesal.options import ExportOptions, TokenOptions  # onnx-free; re-exported by edgesal.export
 from edgesal.runtimes.audio import FrontEnd, input_layout
 from edgesal.runtimes.errors import ModelError
-from edgesal.tokens.vit import VitPlan, add_vit_outputs, plan_vit, record_gradients
+from edgesal.tokens.vit import VitPlan, add_vit_outputs, plan_vit
 
 
 def export_saliency(
@@ -62,7 +62,8 @@ def export_saliency(
     ctx = MethodContext(model, info, b, image, {scored: seed}, options.params, metadata.read(model))
     if options.roi is not None or options.roi_size is not None:
         ctx.roi = _roi_plan(model, info, image, ctx.seeds, options)
-    grads = record_gradients(ctx, vit) if vit is not None else {}
+    flags = "--attention/--patch-map"
+    grads = ctx.gradient_recording(vit.recorded(), flags) if vit is not None else {}
     dtype = info.np_dtype(image.tensor)
     for name, output in outputs.items():
         attribution = _attribution(ctx, name)

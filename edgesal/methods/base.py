@@ -87,17 +87,22 @@ class MethodContext:
             self._cache[key] = self._joined(parts, at, copies)
         return self._cache[key]
 
-    def gradient_recording(self, record: dict[str, str | None]) -> str:
-        """dS/d(image) as :meth:`gradient` gives it, the same backward pass also handing back the
-        gradient at each tensor named in ``record`` (filled in place; None where the target does
-        not depend on it): attention probabilities, a patch embedding. The maps reuse the pass."""
+    def gradient_recording(self, tensors: list[str], flag: str) -> dict[str, str]:
+        """dS/d(each of ``tensors``) from the backward pass of dS/d(image), which lands in the
+        cache :meth:`gradient` reads, so the maps reuse the pass: attention probabilities, a patch
+        embedding. A tensor the target does not depend on is an error naming ``flag``."""
         if self.roi is not None:
-            raise InputError("--roi: not with --attention or --patch-map")
+            raise InputError(f"--roi: not with {flag}")
+        record: dict[str, str | None] = dict.fromkeys(tensors)
         grad = input_gradient(
             self.model.graph, self.info, self.b, self.seeds, self.image.tensor, record=record
         )
         self._cache[("input", self.image.tensor, 1, "vanilla")] = grad
-        return grad
+        found = {tensor: g for tensor, g in record.items() if g is not None}
+        missing = [tensor for tensor in tensors if tensor not in found]
+        if missing:
+            raise InputError(f"{flag}: the target does not depend on '{missing[0]}'")
+        return found
 
     def _chunk_gradient(self, chunk: Chunk, mode: str) -> str:
         if self.roi is not None and self.roi.split is not None:

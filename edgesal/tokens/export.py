@@ -124,7 +124,8 @@ def export_token_saliency(
     )
     dtype = info.np_dtype(explained.tensor)
     weights = _mask_weights(b, explained, dtype)
-    grads = _shared_gradient(ctx, layers) if tokens.attention else {}
+    probs = [layer.probs for layer in layers]  # one backward pass: the map's and dS/dA
+    grads = ctx.gradient_recording(probs, "--attention") if tokens.attention else {}
     for name, output in outputs.items():
         saliency = _token_map(ctx, name, options, weights, dtype)
         add_output(model, saliency, output, ctx.shape(saliency), info.dtype(explained.tensor))
@@ -241,17 +242,6 @@ def _mask_weights(b: Builder, explained: TokenInput, dtype) -> str | None:
     if explained.mask is None:
         return None
     return b.Cast(explained.mask, to=helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
-
-
-def _shared_gradient(ctx: MethodContext, layers: list[att.AttentionLayer]) -> dict[str, str]:
-    """One backward pass that gives dS/d(embeddings) and dS/dA at every attention layer; the
-    vanilla gradient lands in the method context's cache so the maps reuse it."""
-    record: dict[str, str | None] = {layer.probs: None for layer in layers}
-    ctx.gradient_recording(record)
-    missing = [p for p, g in record.items() if g is None]
-    if missing:
-        raise InputError(f"--attention: the target does not depend on attention {missing[0]}")
-    return {p: g for p, g in record.items() if g is not None}  # all of them, after the check
 
 
 def _token_map(ctx: MethodContext, name: str, options: ExportOptions, weights, dtype) -> str:

@@ -9,9 +9,10 @@ the same inference call, the maps on the patch grid [N, H/p, W/p] a ViT/DeiT wor
   ``attention_rollout_grid`` and ``attention_gradient_grid``, normalized to max 1 over the
   patches (the class token's own share of the flow left out).
 
-Everything reads the backward pass of the vanilla image map. The metadata lists the grid maps
-under ``outputs.patch_maps`` (name -> output), which runtimes offer as methods and upsample onto
-frames (``edgesal run --methods attention_rollout``).
+Everything reads the backward pass of the vanilla image map
+(``MethodContext.gradient_recording``). The metadata lists the grid maps under
+``outputs.patch_maps`` (name -> output), which runtimes offer as methods and upsample onto frames
+(``edgesal run --methods attention_rollout``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class VitPlan:
             flows = [ROLLOUT, ATTENTION_GRADIENT]
             names += [ATTENTION, *flows, *(flow + GRID_SUFFIX for flow in flows)]
         return names
+
+    def recorded(self) -> list[str]:
+        """The tensors whose gradients the outputs read: the patch embedding, the attention."""
+        return [self.embedding, *(layer.probs for layer in self.layers)]
 
     def describe(self) -> dict:
         """The ``edgesal.patches`` metadata entry."""
@@ -120,18 +125,6 @@ def token_count(model: onnx.ModelProto, info: TensorInfo, patches: int) -> int:
             f"T = {found}"
         )
     return fits[0]
-
-
-def record_gradients(ctx: MethodContext, plan: VitPlan) -> dict[str, str]:
-    """dS/d(patch embedding) and dS/dA at every attention layer from the backward pass of the
-    vanilla image map (which the maps then reuse)."""
-    record: dict[str, str | None] = {plan.embedding: None}
-    record.update((layer.probs, None) for layer in plan.layers)
-    ctx.gradient_recording(record)
-    missing = [tensor for tensor, grad in record.items() if grad is None]
-    if missing:
-        raise InputError(f"--attention/--patch-map: the target does not depend on '{missing[0]}'")
-    return {tensor: grad for tensor, grad in record.items() if grad is not None}
 
 
 def add_vit_outputs(
